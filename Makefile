@@ -1,0 +1,51 @@
+# The README's two commands: `make serve` and `make test`. Both set up what they need on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+VENV := .venv
+APT_PACKAGES := skopeo containerd docker-registry podman buildah umoci openssh-server nginx wrk iproute2 \
+	uidmap fuse-overlayfs
+APT_MARKER := .venv/.apt-done
+
+.PHONY: install serve test lint unit bench peers clean
+
+$(UV):
+	$(PYTHON) -m pip install --quiet --user uv || $(PYTHON) -m pip install --quiet uv
+
+$(VENV)/.installed: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --quiet
+	touch $@
+
+install: $(VENV)/.installed
+
+serve: install
+	$(VENV)/bin/k3sreg serve $(ARGS)
+
+# Debian packages of the real peers the tests drive (needs root, as in CI).
+$(APT_MARKER): | $(VENV)/.installed
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -q >/dev/null && \
+	  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q $$missing >/dev/null; \
+	fi
+	touch $@
+
+peers: $(APT_MARKER)
+
+lint: install
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+test: install peers lint
+	$(VENV)/bin/pytest -q tests $(PYTEST_ARGS)
+
+unit: install
+	$(VENV)/bin/pytest -q tests/unit $(PYTEST_ARGS)
+
+bench: install peers
+	$(VENV)/bin/python -m bench $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
