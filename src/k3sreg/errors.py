@@ -60,7 +60,7 @@ class DigestInvalid(RegistryError):
 
 
 class ManifestBlobUnknown(RegistryError):
-    code, status, default_message = "MANIFEST_BLOB_UNKNOWN", 400, "manifest references a manifest or blob unknown to registry"
+    code, status, default_message = "MANIFEST_BLOB_UNKNOWN", 400, "manifest references unknown blobs"
 
 
 class ManifestInvalid(RegistryError):
@@ -129,3 +129,17 @@ class ConfigError(K3sregError):
 
 class UsageError(K3sregError):
     """Bad CLI input, shown to the user as one line."""
+
+
+class ManifestTooLarge(RegistryError):
+    code, status, default_message = "MANIFEST_INVALID", 413, "manifest too large"
+
+
+class PaginationNumberInvalid(RegistryError):
+    code, status, default_message = "PAGINATION_NUMBER_INVALID", 400, "invalid number of results requested"
+
+
+class BodyTimeout(RegistryError):
+    """A request body that stopped arriving; the partial chunk is dropped, the session kept."""
+
+    code, status, default_message = "BLOB_UPLOAD_INVALID", 408, "request body timed out"

@@ -6,12 +6,35 @@ from pathlib import Path
 
 import typer
 
+from k3sreg.settings import load_settings
+
 
 def serve(
-    config: Path | None = typer.Option(None, "--config", "-c", help="Distribution-style config.yml."),
+    config: Path | None = typer.Argument(None, help="Distribution-style config.yml (as `registry serve CONFIG`).",
+                                         show_default=False),
+    config_opt: Path | None = typer.Option(None, "--config", "-c", help="Distribution-style config.yml."),
     workers: int = typer.Option(1, "--workers", "-w", min=1, help="Processes sharing the port."),
 ) -> None:
-    """Run the registry (OCI Distribution v1.1, a drop-in for Docker Distribution)."""
-    from k3sreg.server.run import run_server
+    """Run the registry: OCI Distribution v1.1, a drop-in for Docker Distribution (registry:2).
 
-    run_server(config, workers)
+    Without a config it listens on 127.0.0.1:5000 and stores under ./data.
+    """
+    from k3sreg.server.run import bind, setup_logging
+    from k3sreg.server.run import serve as run
+
+    settings = load_settings(config_opt or config)
+    setup_logging(settings)
+    sock = bind(settings)
+    if settings.http.net == "unix":
+        where = f"unix:{settings.http.addr}"
+    else:
+        host, port = sock.getsockname()[:2]
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else (f"[{host}]" if ":" in host else host)
+        where = f"{shown}:{port}"
+    scheme = "https" if settings.http.tls and settings.http.tls.certificate else "http"
+    storage = (str(settings.storage.filesystem.rootdirectory) if settings.storage.filesystem
+               else settings.storage.driver)
+    tls_flag = "" if scheme == "https" else " --dest-tls-verify=false"
+    typer.echo(f"k3sreg listening on {scheme}://{where} (storage: {storage}, workers: {workers})", err=True)
+    typer.echo(f"push an image:  skopeo copy{tls_flag} oci:./layout:1 docker://{where}/library/demo:1", err=True)
+    run(settings, sock, workers)

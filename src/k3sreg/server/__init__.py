@@ -1,0 +1,1 @@
+"""The HTTP server: the only importer of aiohttp.web."""

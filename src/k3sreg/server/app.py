@@ -1,0 +1,117 @@
+"""The composition root: settings in, a wired aiohttp application out.
+
+Drivers are chosen here and only here, from the settings' storage discriminator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from k3sreg import errors
+from k3sreg.server import blob_handlers, manifest_handlers, routes
+from k3sreg.server.context import CONTEXT, Context, Limits
+from k3sreg.server.middleware import make_middlewares
+from k3sreg.settings import Settings
+from k3sreg.storage.driver import Driver
+from k3sreg.storage.filesystem import FilesystemDriver
+from k3sreg.storage.memory import MemoryDriver
+from k3sreg.storage.registry import Registry
+
+log = logging.getLogger("k3sreg.server")
+
+_HANDLERS = {
+    "manifest": manifest_handlers.manifest,
+    "blob": blob_handlers.blob,
+    "upload": blob_handlers.upload,
+    "tags": manifest_handlers.tags,
+    "catalog": manifest_handlers.catalog,
+    "referrers": manifest_handlers.referrers,
+}
+
+
+def make_driver(settings: Settings) -> Driver:
+    """The storage driver the settings name."""
+    kind = settings.storage.driver
+    if kind == "filesystem":
+        assert settings.storage.filesystem is not None
+        return FilesystemDriver(settings.storage.filesystem.rootdirectory)
+    if kind == "inmemory":
+        return MemoryDriver()
+    raise errors.ConfigError([f"storage.{kind}: this storage driver is not available yet; use filesystem"])
+
+
+async def dispatch(request: web.Request) -> web.StreamResponse:
+    """Every `/v2/` request: parse the path, then call the resource's handler."""
+    ctx = request.app[CONTEXT]
+    route = routes.parse(request.match_info["tail"])
+    if route.kind == "base":
+        return web.json_response({})
+    handler = _HANDLERS.get(route.kind)
+    if handler is None:
+        raise errors.NameUnknown(f"no such endpoint: {request.path}")
+    return await handler(request, ctx, route)
+
+
+def create_app(settings: Settings, registry: Registry | None = None) -> web.Application:
+    """The application for `settings`; `registry` may be given by tests to share one store."""
+    limits = Limits(
+        manifest_bytes=settings.limits.manifestsize,
+        blob_bytes=settings.limits.blobsize,
+        body_timeout=settings.limits.bodytimeout,
+    )
+    if registry is None:
+        fs = settings.storage.filesystem
+        registry = Registry(make_driver(settings), threads=min(fs.maxthreads, 32) if fs else 16,
+                            blob_limit=limits.blob_bytes)
+    ctx = Context(
+        registry=registry,
+        limits=limits,
+        delete_enabled=settings.storage.delete.enabled,
+        read_only=settings.storage.maintenance.readonly.enabled,
+        host=settings.http.host,
+        relative_urls=settings.http.relativeurls,
+    )
+    app = web.Application(middlewares=make_middlewares(settings.http.headers), client_max_size=1 << 20)
+    app[CONTEXT] = ctx
+    app.router.add_route("*", "/v2/{tail:.*}", dispatch)
+    app.router.add_route("*", "/v2", _redirect_base)
+    app.on_cleanup.append(lambda _app: _close(registry))
+    purging = settings.storage.maintenance.uploadpurging
+    if purging.enabled:
+        app.cleanup_ctx.append(_purger(registry, purging.age, purging.interval, purging.dryrun))
+    return app
+
+
+async def _close(registry: Registry) -> None:
+    registry.close()
+
+
+async def _redirect_base(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPMovedPermanently("/v2/")
+
+
+def _purger(registry: Registry, age: float, interval: float, dry_run: bool):  # type: ignore[no-untyped-def]
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        async def loop() -> None:
+            while True:
+                try:
+                    removed = await registry.purge_uploads(age, dry_run)
+                    if removed:
+                        log.info("upload purging: %s %d abandoned uploads", "would remove" if dry_run else "removed",
+                                 len(removed))
+                except Exception:
+                    log.exception("upload purging failed")
+                await asyncio.sleep(interval)
+
+        task = asyncio.create_task(loop())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return ctx

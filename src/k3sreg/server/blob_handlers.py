@@ -1,0 +1,167 @@
+"""Blobs and uploads: GET/HEAD/DELETE of a blob, and the upload session protocol."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+
+from aiohttp import web
+
+from k3sreg import errors
+from k3sreg.oci.digest import Digest, InvalidDigest
+from k3sreg.server import body
+from k3sreg.server.context import Context
+from k3sreg.server.routes import Route
+from k3sreg.storage.blobs import BlobInfo, upload_range
+
+_CONTENT_RANGE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
+
+
+def parse_digest(value: str) -> Digest:
+    try:
+        return Digest.parse(value)
+    except InvalidDigest as e:
+        raise errors.DigestInvalid(str(e), detail={"digest": value}) from None
+
+
+async def blob(request: web.Request, ctx: Context, route: Route) -> web.StreamResponse:
+    d = parse_digest(route.ref)
+    if request.method == "DELETE":
+        ctx.check_delete()
+        await ctx.registry.delete_blob(route.name, d)
+        return web.Response(status=202, headers={"Content-Length": "0", "Docker-Content-Digest": str(d)})
+    if request.method not in ("GET", "HEAD"):
+        raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD", "DELETE"])
+    info = await ctx.registry.stat_blob(route.name, d)
+    headers = {"Docker-Content-Digest": str(d), "Content-Type": "application/octet-stream",
+               "ETag": f'"{d}"', "Accept-Ranges": "bytes", "Cache-Control": "max-age=31536000"}
+    if request.method == "HEAD":
+        headers["Content-Length"] = str(info.size)
+        return web.Response(status=200, headers=headers)
+    local = ctx.registry.local_path(info)
+    if local is not None:
+        # sendfile() from the blob file; aiohttp answers Range with 206 and an unsatisfiable one with 416.
+        return web.FileResponse(local, headers=headers)
+    return await _stream(request, ctx, info, headers)
+
+
+async def _stream(request: web.Request, ctx: Context, info: BlobInfo, headers: dict[str, str]) -> web.StreamResponse:
+    """Serve a blob from a driver without local files, honouring a single Range."""
+    start, end = 0, info.size - 1
+    status = 200
+    if request.http_range.start is not None or request.http_range.stop is not None:
+        rng = request.http_range
+        start = rng.start if rng.start is not None else 0
+        if start < 0:
+            start = max(info.size + start, 0)
+        end = min((rng.stop - 1) if rng.stop is not None else info.size - 1, info.size - 1)
+        if start >= info.size or start > end:
+            raise errors.RangeInvalid(headers={"Content-Range": f"bytes */{info.size}"})
+        status = 206
+        headers["Content-Range"] = f"bytes {start}-{end}/{info.size}"
+    length = end - start + 1 if info.size else 0
+    headers["Content-Length"] = str(length)
+    resp = web.StreamResponse(status=status, headers=headers)
+    await resp.prepare(request)
+    async for chunk in ctx.registry.read_blob(info, start, length):
+        await resp.write(chunk)
+    await resp.write_eof()
+    return resp
+
+
+def _upload_headers(ctx: Context, request: web.Request, name: str, uuid: str, size: int) -> dict[str, str]:
+    return {
+        "Location": ctx.url(request, f"/v2/{name}/blobs/uploads/{uuid}"),
+        "Range": upload_range(size),
+        "Docker-Upload-UUID": uuid,
+        "Content-Length": "0",
+    }
+
+
+def _created(ctx: Context, request: web.Request, name: str, d: Digest) -> web.Response:
+    return web.Response(status=201, headers={
+        "Location": ctx.url(request, f"/v2/{name}/blobs/{d}"),
+        "Docker-Content-Digest": str(d),
+        "Content-Length": "0",
+    })
+
+
+async def upload(request: web.Request, ctx: Context, route: Route) -> web.StreamResponse:
+    """POST opens (or mounts, or completes at once); PATCH/PUT/GET/DELETE act on `route.ref`, the session."""
+    name, uuid = route.name, route.ref
+    if request.method == "POST" and not uuid:
+        return await _start(request, ctx, name)
+    if not uuid:
+        raise errors.BlobUploadUnknown("no upload session in the URL")
+    if request.method == "GET":
+        size = await ctx.registry.upload_size(name, uuid)
+        return web.Response(status=204, headers=_upload_headers(ctx, request, name, uuid, size))
+    if request.method == "DELETE":
+        await ctx.registry.cancel_upload(name, uuid)
+        return web.Response(status=204, headers={"Content-Length": "0"})
+    ctx.check_write()
+    if request.method == "PATCH":
+        start, length = _content_range(request)
+        size = await ctx.registry.append_upload(name, uuid, body.chunks(request, ctx.limits.body_timeout),
+                                                start, length)
+        return web.Response(status=202, headers=_upload_headers(ctx, request, name, uuid, size))
+    if request.method == "PUT":
+        digest = request.query.get("digest")
+        if not digest:
+            raise errors.DigestInvalid("the closing PUT needs ?digest=")
+        d = parse_digest(digest)
+        await ctx.registry.upload_size(name, uuid)
+        if request.body_exists:
+            start, length = _content_range(request)
+            await ctx.registry.append_upload(name, uuid, body.chunks(request, ctx.limits.body_timeout),
+                                             start, length)
+        await ctx.registry.commit_upload(name, uuid, d)
+        return _created(ctx, request, name, d)
+    raise web.HTTPMethodNotAllowed(request.method, ["GET", "PATCH", "PUT", "DELETE"])
+
+
+async def _start(request: web.Request, ctx: Context, name: str) -> web.StreamResponse:
+    ctx.check_write()
+    mount = request.query.get("mount")
+    if mount:
+        d = parse_digest(mount)
+        source = request.query.get("from")
+        # Without `from`, any blob the registry holds may be mounted: it is content-addressed, and the client
+        # proved it knows the digest.
+        if await ctx.registry.mount_blob(name, d, source or None) is not None:
+            return _created(ctx, request, name, d)
+    digest = request.query.get("digest")
+    d_mono = parse_digest(digest) if digest else None
+    uuid = await ctx.registry.create_upload(name)
+    if d_mono is None:
+        return web.Response(status=202, headers=_upload_headers(ctx, request, name, uuid, 0))
+    try:
+        await ctx.registry.append_upload(name, uuid, body.chunks(request, ctx.limits.body_timeout), None,
+                                         request.content_length)
+        await ctx.registry.commit_upload(name, uuid, d_mono)
+    except BaseException:
+        await _forget(ctx, name, uuid)
+        raise
+    return _created(ctx, request, name, d_mono)
+
+
+async def _forget(ctx: Context, name: str, uuid: str) -> None:
+    with contextlib.suppress(errors.BlobUploadUnknown):
+        await ctx.registry.cancel_upload(name, uuid)
+
+
+def _content_range(request: web.Request) -> tuple[int | None, int | None]:
+    """(start offset from Content-Range, announced length); 416 for a malformed range."""
+    length = request.content_length
+    value = request.headers.get("Content-Range")
+    if value is None:
+        return None, length
+    m = _CONTENT_RANGE.match(value.strip())
+    if m is None:
+        raise errors.RangeInvalid(f"malformed Content-Range {value!r}: expected <start>-<end>")
+    start, end = int(m.group(1)), int(m.group(2))
+    if end < start:
+        raise errors.RangeInvalid(f"Content-Range {value!r} ends before it starts")
+    if length is not None and length != end - start + 1:
+        raise errors.RangeInvalid(f"Content-Range {value!r} does not match Content-Length {length}")
+    return start, end - start + 1

@@ -1,0 +1,51 @@
+"""What every handler needs, built once by the composition root."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from k3sreg import errors
+from k3sreg.storage.registry import Registry
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    manifest_bytes: int = 4 << 20
+    blob_bytes: int = 0
+    body_timeout: float = 60.0
+
+
+@dataclass(slots=True)
+class Context:
+    """The registry plus the policy knobs of the http and storage sections."""
+
+    registry: Registry
+    limits: Limits
+    delete_enabled: bool = False
+    read_only: bool = False
+    host: str | None = None          # http.host: the external URL for Location headers
+    relative_urls: bool = False
+
+    def check_delete(self) -> None:
+        if not self.delete_enabled:
+            raise errors.Unsupported("deletes are disabled (set storage.delete.enabled: true)")
+        self.check_write()
+
+    def check_write(self) -> None:
+        if self.read_only:
+            raise errors.Unsupported("the registry is in read-only mode (storage.maintenance.readonly)")
+
+    def url(self, request: web.Request, path: str) -> str:
+        """An URL for a Location header: absolute as Distribution sends it, unless relativeurls is set."""
+        if self.relative_urls:
+            return path
+        if self.host:
+            return self.host.rstrip("/") + path
+        proto = request.headers.get("X-Forwarded-Proto", request.scheme).split(",")[0].strip()
+        host = request.headers.get("X-Forwarded-Host", request.host).split(",")[0].strip()
+        return f"{proto}://{host}{path}"
+
+
+CONTEXT: web.AppKey[Context] = web.AppKey("k3sreg_context", Context)

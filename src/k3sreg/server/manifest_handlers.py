@@ -1,0 +1,119 @@
+"""Manifests, tags, referrers and the catalog."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import quote
+
+from aiohttp import web
+
+from k3sreg import errors
+from k3sreg.oci import mediatypes as mt
+from k3sreg.oci.digest import is_digest
+from k3sreg.server import body
+from k3sreg.server.blob_handlers import parse_digest
+from k3sreg.server.context import Context
+from k3sreg.server.routes import Route
+from k3sreg.storage.catalog import page
+from k3sreg.storage.manifests import StoredManifest
+
+
+async def manifest(request: web.Request, ctx: Context, route: Route) -> web.StreamResponse:
+    name, ref = route.name, route.ref
+    if request.method in ("GET", "HEAD"):
+        stored = await ctx.registry.get_manifest(name, ref)
+        stored = await _negotiate(request, ctx, name, stored)
+        headers = {"Content-Type": stored.media_type, "Docker-Content-Digest": str(stored.digest),
+                   "ETag": f'"{stored.digest}"', "Content-Length": str(stored.size)}
+        if request.method == "HEAD":
+            return web.Response(status=200, headers=headers)
+        return web.Response(status=200, body=stored.data, headers=headers)
+    if request.method == "PUT":
+        ctx.check_write()
+        data = await body.read_limited(request, ctx.limits.manifest_bytes, ctx.limits.body_timeout,
+                                       errors.ManifestTooLarge)
+        stored = await ctx.registry.put_manifest(name, ref, data, request.headers.get("Content-Type"))
+        headers = {"Location": ctx.url(request, f"/v2/{name}/manifests/{stored.digest}"),
+                   "Docker-Content-Digest": str(stored.digest), "Content-Length": "0"}
+        if stored.parsed is not None and stored.parsed.subject is not None:
+            headers["OCI-Subject"] = str(stored.parsed.subject.digest)
+        return web.Response(status=201, headers=headers)
+    if request.method == "DELETE":
+        ctx.check_delete()
+        if is_digest(ref):
+            parse_digest(ref)
+        await ctx.registry.delete_manifest(name, ref)
+        return web.Response(status=202, headers={"Content-Length": "0"})
+    raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD", "PUT", "DELETE"])
+
+
+async def _negotiate(request: web.Request, ctx: Context, name: str, stored: StoredManifest) -> StoredManifest:
+    """Old Docker clients that accept only single-image manifests get the linux/amd64 entry of a list.
+
+    The stored bytes are never rewritten: the client receives another manifest, by its own digest, exactly
+    as Distribution does. Clients that send no Accept, or accept the type, get what was pushed.
+    """
+    accepted = {a.split(";")[0].strip() for a in request.headers.getall("Accept", []) for a in a.split(",")}
+    if (stored.media_type not in mt.INDEXES or not accepted or stored.media_type in accepted or "*/*" in accepted
+            or not (accepted & mt.IMAGE_MANIFESTS)):
+        return stored
+    doc = json.loads(stored.data)
+    for entry in doc.get("manifests", []):
+        platform = entry.get("platform") or {}
+        if platform.get("os") == "linux" and platform.get("architecture") == "amd64":
+            child = await ctx.registry.get_manifest(name, entry["digest"])
+            if child.media_type in accepted:
+                return child
+    raise errors.ManifestUnknown(f"{stored.media_type} found, but the Accept header does not allow it")
+
+
+def _n_param(request: web.Request) -> int | None:
+    raw = request.query.get("n")
+    if raw is None or raw == "":
+        return None
+    try:
+        n = int(raw)
+    except ValueError:
+        raise errors.PaginationNumberInvalid(f"n={raw!r} is not a number") from None
+    if n < 0:
+        raise errors.PaginationNumberInvalid(f"n={raw!r} must not be negative")
+    return n
+
+
+def _link(path: str, n: int | None, last: str) -> str:
+    return f'<{path}?n={n}&last={quote(last, safe="")}>; rel="next"'
+
+
+async def tags(request: web.Request, ctx: Context, route: Route) -> web.StreamResponse:
+    if request.method not in ("GET", "HEAD"):
+        raise web.HTTPMethodNotAllowed(request.method, ["GET"])
+    n = _n_param(request)
+    items, more = page(await ctx.registry.tags(route.name), n, request.query.get("last"))
+    headers = {}
+    if more and items:
+        headers["Link"] = _link(f"/v2/{route.name}/tags/list", n, items[-1])
+    return web.json_response({"name": route.name, "tags": items}, headers=headers)
+
+
+async def catalog(request: web.Request, ctx: Context, route: Route) -> web.StreamResponse:
+    if request.method not in ("GET", "HEAD"):
+        raise web.HTTPMethodNotAllowed(request.method, ["GET"])
+    n = _n_param(request)
+    items, more = page(await ctx.registry.catalog(), n, request.query.get("last"))
+    headers = {}
+    if more and items:
+        headers["Link"] = _link("/v2/_catalog", n, items[-1])
+    return web.json_response({"repositories": items}, headers=headers)
+
+
+async def referrers(request: web.Request, ctx: Context, route: Route) -> web.StreamResponse:
+    if request.method not in ("GET", "HEAD"):
+        raise web.HTTPMethodNotAllowed(request.method, ["GET"])
+    subject = parse_digest(route.ref)
+    artifact_type = request.query.get("artifactType") or None
+    found = await ctx.registry.referrers(route.name, subject, artifact_type)
+    headers = {"Content-Type": mt.OCI_INDEX}
+    if artifact_type is not None:
+        headers["OCI-Filters-Applied"] = "artifactType"
+    doc = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": [d.to_json() for d in found]}
+    return web.Response(status=200, body=json.dumps(doc).encode(), headers=headers)

@@ -1,0 +1,131 @@
+"""Run the application: bind once, then serve from one process or from N forked workers on that socket.
+
+    parent: bind(addr) ──fork──► worker 1 ─┐
+                       ──fork──► worker 2 ─┼─ accept() on the same listening socket (the kernel spreads
+                       ...                 ┘  connections); workers share state only through the storage
+The parent restarts a worker that dies and stops them all on SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import ssl
+import sys
+import time
+
+from aiohttp import web
+
+from k3sreg.server.app import create_app
+from k3sreg.settings import Settings
+
+log = logging.getLogger("k3sreg.server")
+_LEVELS = {"error": logging.ERROR, "warn": logging.WARNING, "info": logging.INFO, "debug": logging.DEBUG}
+
+
+def setup_logging(settings: Settings) -> None:
+    """Text or JSON logs on stderr at the configured level; `log.fields` are added to every line."""
+    fields = " ".join(f"{k}={v}" for k, v in settings.log.fields.items())
+    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s" + (f" {fields}" if fields else "")
+    if settings.log.formatter in ("json", "logstash"):
+        extra = "".join(f', "{k}": "{v}"' for k, v in settings.log.fields.items())
+        fmt = '{"time": "%(asctime)s", "level": "%(levelname)s", "logger": "%(name)s", "msg": "%(message)s"' \
+              + extra + "}"
+    logging.basicConfig(level=_LEVELS.get(settings.log.level, logging.INFO), format=fmt, stream=sys.stderr)
+    if settings.log.accesslog.disabled:
+        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def bind(settings: Settings) -> socket.socket:
+    """The listening socket for `http.addr` (port 0 picks a free port), or a unix socket with `http.net: unix`."""
+    if settings.http.net == "unix":
+        path = settings.http.addr
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(path)
+    else:
+        host, port = settings.http.bind()
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, _, _, _, addr = sorted(infos, key=lambda i: i[0] != socket.AF_INET6 or host is not None)[0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6 and host is None:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind(addr)
+    sock.listen(1024)
+    sock.set_inheritable(True)
+    return sock
+
+
+def ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    tls = settings.http.tls
+    if tls is None or not tls.certificate:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = {"tls1.0": ssl.TLSVersion.TLSv1, "tls1.1": ssl.TLSVersion.TLSv1_1,
+                           "tls1.2": ssl.TLSVersion.TLSv1_2, "tls1.3": ssl.TLSVersion.TLSv1_3}[tls.minimumtls]
+    ctx.load_cert_chain(tls.certificate, tls.key)
+    if tls.clientcas:
+        for ca in tls.clientcas:
+            ctx.load_verify_locations(ca)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+def _serve_one(settings: Settings, sock: socket.socket) -> None:
+    """One worker: an event loop (uvloop when installed) serving the app on the shared socket."""
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    access_log = None if settings.log.accesslog.disabled else logging.getLogger("aiohttp.access")
+    web.run_app(create_app(settings), sock=sock, ssl_context=ssl_context(settings), print=None,
+                access_log=access_log, handle_signals=True,
+                shutdown_timeout=settings.http.draintimeout or 5.0)
+
+
+def serve(settings: Settings, sock: socket.socket, workers: int) -> None:
+    """Serve forever from `workers` processes; returns when stopped by SIGINT or SIGTERM."""
+    if workers <= 1:
+        _serve_one(settings, sock)
+        return
+    children: dict[int, int] = {}
+    stopping = False
+
+    def spawn(slot: int) -> None:
+        pid = os.fork()
+        if pid == 0:
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            try:
+                _serve_one(settings, sock)
+            finally:
+                os._exit(0)
+        children[pid] = slot
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in list(children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    for index in range(workers):
+        spawn(index)
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        ended = children.pop(pid, -1)
+        if ended >= 0 and not stopping:
+            log.error("worker %d exited (status %d); starting a new one", pid, status)
+            time.sleep(0.2)
+            spawn(ended)

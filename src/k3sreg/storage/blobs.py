@@ -1,0 +1,223 @@
+"""Blobs and uploads: the global content-addressed store, per-repository links, resumable upload sessions.
+
+A blob becomes visible in a repository in this order: its bytes are fsynced and renamed into
+`blobs/<alg>/<xx>/<hex>/data` only after the digest was verified, then the repository's `_layers` link is
+written. A process killed at any point leaves at most an upload directory (purged later) or an unlinked blob.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import uuid as uuidlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from k3sreg import errors
+from k3sreg.oci.digest import Digest, InvalidDigest
+from k3sreg.storage import paths
+from k3sreg.storage.driver import Driver, PathNotFound, Writer
+
+_REHASH_CHUNK = 4 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class BlobInfo:
+    """What HEAD and GET need: the digest, the exact size, and a local file when the driver has one."""
+
+    digest: Digest
+    size: int
+    path: str
+
+
+def read_link(driver: Driver, path: str) -> Digest | None:
+    """The digest a link file names, or None when there is no (valid) link."""
+    try:
+        raw = driver.get_content(path)
+    except PathNotFound:
+        return None
+    try:
+        return Digest.parse(raw.decode("ascii", "replace").strip())
+    except InvalidDigest:
+        return None
+
+
+def write_link(driver: Driver, path: str, d: Digest) -> None:
+    driver.put_content(path, str(d).encode())
+
+
+class _HashState:
+    """The running sha256 of an upload, valid while `offset` equals the data file's size."""
+
+    __slots__ = ("hasher", "offset")
+
+    def __init__(self) -> None:
+        self.hasher = hashlib.sha256()
+        self.offset = 0
+
+
+class Appender:
+    """Appends request bytes to one upload and keeps its running hash; used from worker threads."""
+
+    def __init__(self, store: BlobStore, repo: str, uuid: str, state: _HashState, writer: Writer):
+        self._store, self._repo, self._uuid = store, repo, uuid
+        self._state, self._writer = state, writer
+
+    @property
+    def size(self) -> int:
+        return self._writer.size
+
+    def write(self, data: bytes) -> None:
+        self._writer.write(data)
+        self._state.hasher.update(data)
+        self._state.offset += len(data)
+
+    def finish(self) -> int:
+        """Close the file and keep the hash for the next request of this session; returns the size."""
+        self._writer.close()
+        self._store.release(self._repo, self._uuid, self._state)
+        return self._writer.size
+
+    def abort(self) -> None:
+        """Close after a failed request; the hash is dropped and recomputed from the file if needed."""
+        self._writer.close()
+        self._store.release(self._repo, self._uuid, None)
+
+
+class BlobStore:
+    """Blobs, repository links and upload sessions on top of a Driver (synchronous; run in threads)."""
+
+    def __init__(self, driver: Driver):
+        self.driver = driver
+        self._states: dict[tuple[str, str], _HashState] = {}
+        self._lock = threading.Lock()
+
+    # --- blobs ----------------------------------------------------------------------------------------
+    def stat_global(self, d: Digest) -> BlobInfo | None:
+        info = self.driver.stat(paths.blob_data(d))
+        if info is None or info.is_dir:
+            return None
+        return BlobInfo(d, info.size, paths.blob_data(d))
+
+    def stat(self, repo: str, d: Digest) -> BlobInfo:
+        """The blob as seen from `repo`; BlobUnknown when it is not linked there or its data is gone."""
+        if read_link(self.driver, paths.layer_link(repo, d)) != d:
+            raise errors.BlobUnknown(detail={"digest": str(d)})
+        info = self.stat_global(d)
+        if info is None:
+            raise errors.BlobUnknown(detail={"digest": str(d)})
+        return info
+
+    def link(self, repo: str, d: Digest) -> None:
+        write_link(self.driver, paths.layer_link(repo, d), d)
+
+    def delete(self, repo: str, d: Digest) -> None:
+        """Unlink the blob from `repo`, as Distribution does; the bytes stay until garbage collection."""
+        self.stat(repo, d)
+        self.driver.delete(paths.layer_dir(repo, d))
+
+    def mount(self, repo: str, d: Digest, source: str | None) -> BlobInfo | None:
+        """Link an existing blob into `repo` from `source` (or from anywhere when None); None if impossible."""
+        try:
+            info = self.stat(source, d) if source is not None else self.stat_global(d)
+        except errors.BlobUnknown:
+            return None
+        if info is not None:
+            self.link(repo, d)
+        return info
+
+    def put_small(self, d: Digest, data: bytes) -> None:
+        """Store verified content (a manifest) in the global store, unless it is there already."""
+        if self.stat_global(d) is None:
+            self.driver.put_content(paths.blob_data(d), data)
+
+    def get_small(self, d: Digest) -> bytes:
+        try:
+            return self.driver.get_content(paths.blob_data(d))
+        except PathNotFound:
+            raise errors.BlobUnknown(detail={"digest": str(d)}) from None
+
+    # --- uploads --------------------------------------------------------------------------------------
+    def create_upload(self, repo: str) -> str:
+        uuid = str(uuidlib.uuid4())
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        self.driver.put_content(paths.upload_startedat(repo, uuid), now.encode())
+        self.driver.writer(paths.upload_data(repo, uuid), append=False).close()
+        return uuid
+
+    def upload_size(self, repo: str, uuid: str) -> int:
+        info = self.driver.stat(paths.upload_data(repo, uuid))
+        if info is None or info.is_dir:
+            raise errors.BlobUploadUnknown(detail={"uuid": uuid})
+        return info.size
+
+    def cancel_upload(self, repo: str, uuid: str) -> None:
+        self.upload_size(repo, uuid)
+        self._drop(repo, uuid)
+        self.driver.delete(paths.upload_dir(repo, uuid))
+
+    def begin_append(self, repo: str, uuid: str, start: int | None) -> Appender:
+        """Open the upload for appending; `start` (from Content-Range) must equal the current size."""
+        size = self.upload_size(repo, uuid)
+        if start is not None and start != size:
+            raise errors.RangeInvalid(
+                f"chunk starts at {start} but the upload has {size} bytes",
+                headers=_range_headers(size),
+            )
+        writer = self.driver.writer(paths.upload_data(repo, uuid), append=True)
+        return Appender(self, repo, uuid, self._take(repo, uuid, size), writer)
+
+    def commit_upload(self, repo: str, uuid: str, d: Digest) -> BlobInfo:
+        """Verify the upload against `d`, move it into the blob store and link it; the session ends either way."""
+        size = self.upload_size(repo, uuid)
+        state = self._take(repo, uuid, size) if d.algorithm == "sha256" else None
+        actual = state.hasher.hexdigest() if state is not None else self._rehash(repo, uuid, d.algorithm)
+        self._drop(repo, uuid)
+        if actual != d.hex:
+            self.driver.delete(paths.upload_dir(repo, uuid))
+            raise errors.DigestInvalid(detail={"expected": str(d), "actual": f"{d.algorithm}:{actual}"})
+        data = paths.upload_data(repo, uuid)
+        if self.stat_global(d) is None:
+            w = self.driver.writer(data, append=True)
+            w.close(sync=True)
+            self.driver.move(data, paths.blob_data(d))
+        self.link(repo, d)
+        self.driver.delete(paths.upload_dir(repo, uuid))
+        return BlobInfo(d, size, paths.blob_data(d))
+
+    # --- hash states: kept per process; another worker's chunk makes us rehash from the file ------------
+    def _take(self, repo: str, uuid: str, size: int) -> _HashState:
+        with self._lock:
+            state = self._states.pop((repo, uuid), None)
+        if state is None or state.offset != size:
+            state = _HashState()
+            with self.driver.reader(paths.upload_data(repo, uuid)) as f:
+                while chunk := f.read(_REHASH_CHUNK):
+                    state.hasher.update(chunk)
+                    state.offset += len(chunk)
+        return state
+
+    def release(self, repo: str, uuid: str, state: _HashState | None) -> None:
+        if state is not None:
+            with self._lock:
+                self._states[(repo, uuid)] = state
+
+    def _drop(self, repo: str, uuid: str) -> None:
+        with self._lock:
+            self._states.pop((repo, uuid), None)
+
+    def _rehash(self, repo: str, uuid: str, algorithm: str) -> str:
+        h = hashlib.new(algorithm)
+        with self.driver.reader(paths.upload_data(repo, uuid)) as f:
+            while chunk := f.read(_REHASH_CHUNK):
+                h.update(chunk)
+        return h.hexdigest()
+
+
+def _range_headers(size: int) -> dict[str, str]:
+    return {"Range": upload_range(size)}
+
+
+def upload_range(size: int) -> str:
+    """The `Range` header of an upload holding `size` bytes (Distribution says 0-0 when empty)."""
+    return f"0-{max(size - 1, 0)}"

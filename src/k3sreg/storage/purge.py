@@ -1,0 +1,38 @@
+"""Upload purging (Distribution's `storage.maintenance.uploadpurging`): drop abandoned upload sessions."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+from k3sreg.storage import catalog, paths
+from k3sreg.storage.driver import Driver, PathNotFound
+
+
+def _started(driver: Driver, repo: str, uuid: str) -> float | None:
+    try:
+        raw = driver.get_content(paths.upload_startedat(repo, uuid)).decode().strip()
+        return datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
+    except (PathNotFound, ValueError):
+        info = driver.stat(paths.upload_dir(repo, uuid))
+        return info.mtime if info else None
+
+
+def purge_uploads(driver: Driver, age: float, dry_run: bool = False, now: float | None = None) -> list[str]:
+    """Remove upload sessions started more than `age` seconds ago, and stale staging files; returns them."""
+    now = time.time() if now is None else now
+    removed: list[str] = []
+    for repo in catalog.repositories(driver):
+        for uuid in driver.list(paths.uploads(repo)):
+            started = _started(driver, repo, uuid)
+            if started is not None and now - started > age:
+                removed.append(f"{repo}/{uuid}")
+                if not dry_run:
+                    driver.delete(paths.upload_dir(repo, uuid))
+    for name in driver.list(paths.TMP):
+        info = driver.stat(f"{paths.TMP}/{name}")
+        if info is not None and now - info.mtime > min(age, 3600):
+            removed.append(f"{paths.TMP}/{name}")
+            if not dry_run:
+                driver.delete(f"{paths.TMP}/{name}")
+    return removed

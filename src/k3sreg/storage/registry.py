@@ -1,0 +1,156 @@
+"""The async face of the store: each operation is one hop to a worker thread.
+
+Handlers see only `Registry` (and, later, the pull-through cache that implements the same methods), never
+a driver. Request bodies arrive as async iterators of bytes; blob bodies leave as a local path (for
+sendfile) or an async iterator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from k3sreg import errors
+from k3sreg.oci.digest import Digest
+from k3sreg.oci.manifest import Descriptor
+from k3sreg.storage import catalog, paths, purge
+from k3sreg.storage.blobs import Appender, BlobInfo, BlobStore
+from k3sreg.storage.driver import Driver
+from k3sreg.storage.manifests import ManifestStore, StoredManifest
+
+T = TypeVar("T")
+_WRITE_BUFFER = 1 << 20
+
+
+class Registry:
+    """Local repositories: blobs, uploads, manifests, tags, referrers, catalog."""
+
+    def __init__(self, driver: Driver, *, threads: int = 16, blob_limit: int = 0):
+        self.driver = driver
+        self.blobs = BlobStore(driver)
+        self.manifests = ManifestStore(self.blobs)
+        self.blob_limit = blob_limit
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="k3sreg-io")
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, functools.partial(fn, *args))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # --- blobs ----------------------------------------------------------------------------------------
+    async def stat_blob(self, repo: str, d: Digest) -> BlobInfo:
+        return await self._run(self.blobs.stat, repo, d)
+
+    def local_path(self, info: BlobInfo) -> Path | None:
+        return self.driver.local_path(info.path)
+
+    async def read_blob(self, info: BlobInfo, offset: int = 0, length: int | None = None,
+                        chunk: int = 1 << 20) -> AsyncIterator[bytes]:
+        """Stream a blob from a driver without local files."""
+        f = await self._run(self.driver.reader, info.path, offset)
+        remaining = info.size - offset if length is None else length
+        try:
+            while remaining > 0:
+                data = await self._run(f.read, min(chunk, remaining))
+                if not data:
+                    break
+                remaining -= len(data)
+                yield data
+        finally:
+            await self._run(f.close)
+
+    async def delete_blob(self, repo: str, d: Digest) -> None:
+        await self._run(self.blobs.delete, repo, d)
+
+    async def mount_blob(self, repo: str, d: Digest, source: str | None) -> BlobInfo | None:
+        return await self._run(self.blobs.mount, repo, d, source)
+
+    # --- uploads --------------------------------------------------------------------------------------
+    async def create_upload(self, repo: str) -> str:
+        return await self._run(self.blobs.create_upload, repo)
+
+    async def upload_size(self, repo: str, uuid: str) -> int:
+        return await self._run(self.blobs.upload_size, repo, uuid)
+
+    async def cancel_upload(self, repo: str, uuid: str) -> None:
+        await self._run(self.blobs.cancel_upload, repo, uuid)
+
+    async def append_upload(self, repo: str, uuid: str, body: AsyncIterator[bytes], start: int | None = None,
+                            length: int | None = None) -> int:
+        """Append a request body to an upload while hashing it; returns the new size.
+
+        Disk writes of one buffer overlap with receiving the next. `length`, when given, is what the client
+        announced: a body of another size is SIZE_INVALID and nothing of it is kept.
+        """
+        appender = await self._run(self.blobs.begin_append, repo, uuid, start)
+        begin = appender.size
+        pending: asyncio.Future[None] | None = None
+        buf = bytearray()
+        received = 0
+        try:
+            async for chunk in body:
+                received += len(chunk)
+                if self.blob_limit and begin + received > self.blob_limit:
+                    raise errors.TooLarge(f"blob exceeds the limit of {self.blob_limit} bytes")
+                buf += chunk
+                if len(buf) >= _WRITE_BUFFER:
+                    if pending is not None:
+                        await pending
+                    pending = asyncio.ensure_future(self._run(appender.write, bytes(buf)))
+                    buf.clear()
+            if pending is not None:
+                await pending
+                pending = None
+            if buf:
+                await self._run(appender.write, bytes(buf))
+            if length is not None and received != length:
+                raise errors.SizeInvalid(f"received {received} bytes, Content-Length said {length}")
+        except BaseException:
+            if pending is not None:
+                with contextlib.suppress(BaseException):
+                    await pending
+            await asyncio.shield(self._run(self._rollback, appender, repo, uuid, begin))
+            raise
+        return await self._run(appender.finish)
+
+    def _rollback(self, appender: Appender, repo: str, uuid: str, size: int) -> None:
+        """A failed chunk leaves the upload as it was before the request."""
+        appender.abort()
+        with contextlib.suppress(OSError):
+            self.driver.truncate(paths.upload_data(repo, uuid), size)
+
+    async def commit_upload(self, repo: str, uuid: str, d: Digest) -> BlobInfo:
+        return await self._run(self.blobs.commit_upload, repo, uuid, d)
+
+    # --- manifests ------------------------------------------------------------------------------------
+    async def get_manifest(self, repo: str, reference: str) -> StoredManifest:
+        return await self._run(self.manifests.get, repo, reference)
+
+    async def get_manifest_by_digest(self, d: Digest) -> StoredManifest:
+        return await self._run(self.manifests.load, d)
+
+    async def put_manifest(self, repo: str, reference: str, data: bytes, content_type: str | None
+                           ) -> StoredManifest:
+        return await self._run(self.manifests.put, repo, reference, data, content_type)
+
+    async def delete_manifest(self, repo: str, reference: str) -> None:
+        await self._run(self.manifests.delete, repo, reference)
+
+    async def tags(self, repo: str) -> list[str]:
+        return await self._run(self.manifests.tags, repo)
+
+    async def referrers(self, repo: str, subject: Digest, artifact_type: str | None) -> list[Descriptor]:
+        return await self._run(self.manifests.referrers, repo, subject, artifact_type)
+
+    async def purge_uploads(self, age: float, dry_run: bool) -> list[str]:
+        return await self._run(purge.purge_uploads, self.driver, age, dry_run)
+
+    async def catalog(self) -> list[str]:
+        return await self._run(catalog.repositories, self.driver)
