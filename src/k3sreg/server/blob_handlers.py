@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import asyncio
 import re
 
 from aiohttp import web
@@ -12,7 +13,7 @@ from k3sreg.oci.digest import Digest, InvalidDigest
 from k3sreg.server import body
 from k3sreg.server.context import Context
 from k3sreg.server.routes import Route
-from k3sreg.storage.blobs import BlobInfo, upload_range
+from k3sreg.storage.blobs import BlobInfo, new_upload_id, upload_range
 
 _CONTENT_RANGE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
 
@@ -132,15 +133,18 @@ async def _start(request: web.Request, ctx: Context, name: str) -> web.StreamRes
             return _created(ctx, request, name, d)
     digest = request.query.get("digest")
     d_mono = parse_digest(digest) if digest else None
-    uuid = await ctx.registry.create_upload(name)
     if d_mono is None:
+        uuid = await ctx.registry.create_upload(name)
         return web.Response(status=202, headers=_upload_headers(ctx, request, name, uuid, 0))
+    uuid = new_upload_id()
     try:
+        await ctx.registry.create_upload(name, uuid)
         await ctx.registry.append_upload(name, uuid, body.chunks(request, ctx.limits.body_timeout), None,
                                          request.content_length)
         await ctx.registry.commit_upload(name, uuid, d_mono)
     except BaseException:
-        await _forget(ctx, name, uuid)
+        # Shielded: a client that disconnects cancels this handler, and the session must still go.
+        await asyncio.shield(_forget(ctx, name, uuid))
         raise
     return _created(ctx, request, name, d_mono)
 

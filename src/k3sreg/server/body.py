@@ -10,16 +10,33 @@ from aiohttp import web
 from k3sreg import errors
 
 
+_POLL = 1.0
+
+
 async def chunks(request: web.Request, idle_timeout: float) -> AsyncIterator[bytes]:
-    """The body as it arrives; BodyTimeout when nothing came for `idle_timeout` seconds."""
+    """The body as it arrives; BodyTimeout when nothing came for `idle_timeout` seconds.
+
+    A client that vanishes mid-body does not always wake the reader, so a stalled read also checks, every
+    second, whether the connection is gone.
+    """
     content = request.content
+    loop = asyncio.get_running_loop()
     while True:
-        try:
-            async with asyncio.timeout(idle_timeout or None):
-                chunk = await content.readany()
-        except TimeoutError:
-            raise errors.BodyTimeout(f"no request body data for {idle_timeout:g}s") from None
+        started = loop.time()
+        while True:
+            try:
+                async with asyncio.timeout(min(_POLL, idle_timeout) if idle_timeout else _POLL):
+                    chunk = await content.readany()
+                break
+            except TimeoutError:
+                transport = request.transport
+                if transport is None or transport.is_closing():
+                    raise ConnectionResetError("client disconnected in the middle of the body") from None
+                if idle_timeout and loop.time() - started >= idle_timeout:
+                    raise errors.BodyTimeout(f"no request body data for {idle_timeout:g}s") from None
         if not chunk:
+            if content.exception() is None and request.content_length is not None and not content.is_eof():
+                continue
             return
         yield chunk
 

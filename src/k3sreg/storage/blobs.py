@@ -138,8 +138,9 @@ class BlobStore:
             raise errors.BlobUnknown(detail={"digest": str(d)}) from None
 
     # --- uploads --------------------------------------------------------------------------------------
-    def create_upload(self, repo: str) -> str:
-        uuid = str(uuidlib.uuid4())
+    def create_upload(self, repo: str, uuid: str | None = None) -> str:
+        """Open an upload session; the caller may choose its id to be able to clean up after a cancel."""
+        uuid = uuid or new_upload_id()
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         self.driver.put_content(paths.upload_startedat(repo, uuid), now.encode())
         self.driver.writer(paths.upload_data(repo, uuid), append=False).close()
@@ -212,6 +213,10 @@ class BlobStore:
             while chunk := f.read(_REHASH_CHUNK):
                 h.update(chunk)
         return h.hexdigest()
+
+
+def new_upload_id() -> str:
+    return str(uuidlib.uuid4())
 
 
 def _range_headers(size: int) -> dict[str, str]:

@@ -73,8 +73,8 @@ class Registry:
         return await self._run(self.blobs.mount, repo, d, source)
 
     # --- uploads --------------------------------------------------------------------------------------
-    async def create_upload(self, repo: str) -> str:
-        return await self._run(self.blobs.create_upload, repo)
+    async def create_upload(self, repo: str, uuid: str | None = None) -> str:
+        return await self._run(self.blobs.create_upload, repo, uuid)
 
     async def upload_size(self, repo: str, uuid: str) -> int:
         return await self._run(self.blobs.upload_size, repo, uuid)

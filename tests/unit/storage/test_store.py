@@ -1,0 +1,181 @@
+"""The content store on both drivers: uploads, manifests, tags, referrers, catalog, purging."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from k3sreg import errors
+from k3sreg.oci import mediatypes as mt
+from k3sreg.oci.digest import Digest
+from k3sreg.storage import catalog, paths
+from k3sreg.storage.blobs import BlobStore
+from k3sreg.storage.driver import Driver
+from k3sreg.storage.filesystem import FilesystemDriver
+from k3sreg.storage.manifests import ManifestStore
+from k3sreg.storage.memory import MemoryDriver
+from k3sreg.storage.purge import purge_uploads
+
+
+@pytest.fixture(params=["filesystem", "inmemory"])
+def driver(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Driver]:
+    yield FilesystemDriver(tmp_path) if request.param == "filesystem" else MemoryDriver()
+
+
+def push_blob(blobs: BlobStore, repo: str, data: bytes) -> Digest:
+    uuid = blobs.create_upload(repo)
+    a = blobs.begin_append(repo, uuid, 0)
+    a.write(data)
+    a.finish()
+    return blobs.commit_upload(repo, uuid, Digest.of(data)).digest
+
+
+def image(config: Digest, layers: list[Digest], **extra: Any) -> bytes:
+    doc: dict[str, Any] = {"schemaVersion": 2, "mediaType": mt.OCI_MANIFEST,
+                           "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": str(config),
+                                      "size": 2},
+                           "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": str(d),
+                                       "size": 1} for d in layers]}
+    doc.update(extra)
+    return json.dumps(doc).encode()
+
+
+def test_chunked_upload_commits_and_links(driver: Driver) -> None:
+    """Chunks appended in order commit to the global store and are linked into the repository."""
+    blobs = BlobStore(driver)
+    uuid = blobs.create_upload("a/b")
+    for i, part in enumerate([b"hello ", b"world"]):
+        a = blobs.begin_append("a/b", uuid, 6 * i)
+        a.write(part)
+        a.finish()
+    info = blobs.commit_upload("a/b", uuid, Digest.of(b"hello world"))
+    assert blobs.stat("a/b", info.digest).size == 11
+    assert driver.get_content(paths.blob_data(info.digest)) == b"hello world"
+    assert driver.list(paths.uploads("a/b")) == []
+
+
+def test_wrong_offset_is_range_invalid(driver: Driver) -> None:
+    """A chunk that does not start at the current size is refused and says where the upload is."""
+    blobs = BlobStore(driver)
+    uuid = blobs.create_upload("r")
+    with pytest.raises(errors.RangeInvalid) as e:
+        blobs.begin_append("r", uuid, 5)
+    assert e.value.headers["Range"] == "0-0"
+
+
+def test_digest_mismatch_leaves_nothing(driver: Driver) -> None:
+    """A commit with the wrong digest stores no blob, no link, and ends the session."""
+    blobs = BlobStore(driver)
+    uuid = blobs.create_upload("r")
+    a = blobs.begin_append("r", uuid, None)
+    a.write(b"data")
+    a.finish()
+    wrong = Digest.of(b"other")
+    with pytest.raises(errors.DigestInvalid):
+        blobs.commit_upload("r", uuid, wrong)
+    assert blobs.stat_global(wrong) is None and blobs.stat_global(Digest.of(b"data")) is None
+    with pytest.raises(errors.BlobUploadUnknown):
+        blobs.upload_size("r", uuid)
+
+
+def test_hash_recovered_when_another_process_appended(driver: Driver) -> None:
+    """A session whose in-memory hash is stale (another worker appended) is rehashed from the file."""
+    one, two = BlobStore(driver), BlobStore(driver)
+    uuid = one.create_upload("r")
+    a = one.begin_append("r", uuid, 0)
+    a.write(b"abc")
+    a.finish()
+    b = two.begin_append("r", uuid, 3)
+    b.write(b"def")
+    b.finish()
+    assert one.commit_upload("r", uuid, Digest.of(b"abcdef")).size == 6
+
+
+def test_mount_needs_link_in_source(driver: Driver) -> None:
+    """Mounting from a repository that does not hold the blob fails; from one that does, it links."""
+    blobs = BlobStore(driver)
+    d = push_blob(blobs, "src", b"x")
+    assert blobs.mount("dst", d, "elsewhere") is None
+    assert blobs.mount("dst", d, "src") is not None and blobs.stat("dst", d).size == 1
+    assert blobs.mount("auto", d, None) is not None
+
+
+def test_manifest_with_missing_blob_writes_nothing(driver: Driver) -> None:
+    """MANIFEST_BLOB_UNKNOWN lists the missing digests and leaves no revision or tag."""
+    blobs = BlobStore(driver)
+    store = ManifestStore(blobs)
+    cfg = push_blob(blobs, "r", b"{}")
+    missing = Digest.of(b"layer")
+    with pytest.raises(errors.ManifestBlobUnknown) as e:
+        store.put("r", "v1", image(cfg, [missing]), mt.OCI_MANIFEST)
+    assert str(missing) in e.value.detail["digests"]
+    assert driver.list(paths.tags("r")) == [] and driver.list(paths.revisions("r")) == []
+
+
+def test_tag_moves_and_keeps_history(driver: Driver) -> None:
+    """Re-tagging updates `current` and keeps every digest in the tag's index, as Distribution does."""
+    blobs = BlobStore(driver)
+    store = ManifestStore(blobs)
+    cfg, l1, l2 = (push_blob(blobs, "r", x) for x in (b"{}", b"1", b"2"))
+    first = store.put("r", "v1", image(cfg, [l1]), None)
+    second = store.put("r", "v1", image(cfg, [l2]), None)
+    assert store.get("r", "v1").digest == second.digest
+    assert sorted(driver.list(f"{paths.tag_dir('r', 'v1')}/index/sha256")) == sorted(
+        [first.digest.hex, second.digest.hex])
+    assert store.get("r", str(first.digest)).data == image(cfg, [l1])
+
+
+def test_delete_by_digest_removes_its_tags(driver: Driver) -> None:
+    """Deleting a manifest deletes the tags pointing at it; other tags stay."""
+    blobs = BlobStore(driver)
+    store = ManifestStore(blobs)
+    cfg, l1, l2 = (push_blob(blobs, "r", x) for x in (b"{}", b"1", b"2"))
+    a = store.put("r", "a", image(cfg, [l1]), None)
+    store.put("r", "b", image(cfg, [l2]), None)
+    store.put("r", "a2", image(cfg, [l1]), None)
+    store.delete("r", str(a.digest))
+    assert store.tags("r") == ["b"]
+    with pytest.raises(errors.ManifestUnknown):
+        store.get("r", str(a.digest))
+
+
+def test_referrers_filtered_by_artifact_type(driver: Driver) -> None:
+    """Manifests with a subject are listed as its referrers, filterable by artifactType."""
+    blobs = BlobStore(driver)
+    store = ManifestStore(blobs)
+    cfg, l1 = push_blob(blobs, "r", b"{}"), push_blob(blobs, "r", b"1")
+    subject = store.put("r", "v1", image(cfg, [l1]), None)
+    subj = {"mediaType": mt.OCI_MANIFEST, "digest": str(subject.digest), "size": subject.size}
+    sig = store.put("r", "sig", image(cfg, [l1], subject=subj, artifactType="application/x.sig"), None)
+    store.put("r", "sbom", image(cfg, [l1], subject=subj, artifactType="application/x.sbom"), None)
+    assert len(store.referrers("r", subject.digest, None)) == 2
+    only = store.referrers("r", subject.digest, "application/x.sig")
+    assert [d.digest for d in only] == [sig.digest] and only[0].artifact_type == "application/x.sig"
+    store.delete("r", str(sig.digest))
+    assert len(store.referrers("r", subject.digest, None)) == 1
+
+
+def test_catalog_finds_nested_repositories_sorted(driver: Driver) -> None:
+    """The catalog lists every repository, nested ones too, in lexical order, with pagination."""
+    blobs = BlobStore(driver)
+    for name in ["b", "a/c", "a", "a/c/d"]:
+        push_blob(blobs, name, name.encode())
+    names = catalog.repositories(driver)
+    assert names == ["a", "a/c", "a/c/d", "b"]
+    assert catalog.page(names, 2, None) == (["a", "a/c"], True)
+    assert catalog.page(names, 2, "a/c") == (["a/c/d", "b"], False)
+
+
+def test_purge_removes_only_old_uploads(driver: Driver) -> None:
+    """Upload purging removes sessions older than the age and keeps recent ones."""
+    blobs = BlobStore(driver)
+    old, new = blobs.create_upload("r"), blobs.create_upload("r")
+    driver.put_content(paths.upload_startedat("r", old), b"2020-01-01T00:00:00Z")
+    assert purge_uploads(driver, age=3600, dry_run=True) == [f"r/{old}"]
+    assert driver.list(paths.uploads("r")) != []
+    purge_uploads(driver, age=3600)
+    assert driver.list(paths.uploads("r")) == [new]
