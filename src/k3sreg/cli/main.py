@@ -7,7 +7,7 @@ import sys
 import typer
 
 from k3sreg import __version__
-from k3sreg.cli import serve
+from k3sreg.cli import mirrors, nodes, serve
 from k3sreg.cli.output import fail
 from k3sreg.errors import ConfigError, K3sregError
 
@@ -19,6 +19,8 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.command("serve")(serve.serve)
+app.add_typer(nodes.app, name="nodes")
+app.add_typer(mirrors.app, name="mirrors")
 
 
 @app.command("version")

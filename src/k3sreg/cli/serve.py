@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from k3sreg.errors import UsageError
 from k3sreg.settings import load_settings
 
 
@@ -19,12 +20,18 @@ def serve(
 
     Without a config it listens on 127.0.0.1:5000 and stores under ./data.
     """
-    from k3sreg.server.run import bind, setup_logging
+    from k3sreg.server.run import bind, setup_logging, ssl_context
     from k3sreg.server.run import serve as run
 
     settings = load_settings(config_opt or config)
     setup_logging(settings)
-    sock = bind(settings)
+    try:
+        sock = bind(settings)
+        ssl_context(settings)  # fail now, in one line, on unreadable certificates
+    except OSError as e:
+        reason = e.strerror or str(e)
+        raise UsageError(f"cannot serve on {settings.http.addr}: {reason} (change http.addr, or stop what uses it)"
+                         ) from None
     if settings.http.net == "unix":
         where = f"unix:{settings.http.addr}"
     else:

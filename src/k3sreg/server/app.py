@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from k3sreg import errors
-from k3sreg.server import blob_handlers, manifest_handlers, routes
+from k3sreg.server import blob_handlers, health, manifest_handlers, routes
 from k3sreg.server.context import CONTEXT, Context, Limits
 from k3sreg.server.middleware import make_middlewares
 from k3sreg.settings import Settings
@@ -76,8 +76,11 @@ def create_app(settings: Settings, registry: Registry | None = None) -> web.Appl
         host=settings.http.host,
         relative_urls=settings.http.relativeurls,
     )
-    app = web.Application(middlewares=make_middlewares(settings.http.headers), client_max_size=1 << 20)
+    state = health.Health()
+    app = web.Application(middlewares=make_middlewares(settings.http.headers, state.problems),
+                          client_max_size=1 << 20)
     app[CONTEXT] = ctx
+    health.install(app, settings.health, registry, state)
     app.router.add_route("*", "/v2/{tail:.*}", dispatch)
     app.router.add_route("*", "/v2", _redirect_base)
     app.on_cleanup.append(lambda _app: _close(registry))

@@ -9,7 +9,6 @@ from aiohttp import web
 
 from k3sreg import errors
 
-
 _POLL = 1.0
 
 

@@ -21,13 +21,16 @@ def error_response(err: errors.RegistryError) -> web.Response:
     return web.Response(status=err.status, body=json.dumps(err.body()).encode(), headers=headers)
 
 
-def make_middlewares(extra_headers: dict[str, list[str]]) -> list[Callable[..., Awaitable[web.StreamResponse]]]:
-    """Error mapping plus the configured `http.headers` on every response."""
+def make_middlewares(extra_headers: dict[str, list[str]], problems: dict[str, str]
+                     ) -> list[Callable[..., Awaitable[web.StreamResponse]]]:
+    """Error mapping plus the configured `http.headers` on every response; 503 while `problems` is not empty."""
     fixed = [(k, v) for k, values in extra_headers.items() for v in values]
 
     @web.middleware
     async def oci_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
+            if problems and request.path != "/debug/health":
+                raise errors.Unavailable("health checks failing: " + "; ".join(problems.values()))
             resp = await handler(request)
         except errors.RegistryError as e:
             if e.status >= 500:

@@ -68,7 +68,14 @@ class Appender:
         return self._writer.size
 
     def write(self, data: bytes) -> None:
+        self.write_data(data)
+        self.hash_data(data)
+
+    def write_data(self, data: bytes) -> None:
+        """Append to the file; may run in one thread while `hash_data` of the same bytes runs in another."""
         self._writer.write(data)
+
+    def hash_data(self, data: bytes) -> None:
         self._state.hasher.update(data)
         self._state.offset += len(data)
 

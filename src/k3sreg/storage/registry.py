@@ -24,7 +24,7 @@ from k3sreg.storage.driver import Driver
 from k3sreg.storage.manifests import ManifestStore, StoredManifest
 
 T = TypeVar("T")
-_WRITE_BUFFER = 1 << 20
+_WRITE_BUFFER = 4 << 20
 
 
 class Registry:
@@ -86,14 +86,19 @@ class Registry:
                             length: int | None = None) -> int:
         """Append a request body to an upload while hashing it; returns the new size.
 
-        Disk writes of one buffer overlap with receiving the next. `length`, when given, is what the client
-        announced: a body of another size is SIZE_INVALID and nothing of it is kept.
+        Three things overlap: receiving the next buffer (event loop), writing this one (a thread) and hashing
+        it (another thread; both release the GIL). `length`, when given, is what the client announced: a body
+        of another size is SIZE_INVALID and nothing of it is kept.
         """
         appender = await self._run(self.blobs.begin_append, repo, uuid, start)
         begin = appender.size
-        pending: asyncio.Future[None] | None = None
+        pending: asyncio.Future[tuple[None, None]] | None = None
         buf = bytearray()
         received = 0
+
+        def submit(data: bytes) -> asyncio.Future[tuple[None, None]]:
+            return asyncio.gather(self._run(appender.write_data, data), self._run(appender.hash_data, data))
+
         try:
             async for chunk in body:
                 received += len(chunk)
@@ -103,13 +108,13 @@ class Registry:
                 if len(buf) >= _WRITE_BUFFER:
                     if pending is not None:
                         await pending
-                    pending = asyncio.ensure_future(self._run(appender.write, bytes(buf)))
+                    pending = submit(bytes(buf))
                     buf.clear()
             if pending is not None:
                 await pending
                 pending = None
             if buf:
-                await self._run(appender.write, bytes(buf))
+                await submit(bytes(buf))
             if length is not None and received != length:
                 raise errors.SizeInvalid(f"received {received} bytes, Content-Length said {length}")
         except BaseException:
@@ -151,6 +156,10 @@ class Registry:
 
     async def purge_uploads(self, age: float, dry_run: bool) -> list[str]:
         return await self._run(purge.purge_uploads, self.driver, age, dry_run)
+
+    async def catalog_root(self) -> None:
+        """Touch the store (the storage health check); raises OSError when it does not answer."""
+        await self._run(self.driver.list, paths.REPOSITORIES)
 
     async def catalog(self) -> list[str]:
         return await self._run(catalog.repositories, self.driver)

@@ -1,0 +1,155 @@
+"""Processes: free ports, starting a server and waiting for it, its process tree and its memory.
+
+Memory comes from `/proc/<pid>/status`: `VmHWM` is the kernel's own peak resident set of one process, so a
+reading after a phase is that process's peak over its whole life so far, with no sampling gaps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+MIB = 1024 * 1024
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (the kernel's choice)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class StartError(RuntimeError):
+    """A server did not come up; the message carries the tail of its log."""
+
+
+@dataclass
+class Proc:
+    """One launched server process (the root of its tree), with its log file."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def pid(self) -> int:
+        """The pid of the launched (root) process."""
+        return self.popen.pid
+
+    def log_tail(self, lines: int = 20) -> str:
+        """The last lines of the process's log, for error messages."""
+        try:
+            text = self.log.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM the process group, then SIGKILL it if it lingers; idempotent."""
+        if self.popen.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGTERM)
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait(timeout)
+        # Workers that outlived their parent are still in the group.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+
+
+def launch(name: str, argv: Sequence[str], log: Path, env: dict[str, str] | None = None) -> Proc:
+    """Start argv in its own process group (so stop() reaches every worker), output to log."""
+    with log.open("wb") as out:
+        popen = subprocess.Popen(
+            list(argv),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=env,
+        )
+    return Proc(name, popen, log)
+
+
+def wait_http(proc: Proc, url: str, timeout: float = 30.0) -> None:
+    """Poll url until it answers any HTTP status below 500; raise StartError if the process dies or time runs out."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        if proc.popen.poll() is not None:
+            raise StartError(f"{proc.name} exited with {proc.popen.returncode}:\n{proc.log_tail()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status < 500:
+                    return
+        except urllib.error.HTTPError as exc:
+            if exc.code < 500:
+                return
+            last = f"HTTP {exc.code}"
+        except (OSError, urllib.error.URLError) as exc:
+            last = str(exc)
+        time.sleep(0.1)
+    raise StartError(f"{proc.name} did not answer {url} in {timeout:.0f}s ({last}):\n{proc.log_tail()}")
+
+
+def process_tree(root: int) -> list[int]:
+    """root and all its live descendants, found by scanning /proc for parent pids."""
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        # The command name may contain spaces and parentheses; fields resume after the last ')'.
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        if Path(f"/proc/{pid}").exists():
+            tree.append(pid)
+        todo.extend(children.get(pid, []))
+    return tree
+
+
+def status_kib(pid: int, field: str) -> int:
+    """A `kB` field of /proc/<pid>/status (VmHWM, VmRSS), 0 when the process is gone."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    for line in text.splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+@dataclass(frozen=True)
+class Memory:
+    """Peak resident memory of a server's process tree: the largest single process and the sum, in MiB."""
+
+    per_process_max: float
+    total: float
+    processes: int
+
+
+def peak_memory(root: int) -> Memory:
+    """VmHWM of every process in root's tree, as the largest one and the sum."""
+    peaks = [status_kib(pid, "VmHWM") / 1024 for pid in process_tree(root)]
+    return Memory(max(peaks, default=0.0), sum(peaks), len(peaks))

@@ -1,0 +1,112 @@
+"""One benchmark run: settings from the command line, a temporary work directory, the scenarios, the report."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from rich.console import Console
+
+from bench.context import BenchConfig, Context, parse_servers
+from bench.report import Results, render_markdown, render_table
+from bench.scenarios import SCENARIOS
+
+
+def config_from_args(args: argparse.Namespace) -> BenchConfig:
+    """The run's settings: defaults (or `--quick`'s), then each explicit option on top."""
+    cfg = BenchConfig.quick() if args.quick else BenchConfig()
+    overrides: dict[str, object] = {}
+    for option, name in [
+        ("runs", "runs"),
+        ("blob_mib", "blob_mib"),
+        ("seconds", "load_seconds"),
+        ("tags", "tags"),
+        ("workers", "workers"),
+    ]:
+        value = getattr(args, option)
+        if value is not None:
+            if value <= 0:
+                raise ValueError(f"--{option.replace('_', '-')} must be positive")
+            overrides[name] = value
+    if args.servers:
+        overrides["servers"] = parse_servers(args.servers)
+    if "blob_mib" in overrides:
+        overrides["small_blob_mib"] = min(cfg.small_blob_mib, int(str(overrides["blob_mib"])))
+    return replace(cfg, **overrides)  # type: ignore[arg-type]
+
+
+def _scenarios(value: str | None) -> list[str]:
+    if not value:
+        return list(SCENARIOS)
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        raise ValueError(f"unknown scenario(s) {unknown}; choose from {', '.join(SCENARIOS)}")
+    return names
+
+
+def _missing_tools() -> list[str]:
+    tools = ["wrk", "ab", "nginx", "docker-registry"]
+    return [t for t in tools if shutil.which(t) is None and not Path(f"/usr/sbin/{t}").exists()]
+
+
+async def main(args: argparse.Namespace) -> int:
+    """Run the selected scenarios and print the report; 0 when every cell was measured, 1 otherwise."""
+    try:
+        cfg = config_from_args(args)
+        names = _scenarios(args.scenarios)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    missing = _missing_tools()
+    if missing:
+        print(f"error: missing programs {', '.join(missing)} (run `make peers`)", file=sys.stderr)
+        return 2
+    workdir = Path(tempfile.mkdtemp(prefix="k3sreg-bench-", dir=args.tmpdir))
+    ctx = Context(cfg, workdir, verbose=not args.quiet)
+    results = Results()
+    began = time.monotonic()
+    try:
+        for name in names:
+            ctx.log(f"scenario {name}")
+            await SCENARIOS[name](ctx, results)
+    finally:
+        if args.keep:
+            ctx.log(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    elapsed = time.monotonic() - began
+    ctx.log(f"done in {elapsed:.0f}s")
+    _print(args, cfg, results, elapsed)
+    return 1 if any(fig.errors for fig in results.figures.values()) else 0
+
+
+def _print(args: argparse.Namespace, cfg: BenchConfig, results: Results, elapsed: float) -> None:
+    env = {
+        "cpus": os.cpu_count(),
+        "machine": platform.machine(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "seconds": round(elapsed, 1),
+    }
+    if args.json:
+        print(json.dumps({"config": asdict(cfg), "environment": env, **results.to_json()}, indent=2))
+        return
+    title = (
+        f"k3sreg bench: medians of {cfg.runs} round(s), {cfg.blob_mib} MiB blob, "
+        f"{cfg.load_seconds:g}s loads at c{cfg.connections}, {env['cpus']} CPUs"
+    )
+    if args.markdown:
+        print(f"{title}\n\n{render_markdown(results)}")
+        for note in results.notes:
+            print(f"\n- {note}")
+        return
+    render_table(results, Console(width=200), title)

@@ -1,0 +1,79 @@
+"""containerd (``ctr images pull --hosts-dir``) pulling through each registry implementation.
+
+The registry, containerd and ctr all run inside a network namespace with only loopback up, and every hosts.toml
+names a local ``server``: a wrong config fails here instead of reaching a public registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.peers.containerd import Containerd, CtrError, HostEntry, write_hosts_toml
+from tests.peers.images import TestLayout
+from tests.peers.netns import NetNs
+from tests.peers.registry import VARIANTS, RegistryProcess, free_port, make_variant
+from tests.peers.skopeo import Skopeo
+
+
+@dataclass(frozen=True)
+class Node:
+    """A registry and a containerd side by side in one isolated namespace, with the test images pushed."""
+
+    registry: RegistryProcess
+    containerd: Containerd
+    workdir: Path
+
+
+@pytest.fixture(scope="session", params=list(VARIANTS))
+def node(
+    request: pytest.FixtureRequest, netns: NetNs, oci_layout: TestLayout, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Node]:
+    """Registry of each variant plus a private containerd, in the session's namespace."""
+    variant: str = request.param
+    workdir = tmp_path_factory.mktemp(f"ctd-{variant}")
+    inside = Skopeo(netns)
+    with make_variant(variant, workdir / "registry", netns=netns) as reg, Containerd(workdir / "ctd", netns) as ctd:
+        inside.copy(oci_layout.oci_ref(), f"docker://{reg.host}/library/demo:1")
+        inside.copy(oci_layout.oci_ref(oci_layout.multi_tag), f"docker://{reg.host}/library/demo:multi", all=True)
+        yield Node(reg, ctd, workdir)
+
+
+def test_pull_through_server_sends_ns(node: Node, oci_layout: TestLayout, tmp_path: Path) -> None:
+    """ctr pulls docker.io/library/demo:1 from the registry named as ``server``; every request carries ?ns=."""
+    hosts = tmp_path / "certs.d"
+    write_hosts_toml(hosts, "docker.io", node.registry.url)
+    node.containerd.pull("docker.io/library/demo:1", hosts)
+    assert node.containerd.images()["docker.io/library/demo:1"] == oci_layout.single.digest
+    reg = node.registry
+    reg.wait_for("HEAD", "/v2/library/demo/manifests/1?ns=docker.io")
+    for blob in oci_layout.single.blobs:
+        reg.wait_for("GET", f"/v2/library/demo/blobs/{blob}?ns=docker.io")
+
+
+def test_pull_index_through_mirror_host(node: Node, oci_layout: TestLayout, tmp_path: Path) -> None:
+    """ctr resolves an index through a ``[host]`` mirror (server unreachable) and fetches only arm64 content."""
+    hosts = tmp_path / "certs.d"
+    dead_server = f"http://127.0.0.1:{free_port()}"
+    write_hosts_toml(hosts, "docker.io", dead_server, [HostEntry(node.registry.url)])
+    node.containerd.pull("docker.io/library/demo:multi", hosts, platform="linux/arm64")
+    assert node.containerd.images()["docker.io/library/demo:multi"] == oci_layout.index.digest
+    arm64 = oci_layout.platforms["arm64"]
+    reg = node.registry
+    reg.wait_for("GET", f"/v2/library/demo/manifests/{arm64.digest}?ns=docker.io")
+    for blob in arm64.layers:
+        reg.wait_for("GET", f"/v2/library/demo/blobs/{blob.digest}?ns=docker.io")
+    amd64_layers = {layer.digest for layer in oci_layout.platforms["amd64"].layers}
+    assert not [p for _, p in reg.requests() if "ns=" in p and any(d in p for d in amd64_layers)]
+
+
+def test_pull_unknown_tag_fails_locally(node: Node, tmp_path: Path) -> None:
+    """A tag the registry does not have makes ctr fail with not found (nothing else is asked)."""
+    hosts = tmp_path / "certs.d"
+    write_hosts_toml(hosts, "docker.io", node.registry.url)
+    with pytest.raises(CtrError, match="not found"):
+        node.containerd.pull("docker.io/library/demo:nope", hosts)
+    node.registry.wait_for("HEAD", "/v2/library/demo/manifests/nope?ns=docker.io")

@@ -1,0 +1,108 @@
+"""On-disk compatibility with Docker Distribution 2.8.2: one implementation writes a root directory with skopeo,
+the other serves it (and back). The docker-registry → docker-registry pair is the control that proves the checks.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.peers import api
+from tests.peers.images import TestLayout, read_blob
+from tests.peers.registry import RegistryProcess, make_registry
+from tests.peers.skopeo import Skopeo
+
+PAIRS = [
+    ("docker-registry", "docker-registry"),
+    ("docker-registry", "k3sreg"),
+    ("k3sreg", "docker-registry"),
+    ("k3sreg", "k3sreg"),
+]
+PAIR_IDS = [f"{w}-to-{r}" for w, r in PAIRS]
+
+
+def push_all(reg: RegistryProcess, skopeo: Skopeo, layout: TestLayout) -> None:
+    """Push the single image, the index (--all) and the referrer to library/demo, and the image to other/app."""
+    skopeo.copy(layout.oci_ref(), f"docker://{reg.host}/library/demo:1")
+    skopeo.copy(layout.oci_ref(layout.multi_tag), f"docker://{reg.host}/library/demo:multi", all=True)
+    skopeo.copy(layout.oci_ref(layout.referrer_tag), f"docker://{reg.host}/library/demo:sig")
+    skopeo.copy(layout.oci_ref(), f"docker://{reg.host}/other/app:v1")
+
+
+def assert_serves_all(reg: RegistryProcess, skopeo: Skopeo, layout: TestLayout, out: Path) -> None:
+    """Everything ``push_all`` wrote is listed and served byte for byte, and copies back to a layout."""
+    assert {"library/demo", "other/app"} <= set(api.catalog(reg.url))
+    assert sorted(api.tags(reg.url, "library/demo")) == ["1", "multi", "sig"]
+    assert api.tags(reg.url, "other/app") == ["v1"]
+    expected = {"1": layout.single.digest, "multi": layout.index.digest, "sig": layout.referrer.digest}
+    for tag, digest in expected.items():
+        resp = api.manifest(reg.url, "library/demo", tag)
+        assert resp.status == 200, (tag, resp.status, resp.body)
+        assert resp.headers["docker-content-digest"] == digest
+        assert resp.body == read_blob(layout.root, digest)
+    for image in layout.platforms.values():
+        assert api.manifest(reg.url, "library/demo", image.digest).body == read_blob(layout.root, image.digest)
+        for blob in image.blobs:
+            head = api.blob_head(reg.url, "library/demo", blob)
+            assert head.status == 200, blob
+            assert int(head.headers["content-length"]) == len(read_blob(layout.root, blob))
+    assert skopeo.inspect(f"docker://{reg.host}/other/app:v1")["Digest"] == layout.single.digest
+    skopeo.copy(f"docker://{reg.host}/library/demo:multi", f"oci:{out}:multi", all=True)
+    assert json.loads((out / "index.json").read_text())["manifests"][0]["digest"] == layout.index.digest
+    for image in layout.platforms.values():
+        for blob in image.blobs:
+            assert read_blob(out, blob) == read_blob(layout.root, blob)
+
+
+def assert_distribution_layout(root: Path, layout: TestLayout) -> None:
+    """The files Distribution 2.8 reads are where it expects them (names the first missing one)."""
+    v2 = root / "docker" / "registry" / "v2"
+    for blob in [layout.single.digest, *layout.single.blobs]:
+        hexpart = blob.split(":", 1)[1]
+        assert (v2 / "blobs" / "sha256" / hexpart[:2] / hexpart / "data").is_file(), blob
+    repo = v2 / "repositories" / "library" / "demo"
+    tag_link = repo / "_manifests" / "tags" / "1" / "current" / "link"
+    assert tag_link.read_text() == layout.single.digest
+    index_link = repo / "_manifests" / "tags" / "1" / "index" / "sha256" / layout.single.digest[7:] / "link"
+    assert index_link.read_text() == layout.single.digest
+    revision = repo / "_manifests" / "revisions" / "sha256" / layout.single.digest[7:] / "link"
+    assert revision.read_text() == layout.single.digest
+    for blob in layout.single.blobs:
+        assert (repo / "_layers" / "sha256" / blob[7:] / "link").read_text() == blob
+
+
+@pytest.mark.parametrize(("writer", "reader"), PAIRS, ids=PAIR_IDS)
+def test_root_directory_handed_over(
+    writer: str, reader: str, skopeo: Skopeo, oci_layout: TestLayout, tmp_path: Path
+) -> None:
+    """A root directory written by ``writer`` is served completely and unchanged by ``reader``."""
+    root = tmp_path / "data"
+    with make_registry(writer, tmp_path / "writer", root=root) as reg:
+        push_all(reg, skopeo, oci_layout)
+    assert_distribution_layout(root, oci_layout)
+    with make_registry(reader, tmp_path / "reader", root=root) as reg:
+        assert_serves_all(reg, skopeo, oci_layout, tmp_path / "back")
+
+
+@pytest.mark.parametrize(("writer", "reader"), PAIRS, ids=PAIR_IDS)
+def test_changes_on_handed_over_root(
+    writer: str, reader: str, skopeo: Skopeo, oci_layout: TestLayout, tmp_path: Path
+) -> None:
+    """Tags added, manifests deleted and blobs mounted by ``reader`` on ``writer``'s data are seen by ``writer``."""
+    root = tmp_path / "data"
+    with make_registry(writer, tmp_path / "writer", root=root) as reg:
+        push_all(reg, skopeo, oci_layout)
+    with make_registry(reader, tmp_path / "reader", root=root) as reg:
+        skopeo.copy(f"docker://{reg.host}/library/demo:1", f"docker://{reg.host}/library/demo:2")
+        skopeo.copy(f"docker://{reg.host}/library/demo:1", f"docker://{reg.host}/mounted/app:1")
+        skopeo.delete(f"docker://{reg.host}/other/app:v1")
+    with make_registry(writer, tmp_path / "writer-again", root=root) as reg:
+        assert sorted(api.tags(reg.url, "library/demo")) == ["1", "2", "multi", "sig"]
+        assert api.manifest(reg.url, "library/demo", "2").headers["docker-content-digest"] == oci_layout.single.digest
+        assert skopeo.inspect(f"docker://{reg.host}/mounted/app:1")["Digest"] == oci_layout.single.digest
+        for blob in oci_layout.single.blobs:
+            assert api.blob_head(reg.url, "mounted/app", blob).status == 200
+        assert api.manifest(reg.url, "other/app", oci_layout.single.digest).status == 404
+        assert api.tags(reg.url, "other/app") == []

@@ -1,0 +1,37 @@
+"""The same config.yml runs docker-registry 2.8.2 and k3sreg: Distribution's keys and k3sreg's extensions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from k3sreg.settings import load_settings
+from tests.peers.api import request
+from tests.peers.registry import IMPLS, make_registry
+
+# Issue 2's users'-guide config (storage and addr are set by the launcher), Debian's health check, and
+# k3sreg's own keys, which registry:2 ignores.
+SHARED = {
+    "log": {"level": "info", "fields": {"service": "registry"}},
+    "storage": {"cache": {"blobdescriptor": "inmemory"}, "maintenance": {"uploadpurging": {
+        "enabled": True, "age": "168h", "interval": "24h", "dryrun": False}}},
+    "http": {"headers": {"X-Content-Type-Options": ["nosniff"]}, "secret": "s3cr3t", "relativeurls": True},
+    "health": {"storagedriver": {"enabled": True, "interval": "10s", "threshold": 3}},
+    "names": ["registry.localhost"],
+    "limits": {"manifestsize": "4MiB", "bodytimeout": "60s"},
+    "upstreams": [{"name": "ghcr.io", "url": "https://ghcr.io", "offline": True}],
+}
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_one_config_serves_both(impl: str, tmp_path: Path) -> None:
+    """Each implementation starts from the same file and applies http.headers; k3sreg reads every key."""
+    with make_registry(impl, tmp_path, config=SHARED) as reg:
+        settings = load_settings(reg.config_path, {})
+        assert settings.http.bind() == ("127.0.0.1", reg.port)
+        assert settings.upstream("ghcr.io") is not None and settings.is_own_name("registry.localhost")
+        answer = request("GET", f"{reg.url}/v2/")
+        assert answer.status == 200
+        assert answer.headers["x-content-type-options"] == "nosniff"
+        assert answer.headers["docker-distribution-api-version"] == "registry/2.0"

@@ -1,0 +1,362 @@
+"""OCI Distribution v1.1 "push" workflow against a running ``k3sreg serve``: uploads, mounts and manifests.
+
+Covers the spec's three ways to push a blob (single POST, POST then PUT, chunked PATCHes with ``Content-Range``
+and a closing PUT, plus a streamed PATCH), upload status and cancel, cross-repository mounts with and without
+``from``, and manifest pushes: by tag and digest, with no layers, with the empty config of an artifact, with a
+``subject`` (``OCI-Subject``), and the refusals (missing blobs, bad digest, bad JSON).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from tests.integration.oci_client import (
+    EMPTY_JSON,
+    EMPTY_JSON_DIGEST,
+    OCI_CONFIG,
+    OCI_EMPTY,
+    OCI_MANIFEST,
+    Blob,
+    RegistryClient,
+    assert_error,
+    connect,
+    filler,
+    image_index,
+    image_manifest,
+    serve_k3sreg,
+    sha256,
+)
+from tests.peers.registry import K3sregServer
+
+OCTET = {"Content-Type": "application/octet-stream"}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[K3sregServer]:
+    """One k3sreg for this module."""
+    with serve_k3sreg(tmp_path_factory.mktemp("conformance-push")) as srv:
+        yield srv
+
+
+@pytest.fixture
+async def client(server: K3sregServer) -> AsyncIterator[RegistryClient]:
+    """A client of the module's server."""
+    async with connect(server.url) as c:
+        yield c
+
+
+async def assert_blob(client: RegistryClient, repo: str, blob: Blob) -> None:
+    """``repo`` serves ``blob`` byte for byte."""
+    reply = await client.request("GET", f"/v2/{repo}/blobs/{blob.digest}")
+    assert reply.status == 200, reply.status
+    assert reply.body == blob.data
+
+
+async def assert_no_blob(client: RegistryClient, repo: str, digest: str) -> None:
+    """``repo`` does not serve ``digest``."""
+    assert (await client.request("HEAD", f"/v2/{repo}/blobs/{digest}")).status == 404
+
+
+async def test_post_opens_a_session_with_location(client: RegistryClient) -> None:
+    """POST to uploads/ is 202 with a Location for the session, and each POST gets a distinct one."""
+    first = await client.start_upload("conformance/push-session")
+    second = await client.start_upload("conformance/push-session")
+    assert first.status == 202 and second.status == 202
+    assert first.location and second.location and first.location != second.location
+    assert "/v2/conformance/push-session/blobs/uploads/" in first.location
+
+
+async def test_single_post_with_digest_is_201(client: RegistryClient) -> None:
+    """POST ?digest= with the whole blob is 201, Location points at the blob, and the blob is pullable."""
+    repo = "conformance/push-mono"
+    blob = Blob(filler("single post", 4000))
+    reply = await client.request(
+        "POST", f"/v2/{repo}/blobs/uploads/", body=blob.data, headers=OCTET, params={"digest": blob.digest}
+    )
+    assert reply.status == 201, (reply.status, reply.body[:300])
+    assert reply.headers["Docker-Content-Digest"] == blob.digest
+    assert client.url(reply.location).endswith(f"/v2/{repo}/blobs/{blob.digest}")
+    pulled = await client.request("GET", reply.location)
+    assert pulled.status == 200 and pulled.body == blob.data
+
+
+async def test_post_then_put_is_201(client: RegistryClient) -> None:
+    """POST, then PUT <location>?digest= with the whole blob, is 201 with a pullable blob Location."""
+    repo = "conformance/push-mono"
+    blob = Blob(filler("post then put", 6000))
+    session = await client.start_upload(repo)
+    assert session.status == 202
+    reply = await client.request("PUT", session.location, body=blob.data, headers=OCTET, params={"digest": blob.digest})
+    assert reply.status == 201, reply.body
+    assert client.url(reply.location).endswith(f"/v2/{repo}/blobs/{blob.digest}")
+    assert reply.headers["Docker-Content-Digest"] == blob.digest
+    await assert_blob(client, repo, blob)
+
+
+async def test_streamed_patch_then_put(client: RegistryClient) -> None:
+    """A PATCH without Content-Range appends the body (202, Range 0-<end>), and a PUT ?digest= closes it (201)."""
+    repo = "conformance/push-stream"
+    blob = Blob(filler("streamed", 7777))
+    session = await client.start_upload(repo)
+    patched = await client.request("PATCH", session.location, body=blob.data, headers=OCTET)
+    assert patched.status == 202
+    assert patched.headers["Range"] == f"0-{len(blob.data) - 1}"
+    assert patched.location
+    done = await client.request("PUT", patched.location, body=b"", params={"digest": blob.digest})
+    assert done.status == 201 and done.location
+    await assert_blob(client, repo, blob)
+
+
+async def test_chunked_upload_in_order(client: RegistryClient) -> None:
+    """Chunks with Content-Range in order are 202 each with Range 0-<end>; the closing PUT with the last chunk is 201."""
+    repo = "conformance/push-chunked"
+    blob = Blob(filler("chunked", 10_000))
+    parts = [blob.data[:4000], blob.data[4000:8000], blob.data[8000:]]
+    session = await client.start_upload(repo)
+    location, offset = session.location, 0
+    for part in parts[:2]:
+        end = offset + len(part) - 1
+        reply = await client.request(
+            "PATCH", location, body=part, headers={**OCTET, "Content-Range": f"{offset}-{end}"}
+        )
+        assert reply.status == 202, reply.body
+        assert reply.headers["Range"] == f"0-{end}"
+        location, offset = reply.location, end + 1
+    last_range = f"{offset}-{offset + len(parts[2]) - 1}"
+    done = await client.request(
+        "PUT", location, body=parts[2], headers={**OCTET, "Content-Range": last_range}, params={"digest": blob.digest}
+    )
+    assert done.status == 201, done.body
+    await assert_blob(client, repo, blob)
+
+
+async def test_out_of_order_first_chunk_is_416(client: RegistryClient) -> None:
+    """A first chunk whose Content-Range does not start at 0 is 416, as the suite checks."""
+    session = await client.start_upload("conformance/push-chunked")
+    reply = await client.request(
+        "PATCH", session.location, body=b"x" * 100, headers={**OCTET, "Content-Range": "100-199"}
+    )
+    assert reply.status == 416
+
+
+async def test_retried_chunk_is_416_and_status_tells_the_offset(client: RegistryClient) -> None:
+    """Re-sending an accepted chunk is 416; GET on the session is 204 with Location and the Range kept so far,
+    and the upload then finishes from that offset."""
+    repo = "conformance/push-chunked"
+    blob = Blob(filler("retry", 3000))
+    session = await client.start_upload(repo)
+    first = {**OCTET, "Content-Range": "0-1499"}
+    assert (await client.request("PATCH", session.location, body=blob.data[:1500], headers=first)).status == 202
+    retry = await client.request("PATCH", session.location, body=blob.data[:1500], headers=first)
+    assert retry.status == 416
+    status = await client.request("GET", session.location)
+    assert status.status == 204
+    assert status.headers["Range"] == "0-1499"
+    assert status.location
+    second = await client.request(
+        "PATCH", status.location, body=blob.data[1500:], headers={**OCTET, "Content-Range": "1500-2999"}
+    )
+    assert second.status == 202 and second.headers["Range"] == "0-2999"
+    done = await client.request("PUT", second.location, body=b"", params={"digest": blob.digest})
+    assert done.status == 201
+    await assert_blob(client, repo, blob)
+
+
+async def test_new_session_status_is_empty(client: RegistryClient) -> None:
+    """GET on a session with nothing uploaded yet is 204 and reports no bytes yet (Range 0-0, as Distribution)."""
+    session = await client.start_upload("conformance/push-session")
+    status = await client.request("GET", session.location)
+    assert status.status == 204
+    assert status.headers["Range"] == "0-0"
+
+
+async def test_put_with_wrong_digest_is_digest_invalid(client: RegistryClient) -> None:
+    """Closing an upload with a digest that does not match the bytes is 400 DIGEST_INVALID and stores nothing."""
+    repo = "conformance/push-bad"
+    data = filler("wrong digest", 500)
+    claimed = sha256(b"something else")
+    session = await client.start_upload(repo)
+    reply = await client.request("PUT", session.location, body=data, headers=OCTET, params={"digest": claimed})
+    assert_error(reply, 400, "DIGEST_INVALID")
+    await assert_no_blob(client, repo, claimed)
+    await assert_no_blob(client, repo, sha256(data))
+
+
+async def test_cancelled_upload_is_gone(client: RegistryClient) -> None:
+    """DELETE on a session is 204; afterwards the session is 404 BLOB_UPLOAD_UNKNOWN."""
+    session = await client.start_upload("conformance/push-session")
+    assert (await client.request("PATCH", session.location, body=b"abc", headers=OCTET)).status == 202
+    assert (await client.request("DELETE", session.location)).status == 204
+    assert_error(await client.request("GET", session.location), 404, "BLOB_UPLOAD_UNKNOWN")
+
+
+async def test_unknown_session_is_blob_upload_unknown(client: RegistryClient) -> None:
+    """PATCH, PUT and GET on a session id the registry never issued are 404 BLOB_UPLOAD_UNKNOWN."""
+    path = "/v2/conformance/push-session/blobs/uploads/3f1d2c4e-0000-4000-8000-000000000000"
+    assert_error(await client.request("PATCH", path, body=b"x", headers=OCTET), 404, "BLOB_UPLOAD_UNKNOWN")
+    assert_error(
+        await client.request("PUT", path, body=b"x", params={"digest": sha256(b"x")}), 404, "BLOB_UPLOAD_UNKNOWN"
+    )
+    assert_error(await client.request("GET", path), 404, "BLOB_UPLOAD_UNKNOWN")
+
+
+async def test_mount_from_another_repository_is_201(client: RegistryClient) -> None:
+    """POST ?mount=&from= of a blob the source has is 201 with the blob's Location in the target repository."""
+    blob = Blob(filler("mount me", 2048))
+    await client.push_blob("conformance/mount-src", blob)
+    reply = await client.start_upload(
+        "conformance/mount-dst", params={"mount": blob.digest, "from": "conformance/mount-src"}
+    )
+    assert reply.status == 201
+    assert client.url(reply.location).endswith(f"/v2/conformance/mount-dst/blobs/{blob.digest}")
+    assert reply.headers["Docker-Content-Digest"] == blob.digest
+    await assert_blob(client, "conformance/mount-dst", blob)
+
+
+async def test_mount_of_missing_blob_opens_a_session(client: RegistryClient) -> None:
+    """A mount the registry cannot do (blob unknown) is 202 with an upload session in the target repository."""
+    missing = sha256(b"not anywhere")
+    reply = await client.start_upload(
+        "conformance/mount-dst", params={"mount": missing, "from": "conformance/mount-src"}
+    )
+    assert reply.status == 202
+    assert "/v2/conformance/mount-dst/blobs/uploads/" in reply.location
+    await assert_no_blob(client, "conformance/mount-dst", missing)
+
+
+async def test_mount_without_from_finds_the_blob(client: RegistryClient) -> None:
+    """A mount without ``from`` of a blob another repository holds is 201: k3sreg mounts automatically."""
+    blob = Blob(filler("automatic mount", 1024))
+    await client.push_blob("conformance/auto-src", blob)
+    reply = await client.start_upload("conformance/auto-dst", params={"mount": blob.digest})
+    assert reply.status == 201
+    assert client.url(reply.location).endswith(f"/v2/conformance/auto-dst/blobs/{blob.digest}")
+    await assert_blob(client, "conformance/auto-dst", blob)
+
+
+async def test_mount_without_from_of_unknown_blob_opens_a_session(client: RegistryClient) -> None:
+    """A mount without ``from`` of a blob no repository holds is 202 with an upload Location, as the suite checks."""
+    reply = await client.start_upload("conformance/auto-dst", params={"mount": sha256(b"hello world")})
+    assert reply.status == 202
+    assert "/v2/conformance/auto-dst/blobs/uploads/" in reply.location
+
+
+async def test_manifest_put_by_tag_and_by_digest(client: RegistryClient) -> None:
+    """PUT of a manifest by tag and by digest is 201 with Location and the canonical Docker-Content-Digest."""
+    repo = "conformance/push-manifest"
+    image = await client.push_image(repo, "t1")
+    again = await client.put_manifest(repo, "t2", image.manifest)
+    assert again.status == 201
+    assert again.headers["Docker-Content-Digest"] == image.manifest.digest
+    assert again.location
+    by_digest = await client.put_manifest(repo, image.manifest.digest, image.manifest)
+    assert by_digest.status == 201
+    assert client.url(by_digest.location).endswith(f"/v2/{repo}/manifests/{image.manifest.digest}")
+    pulled = await client.request("GET", again.location, headers={"Accept": OCI_MANIFEST})
+    assert pulled.status == 200 and pulled.body == image.manifest.body
+
+
+async def test_manifest_with_no_layers_is_accepted(client: RegistryClient) -> None:
+    """A manifest with an empty ``layers`` list is 201 and pulled back unchanged (the suite's empty-layer push)."""
+    repo = "conformance/push-manifest"
+    config = Blob(b'{"empty":"layers"}', OCI_CONFIG)
+    await client.push_blob(repo, config)
+    manifest = image_manifest(config, [])
+    reply = await client.put_manifest(repo, "emptylayer", manifest)
+    assert reply.status == 201
+    pulled = await client.request("GET", f"/v2/{repo}/manifests/emptylayer", headers={"Accept": OCI_MANIFEST})
+    assert pulled.body == manifest.body
+
+
+async def test_artifact_with_empty_json_config(client: RegistryClient) -> None:
+    """An artifact whose config is the empty descriptor ({} as application/vnd.oci.empty.v1+json) is accepted."""
+    repo = "conformance/push-artifact"
+    empty = Blob(EMPTY_JSON, OCI_EMPTY)
+    assert empty.digest == EMPTY_JSON_DIGEST
+    payload = Blob(b"signature bytes", "application/vnd.example.signature")
+    for blob in (empty, payload):
+        await client.push_blob(repo, blob)
+    manifest = image_manifest(empty, [payload], artifact_type="application/vnd.example.sig.v1")
+    reply = await client.put_manifest(repo, "sig", manifest)
+    assert reply.status == 201
+    head = await client.request("HEAD", f"/v2/{repo}/blobs/{EMPTY_JSON_DIGEST}")
+    assert head.status == 200 and head.headers["Content-Length"] == "2"
+
+
+async def test_manifest_with_subject_answers_oci_subject(client: RegistryClient) -> None:
+    """A manifest with a ``subject`` is 201 with ``OCI-Subject: <subject digest>``, even when the subject
+    is not in the repository yet."""
+    repo = "conformance/push-subject"
+    image = await client.push_image(repo, "base")
+    empty = Blob(EMPTY_JSON, OCI_EMPTY)
+    await client.push_blob(repo, empty)
+    referrer = image_manifest(empty, [], subject=image.manifest, artifact_type="application/vnd.example.sbom")
+    reply = await client.put_manifest(repo, referrer.digest, referrer)
+    assert reply.status == 201
+    assert reply.headers["OCI-Subject"] == image.manifest.digest
+    ghost = image_manifest(Blob(b'{"ghost":1}', OCI_CONFIG), [])
+    orphan = image_manifest(empty, [], subject=ghost, artifact_type="application/vnd.example.sbom")
+    reply = await client.put_manifest(repo, orphan.digest, orphan)
+    assert reply.status == 201
+    assert reply.headers["OCI-Subject"] == ghost.digest
+
+
+async def test_manifest_without_subject_has_no_oci_subject(client: RegistryClient) -> None:
+    """A manifest without ``subject`` gets no OCI-Subject header."""
+    image = await client.push_image("conformance/push-subject", "plain")
+    reply = await client.put_manifest("conformance/push-subject", "plain2", image.manifest)
+    assert reply.status == 201 and "OCI-Subject" not in reply.headers
+
+
+async def test_manifest_referencing_missing_blob_is_refused(client: RegistryClient) -> None:
+    """A manifest whose layer was never pushed is 400 MANIFEST_BLOB_UNKNOWN and the tag stays unknown."""
+    repo = "conformance/push-bad"
+    config = Blob(b'{"missing":"layer"}', OCI_CONFIG)
+    await client.push_blob(repo, config)
+    manifest = image_manifest(config, [Blob(b"never uploaded")])
+    assert_error(await client.put_manifest(repo, "broken", manifest), 400, "MANIFEST_BLOB_UNKNOWN")
+    assert (await client.request("HEAD", f"/v2/{repo}/manifests/broken")).status == 404
+
+
+async def test_index_referencing_missing_manifest_is_refused(client: RegistryClient) -> None:
+    """An index over a manifest that is not in the repository is 400 MANIFEST_BLOB_UNKNOWN."""
+    image = await client.push_image("conformance/push-index", "one")
+    ghost = image_manifest(Blob(b'{"not":"pushed"}', OCI_CONFIG), [])
+    assert (await client.put_manifest("conformance/push-index", "ok", image_index([image.manifest]))).status == 201
+    bad = image_index([image.manifest, ghost])
+    assert_error(await client.put_manifest("conformance/push-index", "bad", bad), 400, "MANIFEST_BLOB_UNKNOWN")
+
+
+async def test_manifest_put_by_wrong_digest_is_refused(client: RegistryClient) -> None:
+    """A manifest PUT to a digest reference that is not the digest of the body is 400 (DIGEST_INVALID) and not stored."""
+    image = await client.push_image("conformance/push-bad", "d")
+    wrong = sha256(b"other bytes")
+    reply = await client.put_manifest("conformance/push-bad", wrong, image.manifest)
+    assert_error(reply, 400, "DIGEST_INVALID", "MANIFEST_INVALID")
+    assert (await client.request("HEAD", f"/v2/conformance/push-bad/manifests/{wrong}")).status == 404
+
+
+async def test_invalid_manifest_json_is_manifest_invalid(client: RegistryClient) -> None:
+    """A manifest body that is not JSON is 400 MANIFEST_INVALID with an OCI error body."""
+    reply = await client.request(
+        "PUT", "/v2/conformance/push-bad/manifests/junk", body=b"blablabla", headers={"Content-Type": OCI_MANIFEST}
+    )
+    assert_error(reply, 400, "MANIFEST_INVALID")
+
+
+async def test_manifest_bytes_are_stored_exactly(client: RegistryClient) -> None:
+    """Unusual but valid JSON formatting (key order, spacing) survives a push and pull byte for byte."""
+    repo = "conformance/push-manifest"
+    config = Blob(b'{"fmt":1}', OCI_CONFIG)
+    await client.push_blob(repo, config)
+    doc = {"layers": [], "config": config.descriptor(), "mediaType": OCI_MANIFEST, "schemaVersion": 2}
+    body = json.dumps(doc, separators=(" ,", ":  ")).encode() + b"\n"
+    reply = await client.request(
+        "PUT", f"/v2/{repo}/manifests/odd", body=body, headers={"Content-Type": OCI_MANIFEST}
+    )
+    assert reply.status == 201 and reply.headers["Docker-Content-Digest"] == sha256(body)
+    pulled = await client.request("GET", f"/v2/{repo}/manifests/odd", headers={"Accept": OCI_MANIFEST})
+    assert pulled.body == body

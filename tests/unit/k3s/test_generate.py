@@ -1,0 +1,56 @@
+"""`mirrors init`: the written registries.yaml is minimal, valid and means what was asked."""
+
+from __future__ import annotations
+
+import pytest
+
+from k3sreg.errors import UsageError
+from k3sreg.k3s.decode import load_registries
+from k3sreg.k3s.generate import InitSpec, generate
+from k3sreg.k3s.validate import validate_text
+
+
+def test_issue_example_round_trips_without_findings() -> None:
+    """The issue's own command line gives a file validate has nothing to say about."""
+    text = generate(InitSpec(endpoints=["http://127.0.0.1:30500"],
+                             mirrors=["docker.io", "gcr.io", "ghcr.io", "quay.io"], insecure_skip_verify=True))
+    assert validate_text(text) == []
+    reg = load_registries(text)
+    assert set(reg.mirrors) == {"docker.io", "gcr.io", "ghcr.io", "quay.io"}
+    assert reg.mirrors["gcr.io"].endpoint == ["http://127.0.0.1:30500"]
+    assert reg.configs == {}  # skip_verify would do nothing useful on plain HTTP
+
+
+def test_tiers_credentials_tls_rewrites_and_wildcard() -> None:
+    """Local → Regional → Global order, TLS on https hosts only, auth per host, quoted `*` and secrets."""
+    text = generate(InitSpec(
+        endpoints=["127.0.0.1:30500", "regional.example.com:5000", "https://registry-1.docker.io"],
+        mirrors=["docker.io", "*"], ca_file="/etc/ssl/ca.pem", cert_file="/c.pem", key_file="/k.pem",
+        username="bot", password="p #ss: yes", rewrites={"^rancher/(.*)": "mirrored/$1"}))
+    assert validate_text(text) == []
+    reg = load_registries(text)
+    assert reg.mirrors["docker.io"].endpoint == ["http://127.0.0.1:30500", "https://regional.example.com:5000"]
+    assert reg.mirrors["*"].endpoint[-1] == "https://registry-1.docker.io"
+    regional = reg.configs["regional.example.com:5000"]
+    assert regional.tls is not None and regional.tls.ca_file == "/etc/ssl/ca.pem"
+    assert regional.auth is not None and regional.auth.password == "p #ss: yes"
+    assert reg.configs["127.0.0.1:30500"].tls is None
+    assert reg.configs["registry-1.docker.io"].auth is not None
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        InitSpec(endpoints=[], mirrors=["docker.io"]),
+        InitSpec(endpoints=["http://h:port"], mirrors=["docker.io"]),
+        InitSpec(endpoints=["ftp://h"], mirrors=["docker.io"]),
+        InitSpec(endpoints=["http://h"], mirrors=["https://docker.io"]),
+        InitSpec(endpoints=["http://h"], mirrors=["docker.io"], key_file="/k"),
+        InitSpec(endpoints=["http://h"], mirrors=["docker.io"], rewrites={"^a(?!b)": "c"}),
+        InitSpec(endpoints=["docker.io"], mirrors=["docker.io"]),
+    ],
+)
+def test_requests_that_cannot_work_are_refused(spec: InitSpec) -> None:
+    """Bad endpoints, URL-shaped mirror names, half a client pair, bad rewrites: a usage error."""
+    with pytest.raises(UsageError):
+        generate(spec)
