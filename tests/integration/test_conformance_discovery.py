@@ -82,8 +82,9 @@ def referrers(server: K3sregServer) -> Referrers:
     async def push(client: RegistryClient) -> Referrers:
         empty = Blob(EMPTY_JSON, OCI_EMPTY)
         await client.push_blob(REF_REPO, empty)
-        subject_config = Blob(b'{"os":"linux","architecture":"amd64","referrers":"subject"}',
-                              "application/vnd.oci.image.config.v1+json")
+        subject_config = Blob(
+            b'{"os":"linux","architecture":"amd64","referrers":"subject"}', "application/vnd.oci.image.config.v1+json"
+        )
         subject_layer = Blob(b"subject layer bytes")
         for blob in (subject_config, subject_layer):
             await client.push_blob(REF_REPO, blob)
@@ -91,15 +92,21 @@ def referrers(server: K3sregServer) -> Referrers:
         # Referrers may arrive before their subject: push this one first.
         sbom_layer = Blob(b'{"sbom":true}', "application/spdx+json")
         await client.push_blob(REF_REPO, sbom_layer)
-        sbom = image_manifest(empty, [sbom_layer], subject=subject_doc, artifact_type=SBOM,
-                              annotations={"org.example.kind": "sbom"})
+        sbom = image_manifest(
+            empty, [sbom_layer], subject=subject_doc, artifact_type=SBOM, annotations={"org.example.kind": "sbom"}
+        )
         assert (await client.put_manifest(REF_REPO, sbom.digest, sbom)).status == 201
         assert (await client.put_manifest(REF_REPO, "subject", subject_doc)).status == 201
         subject = PushedImage(REF_REPO, "subject", subject_config, [subject_layer], subject_doc)
         sig_layer = Blob(b"signature", "application/vnd.example.signature.payload")
         await client.push_blob(REF_REPO, sig_layer)
-        signature = image_manifest(empty, [sig_layer], subject=subject_doc, artifact_type=SIG,
-                                   annotations={"org.example.kind": "signature", "org.example.signer": "ci"})
+        signature = image_manifest(
+            empty,
+            [sig_layer],
+            subject=subject_doc,
+            artifact_type=SIG,
+            annotations={"org.example.kind": "signature", "org.example.signer": "ci"},
+        )
         typed_config = Blob(b'{"typed":"by config"}', CONFIG_TYPED)
         await client.push_blob(REF_REPO, typed_config)
         config_typed = image_manifest(typed_config, [], subject=subject_doc, annotations={"org.example.kind": "cfg"})
@@ -108,8 +115,9 @@ def referrers(server: K3sregServer) -> Referrers:
         index = image_index([signature], subject=subject_doc, annotations={"org.example.kind": "index"})
         assert (await client.put_manifest(REF_REPO, index.digest, index)).status == 201
         ghost_subject = image_manifest(Blob(b'{"never":"pushed"}', "application/vnd.oci.image.config.v1+json"), [])
-        orphan = image_manifest(empty, [], subject=ghost_subject, artifact_type=SBOM,
-                                annotations={"org.example.kind": "orphan"})
+        orphan = image_manifest(
+            empty, [], subject=ghost_subject, artifact_type=SBOM, annotations={"org.example.kind": "orphan"}
+        )
         assert (await client.put_manifest(REF_REPO, orphan.digest, orphan)).status == 201
         return Referrers(subject, sbom, signature, config_typed, index, orphan, ghost_subject)
 
@@ -163,6 +171,14 @@ async def test_tags_last_without_n_returns_the_rest(client: RegistryClient, tagg
     assert reply.next_link() is None
 
 
+async def test_tags_last_need_not_be_an_existing_tag(client: RegistryClient, tagged: list[str]) -> None:
+    """``last`` names a position in lexical order, so a value that is not a tag works too; past the end is empty."""
+    between = await client.request("GET", f"/v2/{TAG_REPO}/tags/list", params={"last": "b0"})
+    assert between.json()["tags"] == [t for t in tagged if t > "b0"]
+    past = await client.request("GET", f"/v2/{TAG_REPO}/tags/list", params={"last": "zzz"})
+    assert past.status == 200 and past.json()["tags"] == [] and past.next_link() is None
+
+
 async def test_tags_n_zero_is_empty_without_link(client: RegistryClient, tagged: list[str]) -> None:
     """``n=0`` returns an empty list and no Link header (spec: MUST NOT)."""
     reply = await client.request("GET", f"/v2/{TAG_REPO}/tags/list", params={"n": "0"})
@@ -212,8 +228,7 @@ def by_digest(reply_doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 async def test_referrers_list_every_referrer(client: RegistryClient, referrers: Referrers) -> None:
-    """The referrers of a subject are an OCI index of descriptors with size, media type, artifactType and the
-    referrer's annotations; the artifactType falls back to the config media type, and an index has none."""
+    """Referrers are an OCI index of descriptors with size, type, artifactType (else config type) and annotations."""
     subject = referrers.subject.manifest.digest
     reply = await client.request("GET", f"/v2/{REF_REPO}/referrers/{subject}")
     assert reply.status == 200
@@ -223,18 +238,21 @@ async def test_referrers_list_every_referrer(client: RegistryClient, referrers: 
     found = by_digest(doc)
     expected = {
         referrers.sbom.digest: (referrers.sbom, SBOM, {"org.example.kind": "sbom"}),
-        referrers.signature.digest: (referrers.signature, SIG,
-                                     {"org.example.kind": "signature", "org.example.signer": "ci"}),
+        referrers.signature.digest: (
+            referrers.signature,
+            SIG,
+            {"org.example.kind": "signature", "org.example.signer": "ci"},
+        ),
         referrers.config_typed.digest: (referrers.config_typed, CONFIG_TYPED, {"org.example.kind": "cfg"}),
         referrers.index.digest: (referrers.index, None, {"org.example.kind": "index"}),
     }
     assert set(found) == set(expected)
-    for digest, (document, artifact_type, annotations) in expected.items():
+    for digest, (document, artifact_type, wanted) in expected.items():
         entry = found[digest]
         assert entry["mediaType"] == document.media_type
         assert entry["size"] == len(document.body)
         assert entry.get("artifactType") == artifact_type
-        assert entry["annotations"] == annotations
+        assert entry["annotations"] == wanted
 
 
 async def test_referrers_filter_by_artifact_type(client: RegistryClient, referrers: Referrers) -> None:
@@ -297,8 +315,13 @@ async def test_referrers_with_invalid_digest_is_400(client: RegistryClient, refe
 async def test_referrer_pushed_by_tag_is_listed(client: RegistryClient, referrers: Referrers) -> None:
     """A referrer pushed under a tag (not its digest) is listed under its subject too."""
     subject = await client.push_image(REF_REPO, "subject2")
-    doc = image_manifest(Blob(EMPTY_JSON, OCI_EMPTY), [], subject=subject.manifest,
-                         artifact_type="application/vnd.example.t", annotations={"org.example.kind": "tagged"})
+    doc = image_manifest(
+        Blob(EMPTY_JSON, OCI_EMPTY),
+        [],
+        subject=subject.manifest,
+        artifact_type="application/vnd.example.t",
+        annotations={"org.example.kind": "tagged"},
+    )
     assert (await client.put_manifest(REF_REPO, "tagged-referrer", doc)).status == 201
     reply = await client.request("GET", f"/v2/{REF_REPO}/referrers/{subject.manifest.digest}")
     found = by_digest(reply.json())

@@ -33,7 +33,9 @@ from tests.integration.oci_client import (
 from tests.peers.registry import K3sregServer
 
 REPO = "conformance/pull"
-ACCEPT_ALL = ", ".join([OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, "application/vnd.docker.distribution.manifest.list.v2+json"])
+ACCEPT_ALL = ", ".join(
+    [OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, "application/vnd.docker.distribution.manifest.list.v2+json"]
+)
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ and a closing PUT, plus a streamed PATCH), upload status and cancel, cross-repos
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
 
@@ -111,7 +112,7 @@ async def test_streamed_patch_then_put(client: RegistryClient) -> None:
 
 
 async def test_chunked_upload_in_order(client: RegistryClient) -> None:
-    """Chunks with Content-Range in order are 202 each with Range 0-<end>; the closing PUT with the last chunk is 201."""
+    """In-order chunks (Content-Range) are 202 with Range 0-<end>; a closing PUT carrying the last chunk is 201."""
     repo = "conformance/push-chunked"
     blob = Blob(filler("chunked", 10_000))
     parts = [blob.data[:4000], blob.data[4000:8000], blob.data[8000:]]
@@ -143,8 +144,7 @@ async def test_out_of_order_first_chunk_is_416(client: RegistryClient) -> None:
 
 
 async def test_retried_chunk_is_416_and_status_tells_the_offset(client: RegistryClient) -> None:
-    """Re-sending an accepted chunk is 416; GET on the session is 204 with Location and the Range kept so far,
-    and the upload then finishes from that offset."""
+    """A re-sent chunk is 416; GET on the session is 204 with Location and Range, and the upload resumes there."""
     repo = "conformance/push-chunked"
     blob = Blob(filler("retry", 3000))
     session = await client.start_upload(repo)
@@ -162,6 +162,67 @@ async def test_retried_chunk_is_416_and_status_tells_the_offset(client: Registry
     assert second.status == 202 and second.headers["Range"] == "0-2999"
     done = await client.request("PUT", second.location, body=b"", params={"digest": blob.digest})
     assert done.status == 201
+    await assert_blob(client, repo, blob)
+
+
+async def test_large_blob_in_many_chunks(client: RegistryClient) -> None:
+    """An 8 MiB blob sent as 1 MiB chunks (last one in the closing PUT) comes back intact."""
+    repo = "conformance/push-chunked"
+    blob = Blob(filler("large chunked", 8 * 1024 * 1024 + 123))
+    step = 1024 * 1024
+    location = (await client.start_upload(repo)).location
+    offset = 0
+    while len(blob.data) - offset > step:
+        end = offset + step - 1
+        reply = await client.request(
+            "PATCH", location, body=blob.data[offset : end + 1], headers={**OCTET, "Content-Range": f"{offset}-{end}"}
+        )
+        assert reply.status == 202 and reply.headers["Range"] == f"0-{end}"
+        location, offset = reply.location, end + 1
+    done = await client.request("PUT", location, body=blob.data[offset:], headers=OCTET, params={"digest": blob.digest})
+    assert done.status == 201
+    head = await client.request("HEAD", f"/v2/{repo}/blobs/{blob.digest}")
+    assert head.headers["Content-Length"] == str(len(blob.data))
+    await assert_blob(client, repo, blob)
+
+
+async def test_closed_session_is_gone(client: RegistryClient) -> None:
+    """After the closing PUT, the session URL is 404 BLOB_UPLOAD_UNKNOWN for PUT, PATCH and GET."""
+    repo = "conformance/push-session"
+    blob = Blob(b"close once")
+    session = await client.start_upload(repo)
+    first = await client.request("PUT", session.location, body=blob.data, headers=OCTET, params={"digest": blob.digest})
+    assert first.status == 201
+    again = await client.request("PUT", session.location, body=blob.data, headers=OCTET, params={"digest": blob.digest})
+    assert_error(again, 404, "BLOB_UPLOAD_UNKNOWN")
+    assert_error(await client.request("PATCH", session.location, body=b"x", headers=OCTET), 404, "BLOB_UPLOAD_UNKNOWN")
+    assert_error(await client.request("GET", session.location), 404, "BLOB_UPLOAD_UNKNOWN")
+
+
+async def test_zero_length_blob(client: RegistryClient) -> None:
+    """A zero-length blob can be pushed and is served with Content-Length 0."""
+    repo = "conformance/push-mono"
+    blob = Blob(b"")
+    reply = await client.request(
+        "POST", f"/v2/{repo}/blobs/uploads/", body=b"", headers=OCTET, params={"digest": blob.digest}
+    )
+    assert reply.status == 201
+    got = await client.request("GET", f"/v2/{repo}/blobs/{blob.digest}")
+    assert got.status == 200 and got.body == b"" and got.headers["Content-Length"] == "0"
+
+
+async def test_concurrent_sessions_for_the_same_blob(client: RegistryClient) -> None:
+    """Two sessions uploading the same blob at once both finish with 201 and the blob is intact."""
+    repo = "conformance/push-concurrent"
+    blob = Blob(filler("concurrent", 300_000))
+    sessions = [await client.start_upload(repo), await client.start_upload(repo)]
+    replies = await asyncio.gather(
+        *(
+            client.request("PUT", s.location, body=blob.data, headers=OCTET, params={"digest": blob.digest})
+            for s in sessions
+        )
+    )
+    assert [r.status for r in replies] == [201, 201]
     await assert_blob(client, repo, blob)
 
 
@@ -188,9 +249,10 @@ async def test_put_with_wrong_digest_is_digest_invalid(client: RegistryClient) -
 async def test_cancelled_upload_is_gone(client: RegistryClient) -> None:
     """DELETE on a session is 204; afterwards the session is 404 BLOB_UPLOAD_UNKNOWN."""
     session = await client.start_upload("conformance/push-session")
-    assert (await client.request("PATCH", session.location, body=b"abc", headers=OCTET)).status == 202
-    assert (await client.request("DELETE", session.location)).status == 204
-    assert_error(await client.request("GET", session.location), 404, "BLOB_UPLOAD_UNKNOWN")
+    patched = await client.request("PATCH", session.location, body=b"abc", headers=OCTET)
+    assert patched.status == 202
+    assert (await client.request("DELETE", patched.location)).status == 204
+    assert_error(await client.request("GET", patched.location), 404, "BLOB_UPLOAD_UNKNOWN")
 
 
 async def test_unknown_session_is_blob_upload_unknown(client: RegistryClient) -> None:
@@ -259,6 +321,18 @@ async def test_manifest_put_by_tag_and_by_digest(client: RegistryClient) -> None
     assert pulled.status == 200 and pulled.body == image.manifest.body
 
 
+async def test_tag_moves_to_the_last_manifest_pushed(client: RegistryClient) -> None:
+    """Pushing another manifest under an existing tag moves the tag; the old manifest stays pullable by digest."""
+    repo = "conformance/push-retag"
+    old = await client.push_image(repo, "moving", seed="old")
+    new = await client.push_image(repo, "other", seed="new")
+    assert (await client.put_manifest(repo, "moving", new.manifest)).status == 201
+    moved = await client.request("GET", f"/v2/{repo}/manifests/moving", headers={"Accept": OCI_MANIFEST})
+    assert moved.body == new.manifest.body and moved.headers["Docker-Content-Digest"] == new.manifest.digest
+    kept = await client.request("GET", f"/v2/{repo}/manifests/{old.manifest.digest}", headers={"Accept": OCI_MANIFEST})
+    assert kept.status == 200 and kept.body == old.manifest.body
+
+
 async def test_manifest_with_no_layers_is_accepted(client: RegistryClient) -> None:
     """A manifest with an empty ``layers`` list is 201 and pulled back unchanged (the suite's empty-layer push)."""
     repo = "conformance/push-manifest"
@@ -287,8 +361,7 @@ async def test_artifact_with_empty_json_config(client: RegistryClient) -> None:
 
 
 async def test_manifest_with_subject_answers_oci_subject(client: RegistryClient) -> None:
-    """A manifest with a ``subject`` is 201 with ``OCI-Subject: <subject digest>``, even when the subject
-    is not in the repository yet."""
+    """A manifest with a ``subject`` is 201 with ``OCI-Subject: <digest>``, even before the subject is pushed."""
     repo = "conformance/push-subject"
     image = await client.push_image(repo, "base")
     empty = Blob(EMPTY_JSON, OCI_EMPTY)
@@ -331,7 +404,7 @@ async def test_index_referencing_missing_manifest_is_refused(client: RegistryCli
 
 
 async def test_manifest_put_by_wrong_digest_is_refused(client: RegistryClient) -> None:
-    """A manifest PUT to a digest reference that is not the digest of the body is 400 (DIGEST_INVALID) and not stored."""
+    """A manifest PUT under a digest that is not the body's is 400 (DIGEST_INVALID) and is not stored."""
     image = await client.push_image("conformance/push-bad", "d")
     wrong = sha256(b"other bytes")
     reply = await client.put_manifest("conformance/push-bad", wrong, image.manifest)
@@ -354,9 +427,7 @@ async def test_manifest_bytes_are_stored_exactly(client: RegistryClient) -> None
     await client.push_blob(repo, config)
     doc = {"layers": [], "config": config.descriptor(), "mediaType": OCI_MANIFEST, "schemaVersion": 2}
     body = json.dumps(doc, separators=(" ,", ":  ")).encode() + b"\n"
-    reply = await client.request(
-        "PUT", f"/v2/{repo}/manifests/odd", body=body, headers={"Content-Type": OCI_MANIFEST}
-    )
+    reply = await client.request("PUT", f"/v2/{repo}/manifests/odd", body=body, headers={"Content-Type": OCI_MANIFEST})
     assert reply.status == 201 and reply.headers["Docker-Content-Digest"] == sha256(body)
     pulled = await client.request("GET", f"/v2/{repo}/manifests/odd", headers={"Accept": OCI_MANIFEST})
     assert pulled.body == body

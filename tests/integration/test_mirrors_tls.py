@@ -96,7 +96,7 @@ configs:
     ref = f"{tls_peers.host}/team/insecure:1"
     empty = tls_peers.work / "empty-certs.d"
     empty.mkdir(exist_ok=True)
-    with pytest.raises(CtrError, match="x509|certificate"):
+    with pytest.raises(CtrError, match=r"x509|certificate"):
         tls_peers.containerd.pull(ref, empty)
     tls_peers.containerd.pull(ref, hosts)
 
@@ -114,6 +114,6 @@ configs:
     (stubless / tls_peers.host).mkdir(parents=True)
     (stubless / tls_peers.host / "hosts.toml").write_text(rendered.replace("[host]\n", ""))
     ref = f"{tls_peers.host}/team/nostub:1"
-    with pytest.raises(CtrError, match="x509|certificate"):
+    with pytest.raises(CtrError, match=r"x509|certificate"):
         tls_peers.containerd.pull(ref, stubless)
     tls_peers.containerd.pull(ref, hosts)

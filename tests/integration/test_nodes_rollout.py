@@ -145,6 +145,11 @@ def test_role_and_flavor_are_detected_from_the_installed_unit(cluster: NodeClust
     assert [(r["role"], r["flavor"], r["service"]) for r in doc["nodes"]] == [
         ("server", "k3s", "k3s"), ("agent", "k3s", "k3s-agent"), ("agent", "k3s", "k3s-agent")]
     assert [n.restarts() for n in cluster.nodes] == [["k3s"], ["k3s-agent"], ["k3s-agent"]]
+    inv.write_text(yaml.safe_dump({"defaults": {"key_file": str(cluster.key_file), "flavor": "rke2"},
+                                   "nodes": [{"name": n.name, "address": n.address} for n in cluster.nodes]}))
+    code, doc = nodes_cli(cluster, "status", "-i", str(inv), "-r", str(cluster.workdir / "a.yaml"))
+    assert code == 1 and set(outcomes(doc).values()) == {"failed"}
+    assert "no unit of rke2-server, rke2-agent installed" in doc["nodes"][0]["reason"]
 
 
 def test_one_node_down_the_others_are_done_and_the_report_names_it(cluster: NodeCluster) -> None:
@@ -192,13 +197,14 @@ def test_a_hanging_command_hits_the_command_timeout(cluster: NodeCluster) -> Non
     cluster.nodes[0].path("/etc/k3sreg-fake/hang").write_text("k3s\n")
     src = str(write(cluster, "a.yaml", registries(cluster)))
     started = time.monotonic()
-    result = CliRunner().invoke(app, ["nodes", "apply", "--json", "--restart-timeout", "1", "--command-timeout", "1",
+    result = CliRunner().invoke(app, ["nodes", "apply", "--json", "--restart-timeout", "1", "--command-timeout", "3",
                                       "-i", str(cluster.inventory()), "-r", src,
                                       "--known-hosts", str(cluster.known_hosts)])
     doc = json.loads(result.stdout)
     assert result.exit_code == 1
     assert outcomes(doc) == {"n1": "failed", "n2": "changed", "n3": "changed"}
-    assert by_node(doc)["n1"]["reason"] == "command timed out after 2s"
+    # The restart may take its own timeout plus the command timeout: 1 + 3 s.
+    assert by_node(doc)["n1"]["reason"] == "command timed out after 4s"
     assert time.monotonic() - started < 15
 
 

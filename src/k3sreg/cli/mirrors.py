@@ -5,17 +5,20 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from k3sreg.errors import UsageError
-from k3sreg.k3s.apply import apply_hosts
-from k3sreg.k3s.decode import decode_text, load_registries
-from k3sreg.k3s.explain import RUNTIMES, Plan, explain
-from k3sreg.k3s.findings import has_errors
-from k3sreg.k3s.generate import InitSpec, generate
-from k3sreg.k3s.render import PROGRAMS, RenderOptions, containerd_auth_toml, render
-from k3sreg.k3s.validate import validate_decoded
+
+if TYPE_CHECKING:
+    from k3sreg.k3s.explain import Plan
+    from k3sreg.k3s.render import RenderOptions
+
+# The k3s package (pydantic models, YAML) is imported inside each command, so that other commands of the
+# CLI (`k3sreg serve`...) do not pay for it at start.
+PROGRAMS = ("k3s", "rke2")
+RUNTIMES = ("k3s", "containerd")
 
 app = typer.Typer(
     help="registries.yaml: write it, validate it, render containerd's hosts.toml as K3s does, explain a pull.",
@@ -30,6 +33,8 @@ _DATA_DIR = typer.Option(None, "--data-dir", help="The agent's --data-dir (defau
 
 
 def _options(no_default: bool, embedded: bool, flavor: str, data_dir: str | None) -> RenderOptions:
+    from k3sreg.k3s.render import RenderOptions
+
     if flavor not in PROGRAMS:
         raise UsageError(f"--flavor must be one of {', '.join(PROGRAMS)}, not {flavor!r}")
     return RenderOptions(no_default_endpoint=no_default, embedded_registry=embedded, program=flavor,
@@ -53,6 +58,10 @@ def validate_cmd(
     embedded: bool = _EMBEDDED,
 ) -> None:
     """Report every problem at once (key path, severity, what happens on the node, the fix); exit 1 on errors."""
+    from k3sreg.k3s.decode import decode_text
+    from k3sreg.k3s.findings import has_errors
+    from k3sreg.k3s.validate import validate_decoded
+
     findings = validate_decoded(decode_text(_read(file)), _options(no_default, embedded, "k3s", None))
     if as_json:
         typer.echo(json.dumps({"file": str(file), "errors": sum(f.severity == "error" for f in findings),
@@ -83,6 +92,11 @@ def render_cmd(
                                            help="2 (containerd 1.7) or 3 (containerd 2.x) for --containerd-auth."),
 ) -> None:
     """Write <out>/<host>/hosts.toml exactly as K3s would; remove only directories an earlier render made."""
+    from k3sreg.k3s.apply import apply_hosts
+    from k3sreg.k3s.decode import decode_text, load_registries
+    from k3sreg.k3s.render import containerd_auth_toml, render
+    from k3sreg.k3s.validate import validate_decoded
+
     options = _options(no_default, embedded, flavor, data_dir)
     text = _read(file)
     registries = load_registries(text, str(file))
@@ -138,6 +152,10 @@ def explain_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
 ) -> None:
     """The ordered requests containerd makes for IMAGE; warns when the last hop is a public registry."""
+    from k3sreg.k3s.decode import load_registries
+    from k3sreg.k3s.explain import explain
+    from k3sreg.k3s.render import render
+
     if runtime not in RUNTIMES:
         raise UsageError(f"--runtime must be one of {', '.join(RUNTIMES)}")
     if (config is None) == (hosts_dir is None):
@@ -179,6 +197,8 @@ def init_cmd(
     output: Path | None = typer.Option(None, "--output", "-o", help="Write here instead of stdout."),
 ) -> None:
     """Write a valid, minimal, commented registries.yaml."""
+    from k3sreg.k3s.generate import InitSpec, generate
+
     _options(False, False, flavor, None)
     password = ""
     if password_stdin and password_file:

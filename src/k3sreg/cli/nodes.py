@@ -212,7 +212,7 @@ def status(
     nodes = _nodes(inventory, node)
     ssh = _ssh(known_hosts, accept_new_host_keys, identity, no_agent, connect_timeout, command_timeout)
     results = _run(nodes, as_json, lambda p: status_nodes(nodes, desired, ssh, p))
-    _report("status", results, as_json)
+    _report("status", results, as_json, show_diff=True)
     _finish("status", results)
 
 

@@ -16,6 +16,7 @@ Tabs and unquoted `*` are repaired in a copy of the text so the rest of the file
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ import yaml
 
 from k3sreg.errors import ConfigError
 from k3sreg.k3s import hints
-from k3sreg.k3s.findings import Finding, KeyPath, format_path
+from k3sreg.k3s.findings import Finding, KeyPath, Severity, format_path
 from k3sreg.k3s.model import AUTH_FIELDS, TLS_FIELDS, Registries
 
 _TRUE = {"y", "Y", "yes", "Yes", "YES", "on", "On", "ON", "true", "True", "TRUE"}
@@ -68,11 +69,11 @@ class _Decoder:
         self.positions: dict[KeyPath, tuple[int, int]] = {}
         self.fatal = False
 
-    def add(self, path: KeyPath, node: yaml.Node | None, severity: str, code: str, message: str,
+    def add(self, path: KeyPath, node: yaml.Node | None, severity: Severity, code: str, message: str,
             fix: str) -> None:
         line = node.start_mark.line + 1 if node is not None else None
         col = node.start_mark.column + 1 if node is not None else None
-        self.findings.append(Finding(format_path(path), severity, code, message, fix, line, col))  # type: ignore[arg-type]
+        self.findings.append(Finding(format_path(path), severity, code, message, fix, line, col))
 
     def wrong_type(self, path: KeyPath, node: yaml.Node, into: str, fix: str) -> None:
         self.fatal = True
@@ -158,7 +159,14 @@ class _Decoder:
             if spelled and spelled != name:
                 fix += f" and rename it to `{spelled}`"
         elif nearest:
-            fix = f"rename it to `{nearest}`" + (f" ({why})" if why else "")
+            fix = f"rename it to `{nearest}`" + (f": {why}" if why else "")
+        elif hints.level_of(name) not in (None, level, "top"):
+            where_to = {"tls": "`tls:`", "auth": "`auth:`", "mirror": "a `mirrors` entry",
+                        "config": "a `configs` entry"}[str(hints.level_of(name))]
+            fix = f"move it under {where_to}"
+            spelled, _ = hints.suggest(str(hints.level_of(name)), name)
+            if spelled and spelled != name:
+                fix += f" and rename it to `{spelled}`"
         else:
             fix = why or f"valid keys here: {', '.join(hints.LEVEL_KEYS[level])}"
         if level == "auth" and name == "token":
@@ -189,7 +197,8 @@ class _Decoder:
                      "nest registry entries under `mirrors:` / `configs:` with consistent space indentation")
         return out
 
-    def entries(self, path: KeyPath, node: yaml.Node, each: Any, into: str) -> dict[str, Any]:
+    def entries(self, path: KeyPath, node: yaml.Node, each: Callable[[KeyPath, yaml.Node], Any],
+                into: str) -> dict[str, Any]:
         result: dict[str, Any] = {}
         for name, _key, value in self.mapping(path, node, into):
             result[name] = each((*path, name), value)  # a Go map: a duplicate replaces the whole entry
@@ -286,13 +295,19 @@ def decode_text(text: str) -> Decoded:
     decoder.findings.extend(findings)
     decoder.fatal = bool(findings)
     try:
-        root = yaml.compose(repaired, Loader=yaml.SafeLoader)
+        documents = list(yaml.compose_all(repaired, Loader=yaml.SafeLoader))
+        root = documents[0] if documents else None
+        for extra in documents[1:]:
+            # yaml.v2's Unmarshal reads the first document only.
+            decoder.add((), extra, "warning", "extra-document", "K3s reads only the first YAML document; "
+                        "everything after this `---` is ignored", "merge the documents into one")
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         problem = " ".join(p for p in (e.context, e.problem) if p)
         decoder.findings.append(Finding(
             "(top level)", "error", "syntax",
             f"YAML syntax error ({problem}): K3s fails to parse the file and the agent does not start",
+            "use single quotes ('...'), where a backslash is literal" if "escape" in problem else
             "fix the YAML at this position (indent with spaces, quote values containing `: ` or `#`)",
             mark.line + 1 if mark else None, mark.column + 1 if mark else None))
         return Decoded(Registries(), decoder.findings, {}, True, lines)

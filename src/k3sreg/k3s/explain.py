@@ -173,6 +173,10 @@ def _default_host(registry: str, table: Mapping[str, Any]) -> _Host:
 def _hosts_from_file(registry: str, text: str | None, runtime: str, plan: Plan) -> list[_Host]:
     if text is None:
         return [_default_host(registry, {})]
+    if not text:
+        plan.notes.append(f"{plan.hosts_file} is empty: containerd reads certificate files of that directory "
+                          "and uses its built-in default host")
+        return [_default_host(registry, {})]
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:

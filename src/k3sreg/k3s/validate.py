@@ -120,8 +120,8 @@ def _rule_endpoints(ctx: _Context) -> Iterator[Finding]:
                 yield ctx.finding(path, "warning", "endpoint-userinfo", "credentials in an endpoint URL are not "
                                   "used for registry authentication", f"move them to `configs.\"{ep.host}\".auth`")
             if u.query:
-                yield ctx.finding(path, "warning", "endpoint-query", "a query string in an endpoint ends up in "
-                                  "the middle of every request URL", "remove the `?...` part")
+                yield ctx.finding(path, "warning", "endpoint-query", "containerd keeps only the scheme, host "
+                                  "and path of an endpoint: the query string is dropped", "remove the `?...` part")
             if ep.override_path:
                 yield ctx.finding(path, "warning", "endpoint-path", f"path `{u.path}` is not `/v2`: containerd "
                                   f"uses it verbatim as the API root (override_path), e.g. "

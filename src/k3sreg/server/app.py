@@ -14,13 +14,15 @@ from aiohttp import web
 
 from k3sreg import errors
 from k3sreg.server import blob_handlers, health, manifest_handlers, routes
-from k3sreg.server.context import CONTEXT, Context, Limits
+from k3sreg.server.context import CONTEXT, Context, Limits, Resolved
 from k3sreg.server.middleware import make_middlewares
 from k3sreg.settings import Settings
 from k3sreg.storage.driver import Driver
 from k3sreg.storage.filesystem import FilesystemDriver
 from k3sreg.storage.memory import MemoryDriver
 from k3sreg.storage.registry import Registry
+from k3sreg.upstream.hub import ProxyHub
+from k3sreg.upstream.routing import Target
 
 log = logging.getLogger("k3sreg.server")
 
@@ -46,7 +48,7 @@ def make_driver(settings: Settings) -> Driver:
 
 
 async def dispatch(request: web.Request) -> web.StreamResponse:
-    """Every `/v2/` request: parse the path, then call the resource's handler."""
+    """Every `/v2/` request: parse the path, resolve the repository (local or an upstream's), call the handler."""
     ctx = request.app[CONTEXT]
     route = routes.parse(request.match_info["tail"])
     if route.kind == "base":
@@ -54,7 +56,17 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
     handler = _HANDLERS.get(route.kind)
     if handler is None:
         raise errors.NameUnknown(f"no such endpoint: {request.path}")
-    return await handler(request, ctx, route)
+    if route.kind == "catalog":
+        return await handler(request, ctx, Resolved(route, "", ctx.repository(Target("")), False))
+    target = ctx.resolve(route.name, request.query.get("ns"))
+    reading = request.method in ("GET", "HEAD") and route.kind != "upload"
+    if target.upstream is not None and not reading:
+        if not target.default:
+            raise errors.Unsupported(f"{target.upstream.name} is a pull-through upstream here: push to a name "
+                                     f"outside {target.upstream.name}/ instead")
+        target = Target(route.name)  # registry:2 proxy mode, but pushes to plain names stay possible
+    return await handler(request, ctx, Resolved(route, target.cache_repo, ctx.repository(target),
+                                                target.upstream is not None))
 
 
 def create_app(settings: Settings, registry: Registry | None = None) -> web.Application:
@@ -76,6 +88,9 @@ def create_app(settings: Settings, registry: Registry | None = None) -> web.Appl
         host=settings.http.host,
         relative_urls=settings.http.relativeurls,
     )
+    upstreams = settings.effective_upstreams
+    if upstreams:
+        ctx.proxy = ProxyHub(registry, upstreams, settings.own_names, settings.proxy_upstream)
     state = health.Health()
     app = web.Application(middlewares=make_middlewares(settings.http.headers, state.problems),
                           client_max_size=1 << 20)
@@ -83,15 +98,17 @@ def create_app(settings: Settings, registry: Registry | None = None) -> web.Appl
     health.install(app, settings.health, registry, state)
     app.router.add_route("*", "/v2/{tail:.*}", dispatch)
     app.router.add_route("*", "/v2", _redirect_base)
-    app.on_cleanup.append(lambda _app: _close(registry))
+    app.on_cleanup.append(lambda _app: _close(ctx))
     purging = settings.storage.maintenance.uploadpurging
     if purging.enabled:
         app.cleanup_ctx.append(_purger(registry, purging.age, purging.interval, purging.dryrun))
     return app
 
 
-async def _close(registry: Registry) -> None:
-    registry.close()
+async def _close(ctx: Context) -> None:
+    if ctx.proxy is not None:
+        await ctx.proxy.close()
+    ctx.registry.close()
 
 
 async def _redirect_base(request: web.Request) -> web.StreamResponse:

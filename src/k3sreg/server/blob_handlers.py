@@ -11,9 +11,9 @@ from aiohttp import web
 from k3sreg import errors
 from k3sreg.oci.digest import Digest, InvalidDigest
 from k3sreg.server import body
-from k3sreg.server.context import Context
-from k3sreg.server.routes import Route
+from k3sreg.server.context import Context, Resolved
 from k3sreg.storage.blobs import BlobInfo, new_upload_id, upload_range
+from k3sreg.storage.registry import Repository
 
 _CONTENT_RANGE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
 
@@ -25,28 +25,31 @@ def parse_digest(value: str) -> Digest:
         raise errors.DigestInvalid(str(e), detail={"digest": value}) from None
 
 
-async def blob(request: web.Request, ctx: Context, route: Route) -> web.StreamResponse:
-    d = parse_digest(route.ref)
+async def blob(request: web.Request, ctx: Context, res: Resolved) -> web.StreamResponse:
+    d = parse_digest(res.route.ref)
     if request.method == "DELETE":
         ctx.check_delete()
-        await ctx.registry.delete_blob(route.name, d)
+        await ctx.registry.delete_blob(res.repo, d)
         return web.Response(status=202, headers={"Content-Length": "0", "Docker-Content-Digest": str(d)})
     if request.method not in ("GET", "HEAD"):
         raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD", "DELETE"])
-    info = await ctx.registry.stat_blob(route.name, d)
+    view = res.view
+    info = await view.stat_blob(d)
     headers = {"Docker-Content-Digest": str(d), "Content-Type": "application/octet-stream",
                "ETag": f'"{d}"', "Accept-Ranges": "bytes", "Cache-Control": "max-age=31536000"}
     if request.method == "HEAD":
         headers["Content-Length"] = str(info.size)
         return web.Response(status=200, headers=headers)
-    local = ctx.registry.local_path(info)
+    local = view.local_path(info)
     if local is not None:
         # sendfile() from the blob file; aiohttp answers Range with 206 and an unsatisfiable one with 416.
+        view.count_sendfile(info.size)
         return web.FileResponse(local, headers=headers)
-    return await _stream(request, ctx, info, headers)
+    return await _stream(request, view, info, headers)
 
 
-async def _stream(request: web.Request, ctx: Context, info: BlobInfo, headers: dict[str, str]) -> web.StreamResponse:
+async def _stream(request: web.Request, view: Repository, info: BlobInfo, headers: dict[str, str]
+                  ) -> web.StreamResponse:
     """Serve a blob from a driver without local files, honouring a single Range."""
     start, end = 0, info.size - 1
     status = 200
@@ -64,8 +67,14 @@ async def _stream(request: web.Request, ctx: Context, info: BlobInfo, headers: d
     headers["Content-Length"] = str(length)
     resp = web.StreamResponse(status=status, headers=headers)
     await resp.prepare(request)
-    async for chunk in ctx.registry.read_blob(info, start, length):
-        await resp.write(chunk)
+    try:
+        async for chunk in view.read_blob(info, start, length):
+            await resp.write(chunk)
+    except errors.RegistryError:
+        # Headers are gone: the only honest signal left is a cut connection, never a short "complete" body.
+        if request.transport is not None:
+            request.transport.abort()
+        raise
     await resp.write_eof()
     return resp
 
@@ -87,9 +96,9 @@ def _created(ctx: Context, request: web.Request, name: str, d: Digest) -> web.Re
     })
 
 
-async def upload(request: web.Request, ctx: Context, route: Route) -> web.StreamResponse:
-    """POST opens (or mounts, or completes at once); PATCH/PUT/GET/DELETE act on `route.ref`, the session."""
-    name, uuid = route.name, route.ref
+async def upload(request: web.Request, ctx: Context, res: Resolved) -> web.StreamResponse:
+    """POST opens (or mounts, or completes at once); PATCH/PUT/GET/DELETE act on the session in the URL."""
+    name, uuid = res.repo, res.route.ref
     if request.method == "POST" and not uuid:
         return await _start(request, ctx, name)
     if not uuid:

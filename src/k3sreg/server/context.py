@@ -7,7 +7,10 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from k3sreg import errors
-from k3sreg.storage.registry import Registry
+from k3sreg.server.routes import Route
+from k3sreg.storage.registry import LocalRepository, Registry, Repository
+from k3sreg.upstream.hub import ProxyHub
+from k3sreg.upstream.routing import Target
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +30,13 @@ class Context:
     read_only: bool = False
     host: str | None = None          # http.host: the external URL for Location headers
     relative_urls: bool = False
+    proxy: ProxyHub | None = None
+
+    def resolve(self, name: str, ns: str | None) -> Target:
+        return self.proxy.resolve(name, ns) if self.proxy else Target(name)
+
+    def repository(self, target: Target) -> Repository:
+        return self.proxy.repository(target) if self.proxy else LocalRepository(self.registry, target.cache_repo)
 
     def check_delete(self) -> None:
         if not self.delete_enabled:
@@ -49,3 +59,13 @@ class Context:
 
 
 CONTEXT: web.AppKey[Context] = web.AppKey("k3sreg_context", Context)
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """A request's resource: `repo` is the local repository name, `view` the reads of it (maybe proxied)."""
+
+    route: Route
+    repo: str
+    view: Repository
+    proxied: bool

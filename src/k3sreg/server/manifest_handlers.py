@@ -12,17 +12,18 @@ from k3sreg.oci import mediatypes as mt
 from k3sreg.oci.digest import is_digest
 from k3sreg.server import body
 from k3sreg.server.blob_handlers import parse_digest
-from k3sreg.server.context import Context
-from k3sreg.server.routes import Route
+from k3sreg.server.context import Context, Resolved
 from k3sreg.storage.catalog import page
 from k3sreg.storage.manifests import StoredManifest
+from k3sreg.storage.registry import Repository
 
 
-async def manifest(request: web.Request, ctx: Context, route: Route) -> web.StreamResponse:
-    name, ref = route.name, route.ref
+async def manifest(request: web.Request, ctx: Context, res: Resolved) -> web.StreamResponse:
+    name, ref = res.repo, res.route.ref
     if request.method in ("GET", "HEAD"):
-        stored = await ctx.registry.get_manifest(name, ref)
-        stored = await _negotiate(request, ctx, name, stored)
+        accept = _accepted(request)
+        stored = await res.view.get_manifest(ref, sorted(accept))
+        stored = await _negotiate(res.view, accept, stored)
         headers = {"Content-Type": stored.media_type, "Docker-Content-Digest": str(stored.digest),
                    "ETag": f'"{stored.digest}"', "Content-Length": str(stored.size)}
         if request.method == "HEAD":
@@ -47,13 +48,16 @@ async def manifest(request: web.Request, ctx: Context, route: Route) -> web.Stre
     raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD", "PUT", "DELETE"])
 
 
-async def _negotiate(request: web.Request, ctx: Context, name: str, stored: StoredManifest) -> StoredManifest:
+def _accepted(request: web.Request) -> set[str]:
+    return {a.split(";")[0].strip() for h in request.headers.getall("Accept", []) for a in h.split(",") if a.strip()}
+
+
+async def _negotiate(view: Repository, accepted: set[str], stored: StoredManifest) -> StoredManifest:
     """Old Docker clients that accept only single-image manifests get the linux/amd64 entry of a list.
 
     The stored bytes are never rewritten: the client receives another manifest, by its own digest, exactly
     as Distribution does. Clients that send no Accept, or accept the type, get what was pushed.
     """
-    accepted = {a.split(";")[0].strip() for a in request.headers.getall("Accept", []) for a in a.split(",")}
     if (stored.media_type not in mt.INDEXES or not accepted or stored.media_type in accepted or "*/*" in accepted
             or not (accepted & mt.IMAGE_MANIFESTS)):
         return stored
@@ -61,7 +65,7 @@ async def _negotiate(request: web.Request, ctx: Context, name: str, stored: Stor
     for entry in doc.get("manifests", []):
         platform = entry.get("platform") or {}
         if platform.get("os") == "linux" and platform.get("architecture") == "amd64":
-            child = await ctx.registry.get_manifest(name, entry["digest"])
+            child = await view.get_manifest(entry["digest"], sorted(accepted))
             if child.media_type in accepted:
                 return child
     raise errors.ManifestUnknown(f"{stored.media_type} found, but the Accept header does not allow it")
@@ -84,18 +88,19 @@ def _link(path: str, n: int | None, last: str) -> str:
     return f'<{path}?n={n}&last={quote(last, safe="")}>; rel="next"'
 
 
-async def tags(request: web.Request, ctx: Context, route: Route) -> web.StreamResponse:
+async def tags(request: web.Request, ctx: Context, res: Resolved) -> web.StreamResponse:
     if request.method not in ("GET", "HEAD"):
         raise web.HTTPMethodNotAllowed(request.method, ["GET"])
     n = _n_param(request)
-    items, more = page(await ctx.registry.tags(route.name), n, request.query.get("last"))
+    items, more = page(await res.view.tags(), n, request.query.get("last"))
     headers = {}
+    name = res.route.name
     if more and items:
-        headers["Link"] = _link(f"/v2/{route.name}/tags/list", n, items[-1])
-    return web.json_response({"name": route.name, "tags": items}, headers=headers)
+        headers["Link"] = _link(f"/v2/{name}/tags/list", n, items[-1])
+    return web.json_response({"name": name, "tags": items}, headers=headers)
 
 
-async def catalog(request: web.Request, ctx: Context, route: Route) -> web.StreamResponse:
+async def catalog(request: web.Request, ctx: Context, res: Resolved) -> web.StreamResponse:
     if request.method not in ("GET", "HEAD"):
         raise web.HTTPMethodNotAllowed(request.method, ["GET"])
     n = _n_param(request)
@@ -106,12 +111,12 @@ async def catalog(request: web.Request, ctx: Context, route: Route) -> web.Strea
     return web.json_response({"repositories": items}, headers=headers)
 
 
-async def referrers(request: web.Request, ctx: Context, route: Route) -> web.StreamResponse:
+async def referrers(request: web.Request, ctx: Context, res: Resolved) -> web.StreamResponse:
     if request.method not in ("GET", "HEAD"):
         raise web.HTTPMethodNotAllowed(request.method, ["GET"])
-    subject = parse_digest(route.ref)
+    subject = parse_digest(res.route.ref)
     artifact_type = request.query.get("artifactType") or None
-    found = await ctx.registry.referrers(route.name, subject, artifact_type)
+    found = await res.view.referrers(subject, artifact_type)
     headers = {"Content-Type": mt.OCI_INDEX}
     if artifact_type is not None:
         headers["OCI-Filters-Applied"] = "artifactType"

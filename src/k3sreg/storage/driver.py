@@ -61,6 +61,10 @@ class Driver(Protocol):
         """Atomically put `src` at `dst`, replacing what was there."""
         ...
 
+    def touch(self, path: str) -> None:
+        """Set the modification time of `path` to now (the cache records last access this way)."""
+        ...
+
     def truncate(self, path: str, size: int) -> None:
         """Cut a file back to `size` bytes (a failed append is undone this way)."""
         ...

@@ -99,6 +99,10 @@ class FilesystemDriver:
         except FileNotFoundError:
             raise PathNotFound(src) from None
 
+    def touch(self, path: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.utime(self._p(path))
+
     def truncate(self, path: str, size: int) -> None:
         os.truncate(self._p(path), size)
 

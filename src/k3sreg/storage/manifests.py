@@ -121,6 +121,11 @@ class ManifestStore:
     def get(self, repo: str, reference: str) -> StoredManifest:
         return self.load(self.resolve(repo, reference))
 
+    def tag_checked_at(self, repo: str, tag: str) -> float | None:
+        """When the cache last confirmed `tag` upstream: the mtime of its `current` link."""
+        info = self.driver.stat(paths.tag_current_link(repo, tag))
+        return info.mtime if info else None
+
     def tags(self, repo: str) -> list[str]:
         """Every tag of `repo`, sorted; NAME_UNKNOWN when the repository does not exist."""
         if self.driver.stat(paths.repo(repo)) is None:
@@ -147,8 +152,13 @@ class ManifestStore:
         return out
 
     # --- write -----------------------------------------------------------------------------------------
-    def put(self, repo: str, reference: str, data: bytes, content_type: str | None) -> StoredManifest:
-        """Validate and store a pushed manifest under a tag or its digest; returns what was stored."""
+    def put(self, repo: str, reference: str, data: bytes, content_type: str | None,
+            check_references: bool = True) -> StoredManifest:
+        """Validate and store a pushed manifest under a tag or its digest; returns what was stored.
+
+        The pull-through cache stores manifests before their blobs (those are fetched when asked for), so it
+        passes `check_references=False`.
+        """
         tag: str | None = None
         d = Digest.of(data)
         if is_digest(reference):
@@ -170,7 +180,8 @@ class ManifestStore:
             raise errors.ManifestInvalid(str(e)) from None
         except InvalidManifest as e:
             raise errors.ManifestInvalid(str(e)) from None
-        self._check_references(repo, parsed)
+        if check_references:
+            self._check_references(repo, parsed)
         self.blobs.put_small(d, data)
         write_link(self.driver, paths.revision_link(repo, d), d)
         if parsed.subject is not None:

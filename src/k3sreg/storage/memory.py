@@ -79,6 +79,11 @@ class MemoryDriver:
             self.files[dst] = self.files.pop(src)
             self.mtimes[dst] = self.mtimes.pop(src)
 
+    def touch(self, path: str) -> None:
+        with self.lock:
+            if path in self.mtimes:
+                self.mtimes[path] = time.time()
+
     def truncate(self, path: str, size: int) -> None:
         with self.lock:
             self.files[path] = self.files[path][:size]

@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from k3sreg import errors
 from k3sreg.oci.digest import Digest
@@ -37,9 +37,12 @@ class Registry:
         self.blob_limit = blob_limit
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="k3sreg-io")
 
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run blocking storage work in the store's threads (one hop per operation)."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, functools.partial(fn, *args))
+
+    _run = run
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -141,9 +144,9 @@ class Registry:
     async def get_manifest_by_digest(self, d: Digest) -> StoredManifest:
         return await self._run(self.manifests.load, d)
 
-    async def put_manifest(self, repo: str, reference: str, data: bytes, content_type: str | None
-                           ) -> StoredManifest:
-        return await self._run(self.manifests.put, repo, reference, data, content_type)
+    async def put_manifest(self, repo: str, reference: str, data: bytes, content_type: str | None,
+                           check_references: bool = True) -> StoredManifest:
+        return await self._run(self.manifests.put, repo, reference, data, content_type, check_references)
 
     async def delete_manifest(self, repo: str, reference: str) -> None:
         await self._run(self.manifests.delete, repo, reference)
@@ -163,3 +166,49 @@ class Registry:
 
     async def catalog(self) -> list[str]:
         return await self._run(catalog.repositories, self.driver)
+
+
+class Repository(Protocol):
+    """The reads of one repository that handlers use; the pull-through cache implements them too."""
+
+    async def get_manifest(self, reference: str, accept: Sequence[str]) -> StoredManifest: ...
+
+    async def stat_blob(self, d: Digest) -> BlobInfo: ...
+
+    def local_path(self, info: BlobInfo) -> Path | None: ...
+
+    def read_blob(self, info: BlobInfo, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]: ...
+
+    def count_sendfile(self, size: int) -> None: ...
+
+    async def tags(self) -> list[str]: ...
+
+    async def referrers(self, subject: Digest, artifact_type: str | None) -> list[Descriptor]: ...
+
+
+class LocalRepository:
+    """A local repository of `registry` seen through the Repository protocol."""
+
+    def __init__(self, registry: Registry, name: str):
+        self.registry, self.name = registry, name
+
+    async def get_manifest(self, reference: str, accept: Sequence[str]) -> StoredManifest:
+        return await self.registry.get_manifest(self.name, reference)
+
+    async def stat_blob(self, d: Digest) -> BlobInfo:
+        return await self.registry.stat_blob(self.name, d)
+
+    def local_path(self, info: BlobInfo) -> Path | None:
+        return self.registry.local_path(info)
+
+    def read_blob(self, info: BlobInfo, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+        return self.registry.read_blob(info, offset, length)
+
+    def count_sendfile(self, size: int) -> None:
+        pass
+
+    async def tags(self) -> list[str]:
+        return await self.registry.tags(self.name)
+
+    async def referrers(self, subject: Digest, artifact_type: str | None) -> list[Descriptor]:
+        return await self.registry.referrers(self.name, subject, artifact_type)

@@ -105,3 +105,12 @@ def test_usage_errors(tmp_path: Path) -> None:
     assert isinstance(result.exception, UsageError)
     result = runner.invoke(app, ["mirrors", "init", "-e", "http://h", "-m", "docker.io", "--rewrite", "nope"])
     assert isinstance(result.exception, UsageError)
+
+
+def test_cli_constants_match_the_library() -> None:
+    """The CLI's flavor and runtime lists (kept local for a fast start) equal the library's."""
+    from k3sreg.cli import mirrors
+    from k3sreg.k3s.explain import RUNTIMES
+    from k3sreg.k3s.render import PROGRAMS
+
+    assert (mirrors.PROGRAMS, mirrors.RUNTIMES) == (PROGRAMS, RUNTIMES)

@@ -150,3 +150,18 @@ def test_missing_file_is_empty(tmp_path: Path) -> None:
     assert load_registries_file(tmp_path / "nope.yaml").mirrors == {}
     (tmp_path / "empty.yaml").write_text("")
     assert load_registries_file(tmp_path / "empty.yaml").configs == {}
+
+
+def test_key_at_the_wrong_level_says_where_it_belongs() -> None:
+    """A valid key one level off (`insecure_skip_verify` directly under the host) names its section."""
+    decoded = decode_text("configs:\n  h:\n    insecureSkipVerify: true\n    username: u\n")
+    fixes = {f.path: f.fix for f in decoded.findings}
+    assert fixes["configs.h.insecureSkipVerify"] == "move it under `tls:` and rename it to `insecure_skip_verify`"
+    assert fixes["configs.h.username"] == "move it under `auth:`"
+
+
+def test_only_the_first_document_counts() -> None:
+    """A second `---` document is ignored by K3s: a warning, and its content is not decoded."""
+    decoded = decode_text("mirrors:\n  docker.io:\n    endpoint: [a]\n---\nmirrors:\n  quay.io:\n")
+    assert [(f.code, f.severity) for f in decoded.findings] == [("extra-document", "warning")]
+    assert list(decoded.registries.mirrors) == ["docker.io"]

@@ -301,3 +301,57 @@ def test_containerd_auth_snippet_v2_and_v3() -> None:
     v3 = tomllib.loads(containerd_auth_toml(reg, 3, stargz=True))
     assert set(v3["plugins"]) == {"io.containerd.cri.v1.images", "io.containerd.snapshotter.v1.stargz"}
     assert containerd_auth_toml(load_registries(""), 2) == ""
+
+
+CREDS = "configs:\n  {key}:\n    auth: {{username: user, password: pass}}\n"
+EMBEDDED_HOST = {"127.0.0.1:6443": server("https://127.0.0.1:6443/v2", host={}, **EMBEDDED_TLS)}
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "options", "expected"),
+    [
+        pytest.param("mirrors:\n  docker.io:\n" + CREDS.format(key="docker.io"), {},
+                     {"docker.io": server(DOCKER, host={})}, id="default endpoint and creds"),
+        pytest.param("mirrors:\n  docker.io:\n    endpoint: [docker.io]\n" + CREDS.format(key="docker.io"), {},
+                     {"docker.io": server(DOCKER, host={})}, id="default endpoint listed and creds"),
+        pytest.param(CREDS.format(key="docker.io"), {}, {"docker.io": server(DOCKER, host={})}, id="only creds"),
+        pytest.param("mirrors:\n  registry.example.com:\n" + CREDS.format(key="registry.example.com"), {},
+                     {"registry.example.com": server("https://registry.example.com/v2", host={})},
+                     id="private registry with default endpoint and creds"),
+        pytest.param("mirrors:\n  docker.io:\n", {"embedded_registry": True},
+                     {"docker.io": server(DOCKER, host={"https://127.0.0.1:6443/v2": mirror(**EMBEDDED_TLS)}),
+                      **EMBEDDED_HOST}, id="default endpoint - embedded registry"),
+        pytest.param("mirrors:\n  docker.io:\n    endpoint: [https://registry.example.com,"
+                     " https://registry.example.org, https://registry.example.com]\n", {},
+                     {"docker.io": server(DOCKER, host={"https://registry.example.com/v2": mirror(),
+                                                        "https://registry.example.org/v2": mirror()})},
+                     id="duplicate endpoints in different positions"),
+        pytest.param("mirrors:\n  docker.io:\n    endpoint: [https://registry.example.com/v2]\n"
+                     + CREDS.format(key="registry.example.com"), {},
+                     {"docker.io": server(DOCKER, host={"https://registry.example.com/v2": mirror()}),
+                      "registry.example.com": server("https://registry.example.com/v2", host={})},
+                     id="mirror endpoint and mirror creds"),
+        pytest.param("mirrors:\n  docker.io:\n    endpoint: [registry.example.com, registry.example.org, docker.io]\n",
+                     {"embedded_registry": True},
+                     {"docker.io": server(DOCKER, host={"https://127.0.0.1:6443/v2": mirror(**EMBEDDED_TLS),
+                                                        "https://registry.example.com/v2": mirror(),
+                                                        "https://registry.example.org/v2": mirror()}),
+                      **EMBEDDED_HOST}, id="embedded registry, default endpoint explicitly listed"),
+        pytest.param('mirrors:\n  "*":\n    endpoint: [https://registry.example.com/v2]\n',
+                     {"embedded_registry": True},
+                     {"_default": {"server": "", "capabilities": SERVER_CAPS, "host": {
+                         "https://127.0.0.1:6443/v2": mirror(**EMBEDDED_TLS),
+                         "https://registry.example.com/v2": mirror()}}, **EMBEDDED_HOST},
+                     id="wildcard full URL, embedded registry"),
+        pytest.param('mirrors:\n  "*":\n    endpoint: [https://registry.example.com/v2]\n',
+                     {"embedded_registry": True, "no_default_endpoint": True},
+                     {"_default": {"host": {"https://127.0.0.1:6443/v2": mirror(**EMBEDDED_TLS),
+                                            "https://registry.example.com/v2": mirror()}}, **EMBEDDED_HOST},
+                     id="wildcard full URL, embedded registry, no default"),
+        pytest.param('mirrors:\n  "localhost:5000":\n', {"embedded_registry": True}, EMBEDDED_HOST,
+                     id="localhost registry on odd port, embedded registry"),
+    ],
+)
+def test_k3s_unit_table(yaml_text: str, options: dict[str, bool], expected: dict[str, Any]) -> None:
+    """The remaining rows of K3s's Test_UnitGetHostConfigs, rendered and compared as parsed TOML."""
+    assert hosts(yaml_text, **options) == expected

@@ -115,12 +115,19 @@ async def status(nodes: Sequence[Node], desired: bytes, ssh: SshOptions, progres
 
     async def one(node: Node) -> NodeResult:
         say = _say(progress, node)
+        shell = NodeShell(node, ssh)
         try:
-            async with NodeShell(node, ssh) as shell:
-                probe = await _probe(shell, node, None, say)
+            await shell.connect()
         except NodeError as e:
             say("unreachable")
             return NodeResult(node.name, node.address, "unreachable", node.role, node.flavor, reason=e.reason)
+        try:
+            probe = await _probe(shell, node, None, say)
+        except NodeError as e:
+            say("failed")
+            return NodeResult(node.name, node.address, "failed", node.role, node.flavor, reason=e.reason)
+        finally:
+            await shell.close()
         state = probe.state
         result = _result(node, probe, "in-sync")
         if state.content is None:

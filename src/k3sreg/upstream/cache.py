@@ -1,0 +1,216 @@
+"""The pull-through cache of one upstream, with the read methods of the local Registry.
+
+Manifests by digest are immutable: once cached they are served without asking the upstream. A tag is trusted
+for `tagttl` after the upstream last confirmed it (the mtime of its `current` link); then it is re-checked with
+a HEAD bounded by a short timeout, and when the upstream is down, slow or failing the cached tag is served
+and logged as stale. `offline: true` never contacts the upstream. Every access refreshes the mtime of the
+revision or layer link: eviction reads last access from there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from k3sreg import errors
+from k3sreg.oci.digest import Digest, is_digest
+from k3sreg.oci.manifest import Descriptor
+from k3sreg.storage import paths
+from k3sreg.storage.blobs import BlobInfo
+from k3sreg.storage.manifests import StoredManifest
+from k3sreg.storage.registry import Registry
+from k3sreg.upstream import metrics
+from k3sreg.upstream.client import UpstreamClient
+from k3sreg.upstream.fill import FillCoordinator, Source, is_committed
+from k3sreg.upstream.routing import Target
+
+log = logging.getLogger("k3sreg.upstream")
+T = TypeVar("T")
+_UNREACHABLE = (errors.Unavailable, errors.TooManyRequests, TimeoutError)
+
+
+@dataclass(frozen=True, slots=True)
+class FillingBlob(BlobInfo):
+    """A blob served while it downloads."""
+
+    source: Source | None = None
+
+
+class ProxyRepository:
+    """Reads of `target` (an upstream's repository), served from the cache and filled from the upstream."""
+
+    def __init__(self, registry: Registry, client: UpstreamClient, fills: FillCoordinator, target: Target,
+                 flights: dict[tuple[str, str], asyncio.Future[StoredManifest]], tag_timeout: float,
+                 access: AccessClock):
+        assert target.upstream is not None
+        self.registry, self.client, self.fills, self.target = registry, client, fills, target
+        self.settings = target.upstream
+        self._flights, self._tag_timeout, self._access = flights, tag_timeout, access
+
+    @property
+    def repo(self) -> str:
+        return self.target.cache_repo
+
+    # --- manifests ------------------------------------------------------------------------------------
+    async def get_manifest(self, reference: str, accept: Sequence[str]) -> StoredManifest:
+        """The manifest for a tag or digest, from the cache when it may be, else from the upstream."""
+        if is_digest(reference):
+            try:
+                stored = await self.registry.get_manifest(self.repo, reference)
+                return self._served("manifest", reference, stored, "hit")
+            except errors.ManifestUnknown:
+                if self.settings.offline:
+                    raise
+            stored = await self._single(reference, lambda: self._fetch(reference, None, accept))
+            return self._served("manifest", reference, stored, "miss")
+        return await self._tag(reference, accept)
+
+    async def _tag(self, tag: str, accept: Sequence[str]) -> StoredManifest:
+        try:
+            cached: StoredManifest | None = await self.registry.get_manifest(self.repo, tag)
+        except errors.ManifestUnknown:
+            cached = None
+        if cached is not None:
+            checked = await self.registry.run(self.registry.manifests.tag_checked_at, self.repo, tag) or 0.0
+            if self.settings.offline or time.time() - checked < self.settings.tagttl:
+                return self._served("manifest", tag, cached, "hit")
+        elif self.settings.offline:
+            raise errors.ManifestUnknown(f"{tag} is not cached and upstream {self.settings.name} is offline")
+        try:
+            if cached is None:
+                stored = await self._single(tag, lambda: self._fetch(tag, tag, accept))
+                return self._served("manifest", tag, stored, "miss")
+            async with asyncio.timeout(self._tag_timeout):
+                head = await self.client.head_manifest(self.target.upstream_repo, tag, accept)
+        except _UNREACHABLE as e:
+            if cached is None:
+                raise _unavailable(e, self.settings.name) from None
+            log.warning("upstream %s: %s:%s served stale from the cache (%s)", self.settings.name,
+                        self.target.upstream_repo, tag, e or "timed out")
+            return self._served("manifest", tag, cached, "stale")
+        except errors.ManifestUnknown:
+            if cached is not None and self.target.default:
+                return self._served("manifest", tag, cached, "hit")  # pushed locally into the proxy's names
+            raise
+        if head.digest == cached.digest:
+            await self.registry.run(self.registry.driver.touch, paths.tag_current_link(self.repo, tag))
+            return self._served("manifest", tag, cached, "hit")
+        stored = await self._single(tag, lambda: self._fetch(str(head.digest), tag, accept))
+        return self._served("manifest", tag, stored, "miss")
+
+    async def _fetch(self, reference: str, tag: str | None, accept: Sequence[str]) -> StoredManifest:
+        fetched = await self.client.get_manifest(self.target.upstream_repo, reference, accept)
+        metrics.BYTES_FETCHED.labels(self.settings.name).inc(len(fetched.data))
+        return await self.registry.put_manifest(self.repo, tag or str(fetched.digest), fetched.data,
+                                                fetched.media_type, check_references=False)
+
+    async def _single(self, reference: str, fetch: Callable[[], Awaitable[StoredManifest]]) -> StoredManifest:
+        """Concurrent requests for one manifest share one upstream request."""
+        key = (self.repo, reference)
+        flight = self._flights.get(key)
+        if flight is not None:
+            return await asyncio.shield(flight)
+        flight = asyncio.ensure_future(fetch())
+        self._flights[key] = flight
+        flight.add_done_callback(lambda _f: self._flights.pop(key, None))
+        return await asyncio.shield(flight)
+
+    def _served(self, kind: str, ref: str, stored: StoredManifest, result: str) -> StoredManifest:
+        metrics.record(self.settings.name, kind, result)
+        metrics.BYTES_SERVED.labels(self.settings.name).inc(stored.size)
+        self._access.touch(self.registry, paths.revision_link(self.repo, stored.digest))
+        log.info("upstream %s: manifest %s:%s %s (%s, %d bytes)", self.settings.name, self.target.upstream_repo,
+                 ref, result, stored.digest, stored.size)
+        return stored
+
+    # --- blobs ----------------------------------------------------------------------------------------
+    async def stat_blob(self, d: Digest) -> BlobInfo:
+        """The cached blob, or one being filled from the upstream right now (which a HEAD starts, too)."""
+        for _ in range(3):
+            try:
+                info = await self.registry.stat_blob(self.repo, d)
+            except errors.BlobUnknown:
+                pass
+            else:
+                self._blob_served(d, "hit", info.size)
+                return info
+            if await self.registry.mount_blob(self.repo, d, None) is not None:
+                continue  # the content is in the store already (pushed, or cached for another name)
+            if self.settings.offline:
+                raise errors.BlobUnknown(f"{d} is not cached and upstream {self.settings.name} is offline")
+            try:
+                source = await self.fills.open(self.client, self.target.upstream_repo, self.repo, d)
+            except Exception as e:
+                if is_committed(e):
+                    continue
+                raise
+            self._blob_served(d, "miss", source.size)
+            return FillingBlob(d, source.size, "", source)
+        raise errors.Unavailable(f"{d} could not be served")
+
+    def _blob_served(self, d: Digest, result: str, size: int) -> None:
+        metrics.record(self.settings.name, "blob", result)
+        self._access.touch(self.registry, paths.layer_link(self.repo, d))
+        log.info("upstream %s: blob %s %s %s (%d bytes)", self.settings.name, self.target.upstream_repo, d, result,
+                 size)
+
+    def local_path(self, info: BlobInfo) -> Path | None:
+        if isinstance(info, FillingBlob):
+            return None
+        return self.registry.local_path(info)
+
+    async def read_blob(self, info: BlobInfo, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
+        remaining = info.size - offset if length is None else length
+        chunks = info.source.chunks(offset) if isinstance(info, FillingBlob) and info.source else \
+            self.registry.read_blob(info, offset, length)
+        async for chunk in chunks:
+            chunk = chunk[:remaining]
+            remaining -= len(chunk)
+            metrics.BYTES_SERVED.labels(self.settings.name).inc(len(chunk))
+            yield chunk
+            if remaining <= 0:
+                break
+
+    def count_sendfile(self, size: int) -> None:
+        metrics.BYTES_SERVED.labels(self.settings.name).inc(size)
+
+    # --- listings -------------------------------------------------------------------------------------
+    async def tags(self) -> list[str]:
+        """The tags cached so far (the upstream's full list is not fetched)."""
+        return await self.registry.tags(self.repo)
+
+    async def referrers(self, subject: Digest, artifact_type: str | None) -> list[Descriptor]:
+        return await self.registry.referrers(self.repo, subject, artifact_type)
+
+
+class AccessClock:
+    """Refreshes link mtimes on access, at most once per `every` seconds per link, so hits stay cheap."""
+
+    def __init__(self, every: float):
+        self.every = every
+        self._last: dict[str, float] = {}
+
+    def touch(self, registry: Registry, path: str) -> None:
+        now = time.monotonic()
+        if now - self._last.get(path, -1e18) < self.every:
+            return
+        self._last[path] = now
+        if len(self._last) > 100_000:
+            self._last.clear()
+        task = asyncio.ensure_future(registry.run(registry.driver.touch, path))
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+
+
+_background: set[asyncio.Future[None]] = set()
+
+
+def _unavailable(e: BaseException, name: str) -> errors.RegistryError:
+    if isinstance(e, errors.RegistryError):
+        return e
+    return errors.Unavailable(f"upstream {name} did not answer in time")

@@ -1,0 +1,395 @@
+"""The HTTP client of one upstream registry: manifests by tag or digest, blobs streamed as they arrive.
+
+One `UpstreamClient` per upstream holds one pooled aiohttp session (created on first use, in the running loop).
+Every request is idempotent (GET/HEAD), so connection errors and 500/502/503/504 are retried `retries` times with
+exponential backoff; `timeout` bounds connecting and each wait for data, never a whole blob. Redirects are followed
+by hand so that `Authorization` only ever goes to the upstream's own origin, never to a CDN.
+
+Errors: 404 → ManifestUnknown / BlobUnknown (with the upstream's message); 401 / 403 after the auth retry →
+Unauthorized / Denied; 429 → TooManyRequests; anything else that went wrong (refused, timed out, 5xx, cut) →
+Unavailable naming the upstream and the reason. A blob cut mid-body raises Unavailable from the iterator.
+
+Repository names are those clients use; `upstream_repository` maps them to the upstream's (Docker Hub's
+one-component names live under `library/`), and every method applies it, so callers pass names unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+import aiohttp
+from yarl import URL
+
+from k3sreg.errors import (
+    BlobUnknown,
+    ConfigError,
+    Denied,
+    ManifestUnknown,
+    RegistryError,
+    TooManyRequests,
+    Unauthorized,
+    Unavailable,
+)
+from k3sreg.oci.digest import Digest, InvalidDigest, is_digest
+from k3sreg.oci.mediatypes import DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED, MANIFEST_TYPES
+from k3sreg.settings_upstreams import UpstreamSettings
+from k3sreg.upstream.auth import (
+    Authenticator,
+    BearerRealm,
+    TokenError,
+    parse_challenges,
+    parse_token_response,
+    token_query,
+)
+
+DEFAULT_ACCEPT = (*sorted(MANIFEST_TYPES),)
+MAX_MANIFEST_SIZE = 4 * 1024 * 1024
+CHUNK_SIZE = 256 * 1024
+MAX_REDIRECTS = 5
+_RETRY_STATUSES = frozenset({500, 502, 503, 504})
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_NETWORK_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
+
+
+def upstream_repository(registry: str, repository: str) -> str:
+    """The upstream's name for `repository`: Docker Hub keeps one-component names under `library/`."""
+    if registry == "docker.io" and "/" not in repository:
+        return f"library/{repository}"
+    return repository
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestHead:
+    """What a HEAD on a manifest tells: its digest, media type and size in bytes."""
+
+    digest: Digest
+    media_type: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedManifest:
+    """A manifest as the upstream served it; `digest` is checked against `data` (see UpstreamClient.get_manifest)."""
+
+    data: bytes
+    media_type: str
+    digest: Digest
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc)
+    if isinstance(exc, TimeoutError) and not text:
+        return "timed out"
+    return text or type(exc).__name__
+
+
+def _upstream_message(body: bytes) -> str | None:
+    """The first `message` of an OCI error document, if the body is one."""
+    try:
+        doc: Any = json.loads(body)
+        first = doc["errors"][0]
+        return f"{first.get('code', '')}: {first['message']}".lstrip(": ")
+    except (ValueError, LookupError, TypeError, AttributeError):
+        return None
+
+
+class BlobStream:
+    """A blob being downloaded: `size` from Content-Length (None when not sent); iterate for chunks as they come.
+
+    Iterate once. A connection cut or a short body raises Unavailable from the iterator; the bytes are not
+    verified here (the caller hashes them against the digest it asked for).
+    """
+
+    def __init__(self, response: aiohttp.ClientResponse, where: str) -> None:
+        self._response = response
+        self._where = where
+        self.size: int | None = response.content_length
+        self.media_type: str = response.headers.get("Content-Type", "application/octet-stream")
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._chunks()
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        received = 0
+        try:
+            async for chunk in self._response.content.iter_chunked(CHUNK_SIZE):
+                received += len(chunk)
+                yield chunk
+        except _NETWORK_ERRORS as exc:
+            raise Unavailable(
+                f"{self._where}: the blob download was cut after {received} bytes: {_reason(exc)}"
+            ) from exc
+        if self.size is not None and received != self.size:
+            raise Unavailable(f"{self._where}: the blob download ended after {received} of {self.size} bytes")
+
+
+class UpstreamClient:
+    """The client of one upstream registry (`settings`); reuse it for every request, `close()` it at shutdown."""
+
+    def __init__(self, settings: UpstreamSettings, max_manifest_size: int = MAX_MANIFEST_SIZE) -> None:
+        self.settings = settings
+        self.name: str = settings.name
+        self._base = URL(settings.url + "/")
+        self._origin = self._base.origin()
+        self._ssl = _ssl_context(settings)
+        self._max_manifest = max_manifest_size
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, connect=settings.timeout, sock_connect=settings.timeout, sock_read=settings.timeout
+        )
+        self._session: aiohttp.ClientSession | None = None
+        self.auth = Authenticator(settings.username, settings.password, self._fetch_token)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the pooled connections; the client may not be used afterwards."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(ssl=self._ssl, limit=64, ttl_dns_cache=300)
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=self._timeout, trust_env=False, auto_decompress=False
+            )
+        return self._session
+
+    def _url(self, repository: str, kind: str, reference: str) -> URL:
+        path = f"v2/{upstream_repository(self.name, repository)}/{kind}/{reference}"
+        return self._base.join(URL(path, encoded=True))
+
+    async def head_manifest(self, repo: str, reference: str, accept: Sequence[str] = DEFAULT_ACCEPT) -> ManifestHead:
+        """Digest, media type and size of a manifest without its body; falls back to GET when no digest is sent."""
+        response = await self._request("HEAD", repo, "manifests", reference, accept, ManifestUnknown)
+        response.release()
+        header = response.headers.get("Docker-Content-Digest")
+        size = response.content_length
+        if header is None or size is None:
+            fetched = await self.get_manifest(repo, reference, accept)
+            return ManifestHead(fetched.digest, fetched.media_type, len(fetched.data))
+        digest = self._parse_digest(header, repo, reference)
+        if is_digest(reference) and str(digest) != reference:
+            raise Unavailable(f"{self._where(repo)}: asked for {reference}, the upstream answered {digest}")
+        return ManifestHead(digest, _media_type(response), size)
+
+    async def get_manifest(self, repo: str, reference: str, accept: Sequence[str] = DEFAULT_ACCEPT) -> FetchedManifest:
+        """The manifest's bytes, media type and digest; the digest always matches the bytes, or Unavailable."""
+        attempt = 0
+        while True:
+            response = await self._request("GET", repo, "manifests", reference, accept, ManifestUnknown)
+            try:
+                data = await self._read_manifest(response, repo)
+                break
+            except _NETWORK_ERRORS as exc:
+                if attempt >= self.settings.retries:
+                    raise Unavailable(f"{self._where(repo)}: the manifest download failed: {_reason(exc)}") from exc
+            finally:
+                response.release()
+            attempt += 1
+            await asyncio.sleep(_backoff(attempt))
+        media_type = _media_type(response)
+        header = response.headers.get("Docker-Content-Digest")
+        expected = reference if is_digest(reference) else header
+        if expected is None:
+            return FetchedManifest(data, media_type, Digest.of(data))
+        want = self._parse_digest(expected, repo, reference)
+        # Schema 1 digests cover the payload without its signatures, so they cannot be checked on the bytes.
+        if media_type not in (DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED) and Digest.of(data, want.algorithm) != want:
+            raise Unavailable(f"{self._where(repo)}: the manifest for {reference} does not match the digest {want}")
+        return FetchedManifest(data, media_type, want)
+
+    async def head_blob(self, repo: str, digest: Digest) -> int | None:
+        """The size of a blob upstream (None when the upstream does not say), or BlobUnknown."""
+        response = await self._request("HEAD", repo, "blobs", str(digest), (), BlobUnknown)
+        response.release()
+        return response.content_length
+
+    def open_blob(self, repo: str, digest: Digest) -> AbstractAsyncContextManager[BlobStream]:
+        """`async with client.open_blob(repo, digest) as blob:` streams the blob; entering raises BlobUnknown etc."""
+        return self._open_blob(repo, digest)
+
+    @asynccontextmanager
+    async def _open_blob(self, repo: str, digest: Digest) -> AsyncIterator[BlobStream]:
+        response = await self._request("GET", repo, "blobs", str(digest), (), BlobUnknown)
+        try:
+            yield BlobStream(response, self._where(repo))
+        finally:
+            # Closing (not releasing) drops a half-read connection instead of draining it into the pool.
+            response.close()
+
+    def _where(self, repo: str) -> str:
+        return f"upstream {self.name} ({self.settings.url}), repository {upstream_repository(self.name, repo)}"
+
+    def _parse_digest(self, value: str, repo: str, reference: str) -> Digest:
+        try:
+            return Digest.parse(value)
+        except InvalidDigest as exc:
+            raise Unavailable(f"{self._where(repo)}: unusable digest for {reference}: {exc}") from None
+
+    async def _read_manifest(self, response: aiohttp.ClientResponse, repo: str) -> bytes:
+        if (response.content_length or 0) > self._max_manifest:
+            raise Unavailable(f"{self._where(repo)}: the manifest is larger than {self._max_manifest} bytes")
+        parts: list[bytes] = []
+        total = 0
+        async for chunk in response.content.iter_chunked(CHUNK_SIZE):
+            total += len(chunk)
+            if total > self._max_manifest:
+                raise Unavailable(f"{self._where(repo)}: the manifest is larger than {self._max_manifest} bytes")
+            parts.append(chunk)
+        return b"".join(parts)
+
+    async def _request(
+        self,
+        method: str,
+        repo: str,
+        kind: str,
+        reference: str,
+        accept: Sequence[str],
+        missing: type[RegistryError],
+    ) -> aiohttp.ClientResponse:
+        """A 2xx response (body unread) after auth, retries and redirects; every other outcome raises."""
+        url = self._url(repo, kind, reference)
+        headers = {"Accept": ", ".join(accept)} if accept else {}
+        upstream_repo = upstream_repository(self.name, repo)
+        sent = await self.auth.authorization(upstream_repo)
+        response = await self._send(method, url, headers, sent, self._where(repo))
+        if 200 <= response.status < 300:
+            return response
+        body = await self._drain(response)
+        if response.status == 401:
+            challenges = parse_challenges(response.headers.getall("WWW-Authenticate", []))
+            retry = await self.auth.answer(challenges, upstream_repo, sent)
+            if retry is not None:
+                response = await self._send(method, url, headers, retry, self._where(repo))
+                if 200 <= response.status < 300:
+                    return response
+                body = await self._drain(response)
+        raise self._error(response.status, body, missing, repo, f"{kind[:-1]} {reference}")
+
+    def _error(self, status: int, body: bytes, missing: type[RegistryError], repo: str, what: str) -> RegistryError:
+        said = _upstream_message(body)
+        where = self._where(repo)
+        if status == 404:
+            return missing(f"{where}: {said or missing.default_message}")
+        known: dict[int, type[RegistryError]] = {401: Unauthorized, 403: Denied, 429: TooManyRequests}
+        if status in known:
+            cls = known[status]
+            return cls(f"{where}: {said or cls.default_message}")
+        return Unavailable(f"{where}: {what} answered HTTP {status}" + (f" ({said})" if said else ""))
+
+    async def _drain(self, response: aiohttp.ClientResponse) -> bytes:
+        try:
+            return await response.content.read(64 * 1024)
+        except _NETWORK_ERRORS:
+            return b""
+        finally:
+            response.release()
+
+    async def _send(
+        self, method: str, url: URL, headers: dict[str, str], authorization: str | None, where: str
+    ) -> aiohttp.ClientResponse:
+        """One logical request with retries on network errors and retryable 5xx; the last answer is returned."""
+        attempt = 0
+        while True:
+            try:
+                response = await self._follow(method, url, headers, authorization)
+            except _NETWORK_ERRORS as exc:
+                if attempt >= self.settings.retries:
+                    raise Unavailable(f"{where}: {_reason(exc)}") from exc
+            else:
+                if response.status not in _RETRY_STATUSES or attempt >= self.settings.retries:
+                    return response
+                await self._drain(response)
+            attempt += 1
+            await asyncio.sleep(_backoff(attempt))
+
+    async def _follow(
+        self, method: str, url: URL, headers: dict[str, str], authorization: str | None
+    ) -> aiohttp.ClientResponse:
+        """Send, following redirects by hand: credentials only go to the upstream's own origin."""
+        for _ in range(MAX_REDIRECTS + 1):
+            sent = dict(headers)
+            if authorization and url.origin() == self._origin:
+                sent["Authorization"] = authorization
+            response = await self._http().request(method, url, headers=sent, allow_redirects=False)
+            location = response.headers.get("Location")
+            if response.status not in _REDIRECTS or not location:
+                return response
+            response.release()
+            url = url.join(URL(location, encoded=True))
+            if response.status == 303:
+                method = "HEAD" if method == "HEAD" else "GET"
+        raise aiohttp.TooManyRedirects(response.request_info, response.history)
+
+    async def _fetch_token(self, realm: BearerRealm, scope: str, basic: str | None) -> tuple[str, float]:
+        """GET the token service; its refusals become Unauthorized / Denied, its failures Unavailable."""
+        where = f"upstream {self.name}: the token service {realm.realm}"
+        url = URL(realm.realm).update_query(token_query(realm, scope))
+        attempt = 0
+        while True:
+            headers = {"Authorization": basic} if basic else {}
+            try:
+                async with self._http().get(url, headers=headers, allow_redirects=True) as response:
+                    body = await response.content.read(1024 * 1024)
+                    status = response.status
+            except _NETWORK_ERRORS as exc:
+                if attempt >= self.settings.retries:
+                    raise Unavailable(f"{where}: {_reason(exc)}") from exc
+            else:
+                if status not in _RETRY_STATUSES or attempt >= self.settings.retries:
+                    break
+            attempt += 1
+            await asyncio.sleep(_backoff(attempt))
+        said = _upstream_message(body) or body[:200].decode(errors="replace").strip()
+        if status in (401, 403):
+            cls = Unauthorized if status == 401 else Denied
+            raise cls(f"{where} refused a token for {scope!r} (HTTP {status}{': ' + said if said else ''})")
+        if status != 200:
+            raise Unavailable(f"{where} answered HTTP {status} for {scope!r}")
+        try:
+            return parse_token_response(body)
+        except TokenError as exc:
+            raise Unavailable(f"{where}: {exc}") from None
+
+
+def _backoff(attempt: int) -> float:
+    """Seconds before retry number `attempt` (1-based): 0.1, 0.2, 0.4 ... capped at 2."""
+    return min(2.0, 0.1 * 2.0 ** (attempt - 1))
+
+
+def _media_type(response: aiohttp.ClientResponse) -> str:
+    return response.headers.get("Content-Type", "").split(";", 1)[0].strip() or "application/octet-stream"
+
+
+def _ssl_context(settings: UpstreamSettings) -> ssl.SSLContext | bool:
+    """The TLS setup of `settings.tls` (True = system defaults); unreadable files are a ConfigError."""
+    tls = settings.tls
+    if not (tls.ca or tls.insecureskipverify or tls.certificate):
+        return True
+    where = f"upstreams[{settings.name}].tls"
+    try:
+        context = ssl.create_default_context(cafile=tls.ca or None)
+        if tls.insecureskipverify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        if tls.certificate:
+            context.load_cert_chain(tls.certificate, tls.key or None)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            [f"{where}: cannot load the TLS files ({exc}); check the 'ca', 'certificate' and 'key' paths"]
+        ) from None
+    return context

@@ -1,0 +1,53 @@
+"""All upstreams of one server: their clients, the shared fill coordinator, routing, and eviction."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from k3sreg.settings_upstreams import UpstreamSettings
+from k3sreg.storage.manifests import StoredManifest
+from k3sreg.storage.registry import LocalRepository, Registry, Repository
+from k3sreg.upstream import metrics
+from k3sreg.upstream.cache import AccessClock, ProxyRepository
+from k3sreg.upstream.client import UpstreamClient
+from k3sreg.upstream.fill import FillCoordinator
+from k3sreg.upstream.routing import Router, Target
+
+
+class ProxyHub:
+    """Resolves requests to local or cached repositories and owns the upstream clients."""
+
+    def __init__(self, registry: Registry, upstreams: Sequence[UpstreamSettings], own_names: Sequence[str],
+                 proxy_upstream: UpstreamSettings | None, tag_timeout: float = 3.0):
+        self.registry = registry
+        self.router = Router(upstreams, own_names, proxy_upstream)
+        self.clients = {u.name: UpstreamClient(u) for u in upstreams}
+        self.upstreams = list(upstreams)
+        self._fills: FillCoordinator | None = None
+        self._flights: dict[tuple[str, str], asyncio.Future[StoredManifest]] = {}
+        self._tag_timeout = tag_timeout
+        ttls = [u.ttl for u in upstreams if u.ttl]
+        # Record access often enough that eviction sees it: a tenth of the shortest TTL, at most an hour.
+        self._access = AccessClock(min([t / 10 for t in ttls] + [3600.0]))
+
+    @property
+    def fills(self) -> FillCoordinator:
+        if self._fills is None:  # created lazily, inside the running loop
+            self._fills = FillCoordinator(self.registry, lambda name, n: metrics.BYTES_FETCHED.labels(name).inc(n))
+        return self._fills
+
+    def resolve(self, name: str, ns: str | None) -> Target:
+        return self.router.resolve(name, ns)
+
+    def repository(self, target: Target) -> Repository:
+        if target.upstream is None:
+            return LocalRepository(self.registry, target.cache_repo)
+        return ProxyRepository(self.registry, self.clients[target.upstream.name], self.fills, target,
+                               self._flights, min(self._tag_timeout, target.upstream.timeout), self._access)
+
+    async def close(self) -> None:
+        if self._fills is not None:
+            await self._fills.close()
+        for client in self.clients.values():
+            await client.close()

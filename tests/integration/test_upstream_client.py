@@ -1,0 +1,337 @@
+"""The upstream client against real docker-registry 2.8.2 instances: anonymous, Bearer tokens, Basic, TLS, failures.
+
+Peers, started once for this module and sharing one storage root seeded by skopeo:
+  * ``plain``: anonymous docker-registry;
+  * ``bearer``: docker-registry with ``auth: token`` (``tests.peers.token_issuer``) and the ``redirect`` storage
+    middleware, so blob GETs answer 307 to ``cdn``, a file server on another port that records what it got;
+  * ``basic``: docker-registry with ``auth: htpasswd`` (bcrypt, written by ``htpasswd -B``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from k3sreg.errors import BlobUnknown, ManifestUnknown, Unauthorized, Unavailable
+from k3sreg.oci.digest import Digest
+from k3sreg.oci.mediatypes import OCI_INDEX, OCI_MANIFEST
+from k3sreg.settings_upstreams import UpstreamSettings
+from k3sreg.upstream import UpstreamClient
+from tests.peers.images import TestLayout, build_layout, read_blob
+from tests.peers.registry import DockerRegistry, free_port
+from tests.peers.skopeo import Skopeo
+from tests.peers.token_issuer import TokenIssuer
+
+USER, PASSWORD = "alice", "s3cret"
+
+
+class Cdn:
+    """Serves a registry's blob files by path on 127.0.0.1; records request headers; can fail or cut on demand."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.headers: list[dict[str, str]] = []
+        self.fail_next = 0  # answer this many requests with 503
+        self.cut_after: int | None = None  # send this many body bytes, then drop the connection
+        cdn = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                cdn.headers.append(dict(self.headers.items()))
+                if cdn.fail_next:
+                    cdn.fail_next -= 1
+                    self.send_response(503)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                data = (cdn.root / self.path.split("?", 1)[0].lstrip("/")).read_bytes()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if cdn.cut_after is None:
+                    self.wfile.write(data)
+                    return
+                self.wfile.write(data[: cdn.cut_after])
+                self.wfile.flush()
+                time.sleep(0.2)
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        """Stop serving and join the thread."""
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def layout(tmp_path_factory: pytest.TempPathFactory) -> TestLayout:
+    """A test image whose layers (256 KiB each) arrive in several chunks."""
+    return build_layout(tmp_path_factory.mktemp("upstream-layout"), layers=2, layer_size=256 * 1024, seed=3)
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory: pytest.TempPathFactory, layout: TestLayout) -> Iterator[DockerRegistry]:
+    """Anonymous docker-registry holding library/demo:1, library/demo:1-multi and org/app:1."""
+    with DockerRegistry(tmp_path_factory.mktemp("upstream-plain")) as reg:
+        skopeo = Skopeo()
+        skopeo.copy(layout.oci_ref(), f"docker://{reg.host}/library/demo:1")
+        skopeo.copy(layout.oci_ref(layout.multi_tag), f"docker://{reg.host}/library/demo:1-multi", all=True)
+        skopeo.copy(layout.oci_ref(), f"docker://{reg.host}/org/app:1")
+        yield reg
+
+
+@pytest.fixture(scope="module")
+def cdn(plain: DockerRegistry) -> Iterator[Cdn]:
+    """The file server blob redirects point at."""
+    server = Cdn(plain.root)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def issuer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TokenIssuer]:
+    """The token service that the bearer registry trusts; knows alice."""
+    with TokenIssuer(tmp_path_factory.mktemp("issuer"), users={USER: PASSWORD}) as service:
+        yield service
+
+
+@pytest.fixture(scope="module")
+def bearer(
+    tmp_path_factory: pytest.TempPathFactory, plain: DockerRegistry, issuer: TokenIssuer, cdn: Cdn
+) -> Iterator[DockerRegistry]:
+    """docker-registry with token auth, serving plain's content, redirecting blobs to the CDN."""
+    config = {
+        "auth": issuer.registry_auth(),
+        "middleware": {"storage": [{"name": "redirect", "options": {"baseurl": cdn.url}}]},
+    }
+    with DockerRegistry(tmp_path_factory.mktemp("upstream-bearer"), root=plain.root, config=config) as reg:
+        yield reg
+
+
+@pytest.fixture(scope="module")
+def basic(tmp_path_factory: pytest.TempPathFactory, plain: DockerRegistry) -> Iterator[DockerRegistry]:
+    """docker-registry with htpasswd (bcrypt) auth, serving plain's content."""
+    workdir = tmp_path_factory.mktemp("upstream-basic")
+    htpasswd = workdir / "htpasswd"
+    line = subprocess.run(["htpasswd", "-Bbn", USER, PASSWORD], capture_output=True, text=True, check=True).stdout
+    htpasswd.write_text(line.strip() + "\n")
+    config = {"auth": {"htpasswd": {"realm": "k3sreg-test", "path": str(htpasswd)}}}
+    with DockerRegistry(workdir, root=plain.root, config=config) as reg:
+        yield reg
+
+
+def upstream(url: str, name: str = "upstream.test", **extra: Any) -> UpstreamClient:
+    """A client for `url` named `name`, with short retries so failures show quickly."""
+    settings = UpstreamSettings.model_validate({"name": name, "url": url, "timeout": "5s", **extra})
+    return UpstreamClient(settings)
+
+
+async def read_all(client: UpstreamClient, repo: str, digest: str) -> tuple[bytes, int | None, int]:
+    """(bytes, announced size, number of chunks) of a blob."""
+    chunks: list[bytes] = []
+    async with client.open_blob(repo, Digest.parse(digest)) as blob:
+        async for chunk in blob:
+            chunks.append(chunk)
+    return b"".join(chunks), blob.size, len(chunks)
+
+
+async def test_head_and_get_manifest_by_tag_and_digest(plain: DockerRegistry, layout: TestLayout) -> None:
+    """HEAD and GET by tag and by digest give the pushed manifest, its digest, type and size."""
+    expected = read_blob(layout.root, layout.single.digest)
+    async with upstream(plain.url) as client:
+        head = await client.head_manifest("org/app", "1", [OCI_MANIFEST])
+        assert (str(head.digest), head.media_type, head.size) == (layout.single.digest, OCI_MANIFEST, len(expected))
+        by_tag = await client.get_manifest("org/app", "1", [OCI_MANIFEST])
+        by_digest = await client.get_manifest("org/app", layout.single.digest, [OCI_MANIFEST])
+        for got in (by_tag, by_digest):
+            assert (got.data, got.media_type, str(got.digest)) == (expected, OCI_MANIFEST, layout.single.digest)
+
+
+async def test_index_by_digest(plain: DockerRegistry, layout: TestLayout) -> None:
+    """An image index is fetched by digest with its own media type."""
+    async with upstream(plain.url) as client:
+        got = await client.get_manifest("library/demo", layout.index.digest, [OCI_INDEX, OCI_MANIFEST])
+    assert (str(got.digest), got.media_type) == (layout.index.digest, OCI_INDEX)
+    assert got.data == read_blob(layout.root, layout.index.digest)
+
+
+async def test_docker_hub_short_names_live_under_library(plain: DockerRegistry, layout: TestLayout) -> None:
+    """For the upstream named docker.io, `demo` is fetched as `library/demo`."""
+    async with upstream(plain.url, name="docker.io") as client:
+        head = await client.head_manifest("demo", "1", [OCI_MANIFEST])
+        data, _, _ = await read_all(client, "demo", layout.single.layers[0].digest)
+    assert str(head.digest) == layout.single.digest
+    assert data == read_blob(layout.root, layout.single.layers[0].digest)
+    assert ("HEAD", "/v2/library/demo/manifests/1") in plain.requests()
+
+
+async def test_open_blob_streams_the_exact_bytes(plain: DockerRegistry, layout: TestLayout) -> None:
+    """A blob arrives in several chunks that add up to the pushed bytes, with its size announced."""
+    layer = layout.single.layers[1]
+    async with upstream(plain.url) as client:
+        data, size, chunks = await read_all(client, "org/app", layer.digest)
+    assert (data, size) == (read_blob(layout.root, layer.digest), layer.size)
+    assert chunks > 1
+
+
+async def test_unknown_manifest_and_blob(plain: DockerRegistry) -> None:
+    """Upstream 404s become ManifestUnknown / BlobUnknown carrying the upstream's message."""
+    missing = Digest.of(b"nothing here")
+    async with upstream(plain.url) as client:
+        with pytest.raises(ManifestUnknown, match="MANIFEST_UNKNOWN"):
+            await client.get_manifest("org/app", "nope", [OCI_MANIFEST])
+        with pytest.raises(ManifestUnknown, match=r"upstream\.test"):
+            await client.head_manifest("org/app", "nope", [OCI_MANIFEST])
+        with pytest.raises(BlobUnknown, match="BLOB_UNKNOWN"):
+            async with client.open_blob("org/app", missing):
+                pass
+
+
+async def test_upstream_down_is_unavailable_quickly() -> None:
+    """A refused connection gives Unavailable naming the upstream, after the retries, within a second."""
+    started = time.monotonic()
+    async with upstream(f"http://127.0.0.1:{free_port()}", retries=2) as client:
+        with pytest.raises(Unavailable, match=r"upstream upstream\.test .*Cannot connect"):
+            await client.head_manifest("org/app", "1", [OCI_MANIFEST])
+    assert time.monotonic() - started < 1.0
+
+
+async def test_silent_upstream_times_out() -> None:
+    """An upstream that accepts the connection but never answers gives Unavailable after `timeout`."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        started = time.monotonic()
+        async with upstream(url, timeout="300ms", retries=1) as client:
+            with pytest.raises(Unavailable, match=r"upstream\.test"):
+                await client.get_manifest("org/app", "1", [OCI_MANIFEST])
+        assert 0.6 <= time.monotonic() - started < 3.0
+
+
+async def test_bearer_anonymous_refused_by_issuer(bearer: DockerRegistry, issuer: TokenIssuer) -> None:
+    """Without credentials the issuer refuses a token, which ends in Unauthorized."""
+    before = len(issuer.requests)
+    async with upstream(bearer.url) as client:
+        with pytest.raises(Unauthorized, match="token service"):
+            await client.head_manifest("org/app", "1", [OCI_MANIFEST])
+    assert issuer.requests[before:] == [(None, ["repository:org/app:pull"])]
+
+
+async def test_bearer_with_credentials_reuses_tokens(
+    bearer: DockerRegistry, issuer: TokenIssuer, layout: TestLayout
+) -> None:
+    """With credentials the token flow works, one token per repository serves every later request."""
+    before = len(issuer.requests)
+    async with upstream(bearer.url, username=USER, password=PASSWORD) as client:
+        head = await client.head_manifest("org/app", "1", [OCI_MANIFEST])
+        got = await client.get_manifest("org/app", layout.single.digest, [OCI_MANIFEST])
+        await asyncio.gather(*(read_all(client, "org/app", d) for d in layout.single.blobs))
+        assert issuer.requests[before:] == [(USER, ["repository:org/app:pull"])]
+        await client.head_manifest("library/demo", "1", [OCI_MANIFEST])
+        await client.head_manifest("library/demo", "1-multi", [OCI_INDEX])
+    assert str(head.digest) == str(got.digest) == layout.single.digest
+    assert issuer.requests[before:] == [(USER, ["repository:org/app:pull"]), (USER, ["repository:library/demo:pull"])]
+
+
+async def test_bearer_wrong_password(bearer: DockerRegistry) -> None:
+    """A password the issuer rejects ends in Unauthorized, not a retry loop."""
+    async with upstream(bearer.url, username=USER, password="wrong") as client:
+        with pytest.raises(Unauthorized):
+            await client.get_manifest("org/app", "1", [OCI_MANIFEST])
+
+
+async def test_bearer_access_token_field_and_expiry(bearer: DockerRegistry, issuer: TokenIssuer) -> None:
+    """`access_token` answers work, and an expired token is fetched again."""
+    issuer.field, issuer.lifetime = "access_token", 1
+    try:
+        before = len(issuer.requests)
+        async with upstream(bearer.url, username=USER, password=PASSWORD) as client:
+            await client.head_manifest("org/app", "1", [OCI_MANIFEST])
+            await client.head_manifest("org/app", "1", [OCI_MANIFEST])
+            assert len(issuer.requests) - before == 1
+            await asyncio.sleep(1.0)
+            await client.head_manifest("org/app", "1", [OCI_MANIFEST])
+            assert len(issuer.requests) - before == 2
+    finally:
+        issuer.field, issuer.lifetime = "token", 300
+
+
+async def test_blob_redirect_drops_authorization(bearer: DockerRegistry, cdn: Cdn, layout: TestLayout) -> None:
+    """A blob redirected to another origin is fetched there without the Authorization header."""
+    layer = layout.single.layers[0]
+    cdn.headers.clear()
+    async with upstream(bearer.url, username=USER, password=PASSWORD) as client:
+        data, size, _ = await read_all(client, "org/app", layer.digest)
+    assert (data, size) == (read_blob(layout.root, layer.digest), layer.size)
+    assert len(cdn.headers) == 1
+    assert "authorization" not in {key.lower() for key in cdn.headers[0]}
+    assert any(m == "GET" and p.startswith("/v2/org/app/blobs/") for m, p in bearer.requests())
+
+
+async def test_cut_blob_raises_from_the_iterator(bearer: DockerRegistry, cdn: Cdn, layout: TestLayout) -> None:
+    """A connection cut half-way through a blob raises Unavailable after the first bytes; a retry succeeds."""
+    layer = layout.single.layers[1]
+    received = 0
+    cdn.cut_after = layer.size // 2
+    try:
+        async with upstream(bearer.url, username=USER, password=PASSWORD) as client:
+            with pytest.raises(Unavailable, match="cut"):
+                async with client.open_blob("org/app", Digest.parse(layer.digest)) as blob:
+                    async for chunk in blob:
+                        received += len(chunk)
+            assert 0 < received <= layer.size // 2
+            cdn.cut_after = None
+            data, _, _ = await read_all(client, "org/app", layer.digest)
+    finally:
+        cdn.cut_after = None
+    assert data == read_blob(layout.root, layer.digest)
+
+
+async def test_5xx_is_retried_then_reported(bearer: DockerRegistry, cdn: Cdn, layout: TestLayout) -> None:
+    """503s are retried `retries` times; when they persist the error is Unavailable naming the status."""
+    digest = layout.single.config.digest
+    try:
+        cdn.fail_next = 2
+        async with upstream(bearer.url, username=USER, password=PASSWORD, retries=2) as client:
+            data, _, _ = await read_all(client, "org/app", digest)
+        assert data == read_blob(layout.root, digest)
+        cdn.fail_next = 1
+        async with upstream(bearer.url, username=USER, password=PASSWORD, retries=0) as client:
+            with pytest.raises(Unavailable, match="HTTP 503"):
+                await read_all(client, "org/app", digest)
+    finally:
+        cdn.fail_next = 0
+
+
+async def test_basic_auth(basic: DockerRegistry, layout: TestLayout) -> None:
+    """htpasswd upstream: credentials are sent after the Basic challenge; none or wrong ones are Unauthorized."""
+    async with upstream(basic.url, username=USER, password=PASSWORD) as client:
+        got = await client.get_manifest("org/app", "1", [OCI_MANIFEST])
+        data, _, _ = await read_all(client, "org/app", layout.single.layers[0].digest)
+    assert str(got.digest) == layout.single.digest
+    assert data == read_blob(layout.root, layout.single.layers[0].digest)
+    for creds in ({}, {"username": USER, "password": "wrong"}):
+        async with upstream(basic.url, **creds) as client:
+            with pytest.raises(Unauthorized):
+                await client.head_manifest("org/app", "1", [OCI_MANIFEST])

@@ -1,0 +1,169 @@
+"""Pure parts of upstream auth: WWW-Authenticate parsing, scopes, token answers, the token cache, Basic."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from k3sreg.upstream.auth import (
+    DEFAULT_TOKEN_LIFETIME,
+    BearerRealm,
+    Challenge,
+    TokenCache,
+    TokenError,
+    basic_authorization,
+    bearer_realm,
+    parse_challenges,
+    parse_token_response,
+    pull_scope,
+    token_query,
+)
+
+HUB = 'Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/nginx:pull"'
+
+
+def test_docker_hub_challenge() -> None:
+    """Docker Hub's challenge gives the realm, service and scope."""
+    assert parse_challenges(HUB) == [
+        Challenge(
+            "bearer",
+            {
+                "realm": "https://auth.docker.io/token",
+                "service": "registry.docker.io",
+                "scope": "repository:library/nginx:pull",
+            },
+        )
+    ]
+
+
+def test_quoted_commas_and_escapes() -> None:
+    """Commas, spaces and escaped quotes inside quoted strings stay in the value."""
+    header = (
+        r'Bearer realm="https://a.example/t?x=1,2", scope="repository:a/b:pull,push repository:c:pull", '
+        r'error="say \"no\""'
+    )
+    (challenge,) = parse_challenges(header)
+    assert challenge.params == {
+        "realm": "https://a.example/t?x=1,2",
+        "scope": "repository:a/b:pull,push repository:c:pull",
+        "error": 'say "no"',
+    }
+
+
+def test_several_challenges_in_one_header_and_across_headers() -> None:
+    """Challenges are split at each new scheme, in one header value and across several."""
+    got = parse_challenges(
+        ['Basic realm="Registry Realm", Bearer realm="https://t.example/token",service=reg', "Negotiate"]
+    )
+    assert [c.scheme for c in got] == ["basic", "bearer", "negotiate"]
+    assert got[0].params == {"realm": "Registry Realm"}
+    assert got[1].params == {"realm": "https://t.example/token", "service": "reg"}
+
+
+def test_case_spaces_and_unquoted_urls() -> None:
+    """Scheme and keys are case-insensitive, spaces around '=' are allowed, unquoted URLs are taken whole."""
+    (challenge,) = parse_challenges("BEARER Realm = https://auth.example/token , Service=svc")
+    assert challenge == Challenge("bearer", {"realm": "https://auth.example/token", "service": "svc"})
+
+
+def test_token68_and_bare_scheme() -> None:
+    """A token68 value and a scheme without parameters are both kept."""
+    assert parse_challenges("Negotiate abc+/==, Basic") == [
+        Challenge("negotiate", {}, "abc+/=="),
+        Challenge("basic", {}),
+    ]
+
+
+@pytest.mark.parametrize("header", ["", "   ", ",", 'Bearer realm="unterminated', "=== junk"])
+def test_malformed_headers_never_raise(header: str) -> None:
+    """Garbage gives what could be read (maybe nothing), never an exception."""
+    for challenge in parse_challenges(header):
+        assert challenge.scheme
+
+
+_VALUE = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=30)
+_KEY = st.from_regex(r"[a-z][a-z0-9_-]{0,8}", fullmatch=True)
+
+
+@given(st.dictionaries(_KEY, _VALUE, min_size=1, max_size=5))
+def test_quoted_parameters_round_trip(params: dict[str, str]) -> None:
+    """Any printable values, quoted with escapes, parse back to themselves."""
+
+    def quote(value: str) -> str:
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    header = "Bearer " + ", ".join(f"{k}={quote(v)}" for k, v in params.items())
+    assert parse_challenges(header) == [Challenge("bearer", params)]
+
+
+def test_bearer_realm_and_scope_building() -> None:
+    """A Bearer challenge names the token service; the pull scope and token query follow Docker's token spec."""
+    (challenge,) = parse_challenges(HUB)
+    realm = bearer_realm(challenge)
+    assert realm == BearerRealm("https://auth.docker.io/token", "registry.docker.io")
+    assert bearer_realm(Challenge("basic", {"realm": "x"})) is None
+    assert bearer_realm(Challenge("bearer", {})) is None
+    assert pull_scope("library/nginx") == "repository:library/nginx:pull"
+    assert token_query(realm, "repository:a:pull repository:b:pull") == [
+        ("service", "registry.docker.io"),
+        ("scope", "repository:a:pull"),
+        ("scope", "repository:b:pull"),
+    ]
+    assert token_query(BearerRealm("https://t.example", ""), "") == []
+
+
+def test_token_answers() -> None:
+    """`token` or `access_token`, `expires_in` honoured, 60 s when absent or unusable."""
+    assert parse_token_response(b'{"token": "t1", "expires_in": 300}') == ("t1", 300.0)
+    assert parse_token_response(b'{"access_token": "t2"}') == ("t2", DEFAULT_TOKEN_LIFETIME)
+    assert parse_token_response(b'{"token": "t3", "expires_in": "soon"}') == ("t3", DEFAULT_TOKEN_LIFETIME)
+    assert parse_token_response(b'{"token": "", "access_token": "t4", "expires_in": 0}') == ("t4", 60.0)
+    for bad in (b"not json", b"[1]", b'{"expires_in": 5}'):
+        with pytest.raises(TokenError):
+            parse_token_response(bad)
+
+
+def test_token_cache_expiry() -> None:
+    """A token is served until shortly before it expires, then forgotten; a refused token is dropped."""
+    now = [1000.0]
+    cache = TokenCache(clock=lambda: now[0])
+    key = (BearerRealm("https://t.example/token", "svc"), "repository:a:pull")
+    cache.put(key, "tok", 300)
+    now[0] += 289.9
+    assert cache.get(key) == "tok"
+    now[0] += 0.2
+    assert cache.get(key) is None
+    cache.put(key, "minute", 60)
+    now[0] += 49.9
+    assert cache.get(key) == "minute"
+    now[0] += 0.2
+    assert cache.get(key) is None
+    cache.put(key, "short", 4)
+    now[0] += 2.9
+    assert cache.get(key) == "short"
+    now[0] += 0.2
+    assert cache.get(key) is None
+    cache.put(key, "new", 300)
+    cache.drop(key, "old")
+    assert cache.get(key) == "new"
+    cache.drop(key, "new")
+    assert cache.get(key) is None
+
+
+def test_token_cache_keys_are_per_scope_and_realm() -> None:
+    """Tokens of other scopes or other realms are not shared."""
+    cache = TokenCache()
+    realm = BearerRealm("https://t.example/token", "svc")
+    cache.put((realm, "repository:a:pull"), "a", 300)
+    assert cache.get((realm, "repository:b:pull")) is None
+    assert cache.get((BearerRealm("https://other.example/token", "svc"), "repository:a:pull")) is None
+
+
+def test_basic_authorization() -> None:
+    """Basic credentials are base64 of user:password, colons in the password kept."""
+    value = basic_authorization("bob", "pa:ss")
+    assert value.startswith("Basic ")
+    assert base64.b64decode(value[6:]) == b"bob:pa:ss"

@@ -1,0 +1,48 @@
+"""Pure parts of the upstream client: repository names, URLs, TLS settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from k3sreg.errors import ConfigError
+from k3sreg.settings_upstreams import UpstreamSettings
+from k3sreg.upstream.client import UpstreamClient, upstream_repository
+
+
+@pytest.mark.parametrize(
+    ("registry", "repo", "expected"),
+    [
+        ("docker.io", "nginx", "library/nginx"),
+        ("docker.io", "library/nginx", "library/nginx"),
+        ("docker.io", "bitnami/redis", "bitnami/redis"),
+        ("ghcr.io", "nginx", "nginx"),
+        ("quay.io", "org/app", "org/app"),
+    ],
+)
+def test_docker_hub_library_normalisation(registry: str, repo: str, expected: str) -> None:
+    """Only Docker Hub puts one-component names under library/."""
+    assert upstream_repository(registry, repo) == expected
+
+
+def settings(**extra: object) -> UpstreamSettings:
+    """Settings for a made-up upstream."""
+    return UpstreamSettings.model_validate({"name": "docker.io", "url": "https://registry.example:8443/", **extra})
+
+
+def test_request_urls_use_the_upstream_name() -> None:
+    """URLs keep the upstream's base and apply the library/ rule."""
+    client = UpstreamClient(settings())
+    assert (
+        str(client._url("nginx", "manifests", "1.27"))
+        == "https://registry.example:8443/v2/library/nginx/manifests/1.27"
+    )
+    base = UpstreamClient(settings(url="http://127.0.0.1:5000/mirror"))
+    assert str(base._url("a/b", "blobs", "sha256:00")) == "http://127.0.0.1:5000/mirror/v2/a/b/blobs/sha256:00"
+
+
+def test_unreadable_tls_files_are_a_config_error(tmp_path: Path) -> None:
+    """A CA path that cannot be read is reported as a ConfigError naming the upstream's tls key."""
+    with pytest.raises(ConfigError, match=r"upstreams\[docker.io\]\.tls"):
+        UpstreamClient(settings(tls={"ca": str(tmp_path / "missing.pem")}))
