@@ -274,16 +274,19 @@ def filler(seed: str, size: int) -> bytes:
 
 
 @contextmanager
-def serve_k3sreg(workdir: Path, *, delete_enabled: bool = True) -> Iterator[K3sregServer]:
-    """A running ``k3sreg serve`` on a free loopback port with its data under ``workdir``; stopped on exit."""
+def serve_k3sreg(workdir: Path, *, delete_enabled: bool = True, workers: int = 1) -> Iterator[K3sregServer]:
+    """A running ``k3sreg serve --workers N`` on a free loopback port, data under ``workdir``; stopped on exit."""
     config = {"storage": {"delete": {"enabled": delete_enabled}}}
-    with K3sregServer(workdir, config=config) as server:
+    with K3sregServer(workdir, config=config, workers=workers) as server:
         yield server
 
 
-def new_session() -> aiohttp.ClientSession:
-    """A client session that sends only what a test asks for: no decompression, no cookie jar, short timeouts."""
+def new_session(*, fresh_connections: bool = False) -> aiohttp.ClientSession:
+    """A client session that sends only what a test asks for: no decompression, no cookie jar, short timeouts.
+
+    ``fresh_connections`` opens a new connection per request, so that a multi-worker server spreads them."""
     return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(force_close=fresh_connections),
         auto_decompress=False,
         cookie_jar=aiohttp.DummyCookieJar(),
         timeout=aiohttp.ClientTimeout(total=30),
@@ -291,9 +294,9 @@ def new_session() -> aiohttp.ClientSession:
 
 
 @asynccontextmanager
-async def connect(base_url: str) -> AsyncIterator[RegistryClient]:
-    """A ``RegistryClient`` on a new session, closed on exit."""
-    async with new_session() as session:
+async def connect(base_url: str, *, fresh_connections: bool = False) -> AsyncIterator[RegistryClient]:
+    """A ``RegistryClient`` on a new session (see ``new_session``), closed on exit."""
+    async with new_session(fresh_connections=fresh_connections) as session:
         yield RegistryClient(session, base_url)
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.peers import api
 from tests.peers.containerd import Containerd, CtrError, HostEntry, write_hosts_toml
 from tests.peers.images import TestLayout
 from tests.peers.netns import NetNs
@@ -39,6 +40,12 @@ def node(
     with make_variant(variant, workdir / "registry", netns=netns) as reg, Containerd(workdir / "ctd", netns) as ctd:
         inside.copy(oci_layout.oci_ref(), f"docker://{reg.host}/library/demo:1")
         inside.copy(oci_layout.oci_ref(oci_layout.multi_tag), f"docker://{reg.host}/library/demo:multi", all=True)
+        inside.copy(
+            oci_layout.oci_ref(oci_layout.multi_tag),
+            f"docker://{reg.host}/library/demo:v2s2",
+            all=True,
+            extra=["--format", "v2s2"],
+        )
         yield Node(reg, ctd, workdir)
 
 
@@ -77,3 +84,13 @@ def test_pull_unknown_tag_fails_locally(node: Node, tmp_path: Path) -> None:
     with pytest.raises(CtrError, match="not found"):
         node.containerd.pull("docker.io/library/demo:nope", hosts)
     node.registry.wait_for("HEAD", "/v2/library/demo/manifests/nope?ns=docker.io")
+
+
+def test_pull_docker_manifest_list(node: Node, netns: NetNs, tmp_path: Path) -> None:
+    """ctr pulls a Docker v2 schema 2 manifest list (HEAD answered with its real size and digest) for arm64."""
+    hosts = tmp_path / "certs.d"
+    write_hosts_toml(hosts, "docker.io", node.registry.url)
+    node.containerd.pull("docker.io/library/demo:v2s2", hosts, platform="linux/arm64")
+    served = netns.call(api.manifest, node.registry.url, "library/demo", "v2s2", "HEAD")
+    assert served.headers["content-type"] == "application/vnd.docker.distribution.manifest.list.v2+json"
+    assert node.containerd.images()["docker.io/library/demo:v2s2"] == served.headers["docker-content-digest"]

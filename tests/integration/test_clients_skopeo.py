@@ -9,9 +9,12 @@ from pathlib import Path
 import pytest
 
 from tests.peers import api
-from tests.peers.images import TestLayout, read_blob
+from tests.peers.images import TestLayout, digest_of, read_blob
 from tests.peers.registry import RegistryProcess
 from tests.peers.skopeo import Skopeo, ToolError
+
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 
 
 def test_copy_single_image_keeps_digest(registry: RegistryProcess, skopeo: Skopeo, oci_layout: TestLayout) -> None:
@@ -65,6 +68,25 @@ def test_copy_referrer_keeps_subject(registry: RegistryProcess, skopeo: Skopeo, 
     raw = skopeo.raw_manifest(f"docker://{repo}:sig")
     assert raw == read_blob(oci_layout.root, oci_layout.referrer.digest)
     assert json.loads(raw)["subject"]["digest"] == oci_layout.single.digest
+
+
+def test_copy_docker_schema2_list(registry: RegistryProcess, skopeo: Skopeo, oci_layout: TestLayout) -> None:
+    """A Docker v2 schema 2 manifest list and its manifests are stored and served unchanged, typed as pushed."""
+    dest = f"docker://{registry.host}/skopeo/v2s2:list"
+    skopeo.copy(oci_layout.oci_ref(oci_layout.multi_tag), dest, all=True, extra=["--format", "v2s2"])
+    raw = skopeo.raw_manifest(dest)
+    listing = json.loads(raw)
+    assert listing["mediaType"] == DOCKER_LIST
+    resp = api.manifest(registry.url, "skopeo/v2s2", "list")
+    assert resp.body == raw
+    assert resp.headers["content-type"] == DOCKER_LIST
+    assert resp.headers["docker-content-digest"] == digest_of(raw)
+    for entry in listing["manifests"]:
+        child = api.manifest(registry.url, "skopeo/v2s2", entry["digest"])
+        assert child.status == 200
+        assert child.headers["content-type"] == DOCKER_MANIFEST == entry["mediaType"]
+        assert digest_of(child.body) == entry["digest"]
+        assert len(child.body) == entry["size"]
 
 
 def test_list_tags(registry: RegistryProcess, skopeo: Skopeo, oci_layout: TestLayout) -> None:

@@ -14,11 +14,11 @@ from tests.peers.images import TestLayout, read_blob
 from tests.peers.registry import RegistryProcess, make_registry
 from tests.peers.skopeo import Skopeo
 
+# k3sreg → k3sreg (a restart on the same root) is covered by the crash-safety tests.
 PAIRS = [
     ("docker-registry", "docker-registry"),
     ("docker-registry", "k3sreg"),
     ("k3sreg", "docker-registry"),
-    ("k3sreg", "k3sreg"),
 ]
 PAIR_IDS = [f"{w}-to-{r}" for w, r in PAIRS]
 

@@ -42,6 +42,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[K3sregServer]:
         yield srv
 
 
+@pytest.fixture(scope="module")
+def two_workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[K3sregServer]:
+    """A k3sreg with ``--workers 2``: upload sessions must work whichever process gets each request."""
+    with serve_k3sreg(tmp_path_factory.mktemp("conformance-push-workers"), workers=2) as srv:
+        yield srv
+
+
 @pytest.fixture
 async def client(server: K3sregServer) -> AsyncIterator[RegistryClient]:
     """A client of the module's server."""
@@ -431,3 +438,31 @@ async def test_manifest_bytes_are_stored_exactly(client: RegistryClient) -> None
     assert reply.status == 201 and reply.headers["Docker-Content-Digest"] == sha256(body)
     pulled = await client.request("GET", f"/v2/{repo}/manifests/odd", headers={"Accept": OCI_MANIFEST})
     assert pulled.body == body
+
+
+async def test_upload_across_workers(two_workers: K3sregServer) -> None:
+    """With two workers and a new connection per request, a chunked upload, its status and a manifest push work."""
+    async with connect(two_workers.url, fresh_connections=True) as client:
+        repo = "conformance/push-workers"
+        for round_ in range(3):
+            blob = Blob(filler(f"workers {round_}", 40_000))
+            location, offset = (await client.start_upload(repo)).location, 0
+            for size in (10_000, 10_000, 10_000):
+                end = offset + size - 1
+                part = blob.data[offset : end + 1]
+                reply = await client.request(
+                    "PATCH", location, body=part, headers={**OCTET, "Content-Range": f"{offset}-{end}"}
+                )
+                assert reply.status == 202 and reply.headers["Range"] == f"0-{end}"
+                status = await client.request("GET", reply.location)
+                assert status.status == 204 and status.headers["Range"] == f"0-{end}"
+                location, offset = reply.location, end + 1
+            done = await client.request(
+                "PUT", location, body=blob.data[offset:], headers=OCTET, params={"digest": blob.digest}
+            )
+            assert done.status == 201
+            await assert_blob(client, repo, blob)
+        image = await client.push_image(repo, "w")
+        for _ in range(4):
+            got = await client.request("GET", f"/v2/{repo}/manifests/w", headers={"Accept": OCI_MANIFEST})
+            assert got.status == 200 and got.body == image.manifest.body

@@ -218,7 +218,7 @@ async def test_kill_during_blob_upload(
         await assert_blob_absent_then_pushable(reg, data, digest, session)
 
 
-@pytest.mark.parametrize("crashable", list(VARIANTS), indirect=True)
+@pytest.mark.parametrize("crashable", IMPLS, indirect=True)
 async def test_kill_during_manifest_put(
     crashable: RegistryProcess, skopeo: Skopeo, oci_layout: TestLayout, tmp_path: Path
 ) -> None:

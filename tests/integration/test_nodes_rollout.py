@@ -41,8 +41,10 @@ def write(cluster: NodeCluster, name: str, content: bytes) -> Path:
 def nodes_cli(cluster: NodeCluster, *args: str, known_hosts: Path | None = None) -> tuple[int, dict[str, Any]]:
     """Run `k3sreg nodes ARGS --json` in process; return the exit code and the JSON document."""
     kh = known_hosts or cluster.known_hosts
-    result = CliRunner().invoke(app, ["nodes", *args, "--known-hosts", str(kh), "--connect-timeout", "3",
-                                      "--json"])
+    # Defaults first, so that a test's own `--connect-timeout` (given later) wins.
+    command, *rest = args
+    result = CliRunner().invoke(app, ["nodes", command, "--known-hosts", str(kh), "--connect-timeout", "10",
+                                      "--json", *rest])
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     return result.exit_code, json.loads(result.stdout)
@@ -158,10 +160,10 @@ def test_one_node_down_the_others_are_done_and_the_report_names_it(cluster: Node
     n3 = cluster.nodes[2]
     with n3.unplugged():
         code, doc = nodes_cli(cluster, "apply", "-i", str(cluster.inventory()), "-r",
-                              str(write(cluster, "a.yaml", desired)))
+                              str(write(cluster, "a.yaml", desired)), "--connect-timeout", "3")
     assert code == 1 and not doc["ok"]
     assert outcomes(doc) == {"n1": "changed", "n2": "changed", "n3": "failed"}
-    assert "timed out" in by_node(doc)["n3"]["reason"]
+    assert "timed out after 3s" in by_node(doc)["n3"]["reason"]
     assert doc["summary"] == {"changed": 2, "failed": 1}
     assert not n3.path(K3S_FILE).exists()
     assert n3.restarts() == []
@@ -367,7 +369,7 @@ def test_status_reports_in_sync_differs_and_unreachable(cluster: NodeCluster) ->
     assert code == 0 and set(outcomes(doc).values()) == {"in-sync"}
     cluster.nodes[1].path(K3S_FILE).write_bytes(b"mirrors: {}\n")
     with cluster.nodes[2].unplugged():
-        code, doc = nodes_cli(cluster, "status", "-i", inv, "-r", src)
+        code, doc = nodes_cli(cluster, "status", "-i", inv, "-r", src, "--connect-timeout", "3")
     assert code == 1
     assert outcomes(doc) == {"n1": "in-sync", "n2": "differs", "n3": "unreachable"}
     assert "-mirrors: {}" in by_node(doc)["n2"]["diff"]

@@ -42,6 +42,7 @@ class Cdn:
         self.headers: list[dict[str, str]] = []
         self.fail_next = 0  # answer this many requests with 503
         self.cut_after: int | None = None  # send this many body bytes, then drop the connection
+        self.stall = 0.2  # seconds between those bytes and the drop
         cdn = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -64,7 +65,7 @@ class Cdn:
                     return
                 self.wfile.write(data[: cdn.cut_after])
                 self.wfile.flush()
-                time.sleep(0.2)
+                time.sleep(cdn.stall)
                 self.close_connection = True
                 self.connection.shutdown(socket.SHUT_RDWR)
 
@@ -254,6 +255,32 @@ async def test_bearer_with_credentials_reuses_tokens(
     assert issuer.requests[before:] == [(USER, ["repository:org/app:pull"]), (USER, ["repository:library/demo:pull"])]
 
 
+async def test_concurrent_cold_requests_fetch_one_token(bearer: DockerRegistry, issuer: TokenIssuer) -> None:
+    """Eight requests refused at once by the registry share one token fetch."""
+    before = len(issuer.requests)
+    async with upstream(bearer.url, username=USER, password=PASSWORD) as client:
+        heads = await asyncio.gather(*(client.head_manifest("org/app", "1", [OCI_MANIFEST]) for _ in range(8)))
+    assert len({str(h.digest) for h in heads}) == 1
+    assert len(issuer.requests) - before == 1
+
+
+async def test_token_without_access_is_unauthorized(bearer: DockerRegistry, issuer: TokenIssuer) -> None:
+    """An anonymous token that grants nothing (Docker Hub's private repositories) ends in Unauthorized."""
+    issuer.anonymous = True
+    try:
+        before = len(issuer.requests)
+        async with upstream(bearer.url) as client:
+            with pytest.raises(Unauthorized, match="UNAUTHORIZED"):
+                await client.get_manifest("org/app", "1", [OCI_MANIFEST])
+            assert issuer.requests[before:] == [(None, ["repository:org/app:pull"])]
+            # The cached token goes first next time; once refused (insufficient_scope) a fresh one is tried.
+            with pytest.raises(Unauthorized, match="UNAUTHORIZED"):
+                await client.get_manifest("org/app", "1", [OCI_MANIFEST])
+        assert issuer.requests[before:] == [(None, ["repository:org/app:pull"])] * 2
+    finally:
+        issuer.anonymous = False
+
+
 async def test_bearer_wrong_password(bearer: DockerRegistry) -> None:
     """A password the issuer rejects ends in Unauthorized, not a retry loop."""
     async with upstream(bearer.url, username=USER, password="wrong") as client:
@@ -296,7 +323,7 @@ async def test_cut_blob_raises_from_the_iterator(bearer: DockerRegistry, cdn: Cd
     cdn.cut_after = layer.size // 2
     try:
         async with upstream(bearer.url, username=USER, password=PASSWORD) as client:
-            with pytest.raises(Unavailable, match="cut"):
+            with pytest.raises(Unavailable, match=r"broke off after \d+ bytes"):
                 async with client.open_blob("org/app", Digest.parse(layer.digest)) as blob:
                     async for chunk in blob:
                         received += len(chunk)
@@ -306,6 +333,20 @@ async def test_cut_blob_raises_from_the_iterator(bearer: DockerRegistry, cdn: Cd
     finally:
         cdn.cut_after = None
     assert data == read_blob(layout.root, layer.digest)
+
+
+async def test_stalled_blob_times_out_in_the_iterator(bearer: DockerRegistry, cdn: Cdn, layout: TestLayout) -> None:
+    """A blob whose bytes stop coming raises Unavailable after `timeout`, not after the whole stall."""
+    layer = layout.single.layers[0]
+    cdn.cut_after, cdn.stall = 1024, 3.0
+    try:
+        async with upstream(bearer.url, username=USER, password=PASSWORD, timeout="300ms") as client:
+            started = time.monotonic()
+            with pytest.raises(Unavailable, match="broke off after 1024 bytes: Timeout"):
+                await read_all(client, "org/app", layer.digest)
+            assert time.monotonic() - started < 2.0
+    finally:
+        cdn.cut_after, cdn.stall = None, 0.2
 
 
 async def test_5xx_is_retried_then_reported(bearer: DockerRegistry, cdn: Cdn, layout: TestLayout) -> None:

@@ -63,6 +63,9 @@ def _check(spec: InitSpec) -> None:
     for name in spec.mirrors:
         if name != "*" and ("/" in name or not name or name.startswith(".")):
             problems.append(f"--mirror {name!r}: a registry name is host[:port] (no scheme, no path), or \"*\"")
+    for flag, path in (("--ca-file", spec.ca_file), ("--cert-file", spec.cert_file), ("--key-file", spec.key_file)):
+        if path and not path.startswith("/"):
+            problems.append(f"{flag} {path!r}: give the absolute path of the file on the node")
     if spec.key_file and not spec.cert_file:
         problems.append("--key-file needs --cert-file")
     if spec.password and not spec.username:
@@ -76,7 +79,11 @@ def _check(spec: InitSpec) -> None:
 def generate(spec: InitSpec) -> str:
     """The registries.yaml text for `spec`; UsageError when the request cannot make a working file."""
     _check(spec)
-    endpoints = list(dict.fromkeys(_explicit(a) for a in spec.endpoints))
+    # One entry per normalised URL: `https://h` and `https://h/v2` are the same endpoint to K3s.
+    unique: dict[str, str] = {}
+    for address in spec.endpoints:
+        unique.setdefault(normalize_endpoint(address).url, _explicit(address))
+    endpoints = list(unique.values())
     program = spec.program
     lines = [
         f"# registries.yaml written by `k3sreg mirrors init`. Install it as /etc/rancher/{program}/registries.yaml",

@@ -273,8 +273,8 @@ def _rule_tls_on_default_http(ctx: _Context) -> Iterator[Finding]:
     for key, config in ctx.decoded.registries.configs.items():
         if key == "*" or config.tls is None or config.tls.is_empty():
             continue
-        if any(ep.scheme == "http" for _, ep in by_host.get(key, [])):
-            continue  # already reported for the http:// endpoint of the same host
+        if by_host.get(key):
+            continue  # an endpoint of that host carries the TLS (its http:// use is reported on its own)
         try:
             ep = normalize_endpoint(key, ctx.options.effective_mirror_address())
         except EndpointError:

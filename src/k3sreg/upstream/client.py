@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import ssl
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -27,6 +28,7 @@ from typing import Any, Self
 import aiohttp
 from yarl import URL
 
+from k3sreg import __version__
 from k3sreg.errors import (
     BlobUnknown,
     ConfigError,
@@ -56,6 +58,8 @@ MAX_REDIRECTS = 5
 _RETRY_STATUSES = frozenset({500, 502, 503, 504})
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _NETWORK_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
+USER_AGENT = f"k3sreg/{__version__}"
+log = logging.getLogger("k3sreg.upstream")
 
 
 def upstream_repository(registry: str, repository: str) -> str:
@@ -124,7 +128,7 @@ class BlobStream:
                 yield chunk
         except _NETWORK_ERRORS as exc:
             raise Unavailable(
-                f"{self._where}: the blob download was cut after {received} bytes: {_reason(exc)}"
+                f"{self._where}: the blob download broke off after {received} bytes: {_reason(exc)}"
             ) from exc
         if self.size is not None and received != self.size:
             raise Unavailable(f"{self._where}: the blob download ended after {received} of {self.size} bytes")
@@ -164,7 +168,11 @@ class UpstreamClient:
         if self._session is None:
             connector = aiohttp.TCPConnector(ssl=self._ssl, limit=64, ttl_dns_cache=300)
             self._session = aiohttp.ClientSession(
-                connector=connector, timeout=self._timeout, trust_env=False, auto_decompress=False
+                connector=connector,
+                timeout=self._timeout,
+                trust_env=False,
+                auto_decompress=False,
+                headers={"User-Agent": USER_AGENT},
             )
         return self._session
 
@@ -308,13 +316,19 @@ class UpstreamClient:
             try:
                 response = await self._follow(method, url, headers, authorization)
             except _NETWORK_ERRORS as exc:
-                if attempt >= self.settings.retries:
+                # A certificate that does not verify will not verify on the next attempt either.
+                if attempt >= self.settings.retries or isinstance(exc, aiohttp.ClientSSLError):
                     raise Unavailable(f"{where}: {_reason(exc)}") from exc
+                reason = _reason(exc)
             else:
                 if response.status not in _RETRY_STATUSES or attempt >= self.settings.retries:
                     return response
                 await self._drain(response)
+                reason = f"HTTP {response.status}"
             attempt += 1
+            log.warning(
+                "%s: %s %s failed (%s), retry %d of %d", where, method, url, reason, attempt, self.settings.retries
+            )
             await asyncio.sleep(_backoff(attempt))
 
     async def _follow(

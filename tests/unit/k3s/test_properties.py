@@ -87,3 +87,36 @@ def test_validate_never_crashes_on_arbitrary_text(text: str) -> None:
     decoded = decode_text(text)
     if decoded.fatal:
         assert any(f.severity == "error" for f in findings)
+
+
+_endpoint_choice = st.sampled_from([
+    "http://127.0.0.1:30500", "127.0.0.1:30500", "https://127.0.0.1:8443", "localhost:5000",
+    "mirror.example.com", "https://mirror.example.com", "https://mirror.example.com/v2", "reg.example.com:5000",
+    "http://reg.example.com:5000", "https://registry-1.docker.io", "docker.io", "quay.io", "10.0.0.5:443",
+])
+_mirror_choice = st.sampled_from(["docker.io", "quay.io", "gcr.io", "ghcr.io", "registry.k8s.io",
+                                  "reg.example.com:5000", "127.0.0.1:30500", "*"])
+_path = st.sampled_from(["", "/etc/ssl/ca.pem", "/etc/rancher/k3s/client.crt"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_endpoint_choice, min_size=1, max_size=4), st.lists(_mirror_choice, min_size=1, max_size=4),
+       st.booleans(), _path, st.booleans(), _yaml_text, _yaml_text,
+       st.dictionaries(st.sampled_from(["^rancher/(.*)", "^library/(.*)"]), st.sampled_from(["m/$1", "x/${1}"]),
+                       max_size=2))
+def test_init_output_validates_clean(endpoints: list[str], mirrors: list[str], skip: bool, ca: str,
+                                     client: bool, username: str, password: str,
+                                     rewrites: dict[str, str]) -> None:
+    """Whatever sensible flags `mirrors init` gets, its file has no finding at all, or the flags are refused."""
+    from k3sreg.errors import UsageError
+    from k3sreg.k3s.generate import InitSpec, generate
+
+    spec = InitSpec(endpoints=endpoints, mirrors=mirrors, insecure_skip_verify=skip, ca_file=ca,
+                    cert_file="/c.pem" if client else "", key_file="/k.pem" if client else "",
+                    username=username if password else username, password=password if username else "",
+                    rewrites=rewrites)
+    try:
+        text = generate(spec)
+    except UsageError:
+        return
+    assert validate_text(text) == []

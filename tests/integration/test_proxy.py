@@ -1,0 +1,258 @@
+"""The pull-through cache against real upstreams: two docker-registry 2.8.2 instances as docker.io and quay.io.
+
+Everything (upstreams, k3sreg, containerd, clients) runs inside the session's network namespace, which has
+only loopback: nothing can reach a public registry, and every hosts.toml names k3sreg as its `server`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import random
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.peers.containerd import Containerd, write_hosts_toml
+from tests.peers.images import TestLayout
+from tests.peers.netns import NetNs
+from tests.peers.registry import DockerRegistry, K3sregServer
+from tests.peers.skopeo import Skopeo
+
+
+@dataclass
+class Site:
+    hub: DockerRegistry
+    quay: DockerRegistry
+    cache: K3sregServer
+    netns: NetNs
+    workdir: Path
+
+
+def upstreams_config(hub: DockerRegistry, quay: DockerRegistry, **extra: Any) -> dict[str, Any]:
+    return {"upstreams": [{"name": "docker.io", "url": hub.url, **extra}, {"name": "quay.io", "url": quay.url,
+                                                                          **extra}],
+            "names": ["registry.local"]}
+
+
+@pytest.fixture(scope="module")
+def site(netns: NetNs, oci_layout: TestLayout, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    """docker.io and quay.io upstreams seeded with skopeo, and one k3sreg (two workers) in front of both."""
+    work = tmp_path_factory.mktemp("proxy")
+    inside = Skopeo(netns)
+    with DockerRegistry(work / "hub", netns=netns) as hub, DockerRegistry(work / "quay", netns=netns) as quay:
+        inside.copy(oci_layout.oci_ref(), f"docker://{hub.host}/library/demo:1")
+        inside.copy(oci_layout.oci_ref(oci_layout.multi_tag), f"docker://{hub.host}/library/demo:multi", all=True)
+        inside.copy(oci_layout.oci_ref(), f"docker://{quay.host}/org/app:1")
+        with K3sregServer(work / "cache", netns=netns, workers=2, config=upstreams_config(hub, quay)) as cache:
+            yield Site(hub, quay, cache, netns, work)
+
+
+def http(netns: NetNs, method: str, url: str, data: bytes | None = None,
+         headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    """One request from inside the namespace."""
+    def go() -> tuple[int, dict[str, str], bytes]:
+        req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return r.status, dict(r.headers), r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, dict(e.headers), e.read()
+    return netns.call(go)
+
+
+def test_ctr_pulls_from_two_upstreams_through_one_cache(site: Site, oci_layout: TestLayout, tmp_path: Path) -> None:
+    """containerd pulls docker.io and quay.io images via hosts.toml to k3sreg; content lands under ns names."""
+    hosts = tmp_path / "certs.d"
+    write_hosts_toml(hosts, "docker.io", site.cache.url)
+    write_hosts_toml(hosts, "quay.io", site.cache.url)
+    with Containerd(tmp_path / "ctd", site.netns) as ctd:
+        ctd.pull("docker.io/library/demo:1", hosts)
+        ctd.pull("quay.io/org/app:1", hosts)
+        images = ctd.images()
+    assert images["docker.io/library/demo:1"] == oci_layout.single.digest
+    assert images["quay.io/org/app:1"] == oci_layout.single.digest
+    site.cache.wait_for("HEAD", "/v2/library/demo/manifests/1?ns=docker.io")
+    site.cache.wait_for("HEAD", "/v2/org/app/manifests/1?ns=quay.io")
+    _, _, body = http(site.netns, "GET", f"{site.cache.url}/v2/_catalog")
+    repos = json.loads(body)["repositories"]
+    assert "docker.io/library/demo" in repos and "quay.io/org/app" in repos
+    blobs = site.cache.root / "docker/registry/v2/blobs/sha256"
+    for blob in oci_layout.single.blobs:
+        assert (blobs / blob[7:9] / blob[7:] / "data").is_file()
+    assert site.quay.requests(), "quay.io upstream was never asked"
+
+
+def test_prefix_route_serves_clients_without_ns(site: Site, oci_layout: TestLayout) -> None:
+    """skopeo reaches the cache as <k3sreg>/docker.io/library/demo and as docker.io/demo (library/ implied)."""
+    inside = Skopeo(site.netns)
+    for ref in ("docker.io/library/demo:1", "docker.io/demo:1"):
+        assert inside.inspect(f"docker://{site.cache.host}/{ref}")["Digest"] == oci_layout.single.digest
+
+
+def test_multi_arch_index_through_cache(site: Site, oci_layout: TestLayout, tmp_path: Path) -> None:
+    """An index and its platform manifests are fetched and cached by digest."""
+    inside = Skopeo(site.netns)
+    inside.copy(f"docker://{site.cache.host}/docker.io/library/demo:multi", f"oci:{tmp_path}/out:x", all=True)
+    status, headers, _ = http(site.netns, "HEAD", f"{site.cache.url}/v2/library/demo/manifests/"
+                              f"{oci_layout.index.digest}?ns=docker.io")
+    assert status == 200 and headers["Docker-Content-Digest"] == oci_layout.index.digest
+
+
+def test_unknown_ns_is_name_unknown(site: Site) -> None:
+    """An ns with no upstream answers 404 NAME_UNKNOWN at once."""
+    status, _, body = http(site.netns, "GET", f"{site.cache.url}/v2/x/y/manifests/1?ns=ghcr.io")
+    assert status == 404 and json.loads(body)["errors"][0]["code"] == "NAME_UNKNOWN"
+
+
+def test_push_into_upstream_namespace_refused(site: Site) -> None:
+    """Pushing under docker.io/ is refused with UNSUPPORTED; local names on the same endpoint take pushes."""
+    status, _, body = http(site.netns, "POST", f"{site.cache.url}/v2/docker.io/library/x/blobs/uploads/", b"")
+    assert status == 405 and json.loads(body)["errors"][0]["code"] == "UNSUPPORTED"
+    status, _, _ = http(site.netns, "POST", f"{site.cache.url}/v2/library/x/blobs/uploads/?ns=registry.local", b"")
+    assert status == 202
+
+
+def test_local_push_and_pull_on_same_endpoint(site: Site, oci_layout: TestLayout) -> None:
+    """A CI push to a local name works beside the cache, and pulls back by digest."""
+    inside = Skopeo(site.netns)
+    inside.copy(oci_layout.oci_ref(), f"docker://{site.cache.host}/team/app:1")
+    assert inside.inspect(f"docker://{site.cache.host}/team/app:1")["Digest"] == oci_layout.single.digest
+
+
+def push_blob(netns: NetNs, registry: DockerRegistry, repo: str, data: bytes) -> str:
+    """Push with POST then PUT (docker-registry 2.8 resets a monolithic POST with a body)."""
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    status, headers, _ = http(netns, "POST", f"{registry.url}/v2/{repo}/blobs/uploads/", b"")
+    assert status == 202
+    location = headers["Location"]
+    if location.startswith("/"):
+        location = registry.url + location
+    sep = "&" if "?" in location else "?"
+    status, _, _ = http(netns, "PUT", f"{location}{sep}digest={digest}", data,
+                        {"Content-Type": "application/octet-stream"})
+    assert status == 201
+    return digest
+
+
+async def _concurrent_get(url: str, n: int) -> list[bytes]:
+    async with aiohttp.ClientSession() as s:
+        async def one() -> bytes:
+            async with s.get(url) as r:
+                assert r.status == 200, r.status
+                return await r.read()
+        return await asyncio.gather(*(one() for _ in range(n)))
+
+
+@pytest.mark.parametrize("clients", [8, 32])
+def test_concurrent_cold_requests_fetch_once(site: Site, clients: int) -> None:
+    """N clients asking at once for one uncached blob cause exactly one upstream GET; all get the right bytes."""
+    data = random.Random(clients).randbytes(6 << 20)
+    repo = f"library/herd{clients}"
+    digest = push_blob(site.netns, site.hub, repo, data)
+    url = f"{site.cache.url}/v2/{repo}/blobs/{digest}?ns=docker.io"
+    bodies = site.netns.call(asyncio.run, _concurrent_get(url, clients))
+    assert all(hashlib.sha256(b).hexdigest() == digest[7:] for b in bodies) and len(bodies) == clients
+    gets = [p for m, p in site.hub.requests() if m == "GET" and p.startswith(f"/v2/{repo}/blobs/{digest}")]
+    assert len(gets) == 1, gets
+
+
+async def _cut_proxy(listen_port: int, target_port: int, cut_after: int, cuts: list[int]) -> asyncio.Server:
+    """A TCP relay to the upstream that cuts its first connection after `cut_after` bytes of answer."""
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_r, up_w = await asyncio.open_connection("127.0.0.1", target_port)
+        limit = cut_after if not cuts else None
+        if limit is not None:
+            cuts.append(1)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, limit: int | None) -> None:
+            sent = 0
+            try:
+                while data := await src.read(65536):
+                    if limit is not None and sent + len(data) > limit:
+                        dst.write(data[: limit - sent])
+                        await dst.drain()
+                        break
+                    sent += len(data)
+                    dst.write(data)
+                    await dst.drain()
+            except ConnectionError:
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_w, None), pipe(up_r, writer, limit))
+
+    return await asyncio.start_server(handle, "127.0.0.1", listen_port)
+
+
+def test_cut_upstream_caches_nothing_and_retry_succeeds(site: Site, tmp_path: Path) -> None:
+    """An upstream connection cut half-way fails the client, caches nothing; the next request succeeds."""
+    from tests.peers.registry import free_port
+
+    data = random.Random(7).randbytes(4 << 20)
+    digest = push_blob(site.netns, site.hub, "library/cut", data)
+    relay_port = free_port()
+    cuts: list[int] = []
+    cfg = {"upstreams": [{"name": "docker.io", "url": f"http://127.0.0.1:{relay_port}", "retries": 0}]}
+
+    async def scenario() -> tuple[bool, bytes]:
+        relay = await _cut_proxy(relay_port, site.hub.port, 1 << 20, cuts)
+        try:
+            loop = asyncio.get_running_loop()
+            cache = K3sregServer(tmp_path / "cache", netns=None, config=cfg)
+            await loop.run_in_executor(None, cache.start)
+            try:
+                url = f"{cache.url}/v2/library/cut/blobs/{digest}?ns=docker.io"
+                first_failed = False
+                async with aiohttp.ClientSession() as s:
+                    try:
+                        async with s.get(url) as r:
+                            body = await r.read()
+                            first_failed = r.status != 200 or hashlib.sha256(body).hexdigest() != digest[7:]
+                    except aiohttp.ClientError:
+                        first_failed = True
+                    blob_file = cache.root / f"docker/registry/v2/blobs/sha256/{digest[7:9]}/{digest[7:]}/data"
+                    assert not blob_file.exists()
+                    async with s.get(url) as r:
+                        assert r.status == 200
+                        second = await r.read()
+                return first_failed, second
+            finally:
+                await loop.run_in_executor(None, cache.stop)
+        finally:
+            relay.close()
+
+    first_failed, second = site.netns.call(asyncio.run, scenario())
+    assert cuts and first_failed
+    assert hashlib.sha256(second).hexdigest() == digest[7:]
+
+
+def test_cache_serves_when_upstreams_are_down(netns: NetNs, oci_layout: TestLayout, tmp_path: Path) -> None:
+    """With the upstream stopped, a cached image still pulls by tag (served stale) and by digest."""
+    inside = Skopeo(netns)
+    with DockerRegistry(tmp_path / "hub", netns=netns) as hub:
+        inside.copy(oci_layout.oci_ref(), f"docker://{hub.host}/library/demo:1")
+        cfg = {"upstreams": [{"name": "docker.io", "url": hub.url, "tagttl": "1ms", "timeout": "2s"}]}
+        cache = K3sregServer(tmp_path / "cache", netns=netns, config=cfg).start()
+        try:
+            hosts = tmp_path / "certs.d"
+            write_hosts_toml(hosts, "docker.io", cache.url)
+            with Containerd(tmp_path / "ctd1", netns) as ctd:
+                ctd.pull("docker.io/library/demo:1", hosts)
+            hub.stop()
+            with Containerd(tmp_path / "ctd2", netns) as ctd:
+                ctd.pull("docker.io/library/demo:1", hosts)
+                ctd.pull(f"docker.io/library/demo@{oci_layout.single.digest}", hosts)
+                assert ctd.images()["docker.io/library/demo:1"] == oci_layout.single.digest
+            assert "stale" in cache.log_text()
+        finally:
+            cache.stop()
+    assert os.path.isdir(tmp_path)
