@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.peers import api
-from tests.peers.images import TestLayout, read_blob
+from tests.peers.images import TestLayout, digest_of, read_blob
 from tests.peers.registry import RegistryProcess, make_registry
 from tests.peers.skopeo import Skopeo
 
@@ -23,17 +23,28 @@ PAIRS = [
 PAIR_IDS = [f"{w}-to-{r}" for w, r in PAIRS]
 
 
-def push_all(reg: RegistryProcess, skopeo: Skopeo, layout: TestLayout) -> None:
-    """Push the single image, the index (--all) and the referrer to library/demo, and the image to other/app."""
+def push_all(reg: RegistryProcess, skopeo: Skopeo, layout: TestLayout) -> bytes:
+    """Push the single image, the index (--all) and the referrer to library/demo, the image to other/app, and the
+    index converted to a Docker manifest list to docker/list; return that list's bytes as served."""
     skopeo.copy(layout.oci_ref(), f"docker://{reg.host}/library/demo:1")
     skopeo.copy(layout.oci_ref(layout.multi_tag), f"docker://{reg.host}/library/demo:multi", all=True)
     skopeo.copy(layout.oci_ref(layout.referrer_tag), f"docker://{reg.host}/library/demo:sig")
     skopeo.copy(layout.oci_ref(), f"docker://{reg.host}/other/app:v1")
+    list_ref = f"docker://{reg.host}/docker/list:v2s2"
+    skopeo.copy(layout.oci_ref(layout.multi_tag), list_ref, all=True, extra=["--format", "v2s2"])
+    return skopeo.raw_manifest(list_ref)
 
 
-def assert_serves_all(reg: RegistryProcess, skopeo: Skopeo, layout: TestLayout, out: Path) -> None:
+def assert_serves_all(reg: RegistryProcess, skopeo: Skopeo, layout: TestLayout, docker_list: bytes, out: Path) -> None:
     """Everything ``push_all`` wrote is listed and served byte for byte, and copies back to a layout."""
-    assert {"library/demo", "other/app"} <= set(api.catalog(reg.url))
+    assert {"library/demo", "other/app", "docker/list"} <= set(api.catalog(reg.url))
+    served = api.manifest(reg.url, "docker/list", "v2s2")
+    assert (served.status, served.body) == (200, docker_list)
+    assert served.headers["content-type"] == json.loads(docker_list)["mediaType"]
+    for entry in json.loads(docker_list)["manifests"]:
+        child = api.manifest(reg.url, "docker/list", entry["digest"])
+        assert (child.status, child.headers["content-type"]) == (200, entry["mediaType"])
+        assert child.headers["docker-content-digest"] == digest_of(child.body) == entry["digest"]
     assert sorted(api.tags(reg.url, "library/demo")) == ["1", "multi", "sig"]
     assert api.tags(reg.url, "other/app") == ["v1"]
     expected = {"1": layout.single.digest, "multi": layout.index.digest, "sig": layout.referrer.digest}
@@ -80,10 +91,10 @@ def test_root_directory_handed_over(
     """A root directory written by ``writer`` is served completely and unchanged by ``reader``."""
     root = tmp_path / "data"
     with make_registry(writer, tmp_path / "writer", root=root) as reg:
-        push_all(reg, skopeo, oci_layout)
+        docker_list = push_all(reg, skopeo, oci_layout)
     assert_distribution_layout(root, oci_layout)
     with make_registry(reader, tmp_path / "reader", root=root) as reg:
-        assert_serves_all(reg, skopeo, oci_layout, tmp_path / "back")
+        assert_serves_all(reg, skopeo, oci_layout, docker_list, tmp_path / "back")
 
 
 @pytest.mark.parametrize(("writer", "reader"), PAIRS, ids=PAIR_IDS)

@@ -14,8 +14,10 @@ from tests.peers.registry import IMPLS, make_registry
 # k3sreg's own keys, which registry:2 ignores.
 SHARED = {
     "log": {"level": "info", "fields": {"service": "registry"}},
-    "storage": {"cache": {"blobdescriptor": "inmemory"}, "maintenance": {"uploadpurging": {
-        "enabled": True, "age": "168h", "interval": "24h", "dryrun": False}}},
+    "storage": {
+        "cache": {"blobdescriptor": "inmemory"},
+        "maintenance": {"uploadpurging": {"enabled": True, "age": "168h", "interval": "24h", "dryrun": False}},
+    },
     "http": {"headers": {"X-Content-Type-Options": ["nosniff"]}, "secret": "s3cr3t", "relativeurls": True},
     "health": {"storagedriver": {"enabled": True, "interval": "10s", "threshold": 3}},
     "names": ["registry.localhost"],

@@ -114,6 +114,9 @@ configs:
     (stubless / tls_peers.host).mkdir(parents=True)
     (stubless / tls_peers.host / "hosts.toml").write_text(rendered.replace("[host]\n", ""))
     ref = f"{tls_peers.host}/team/nostub:1"
+    explained = subprocess.run([str(K3SREG_BIN), "mirrors", "explain", ref, "--hosts-dir", str(stubless),
+                                "--runtime", "containerd"], capture_output=True, text=True, check=True).stdout
+    assert "has no [host] table" in explained and "TLS: HTTPS, system CAs" in explained
     with pytest.raises(CtrError, match=r"x509|certificate"):
         tls_peers.containerd.pull(ref, stubless)
     tls_peers.containerd.pull(ref, hosts)

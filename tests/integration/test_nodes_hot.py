@@ -54,7 +54,7 @@ def mirror(netns_nodes: NodeCluster) -> Iterator[DockerRegistry]:  # noqa: F811
 def test_hot_apply_makes_containerd_pull_through_the_mirror_without_restart(
     netns_nodes: NodeCluster, mirror: DockerRegistry  # noqa: F811
 ) -> None:
-    """--hot writes K3s's hosts.toml; a running containerd pulls through the mirror; nothing is restarted."""
+    """apply --hot installs K3s's hosts.toml; the running containerd pulls through the mirror; no restart."""
     cluster = netns_nodes
     n2 = cluster.nodes[1]
     certs = n2.path(CERTS_D)
@@ -72,6 +72,9 @@ def test_hot_apply_makes_containerd_pull_through_the_mirror_without_restart(
         with pytest.raises(CtrError):
             # No docker.io entry in certs.d yet and no route out of the namespace: the pull cannot succeed.
             containerd.pull("docker.io/library/demo:1", hosts_dir=certs)
+        code, doc = nodes_cli(cluster, "plan", "--hot", "-i", inv, "-r", str(src))
+        assert code == 0 and doc["nodes"][1]["hot"] == ["+docker.io", "-old.lan"]
+        assert not (certs / "docker.io").exists() and (certs / "old.lan").exists()
         code, doc = nodes_cli(cluster, "apply", "--hot", "-i", inv, "-r", str(src))
         assert code == 0, doc
         assert {r["node"]: (r["outcome"], r["restart"]) for r in doc["nodes"]} == {

@@ -256,3 +256,78 @@ def test_cache_serves_when_upstreams_are_down(netns: NetNs, oci_layout: TestLayo
         finally:
             cache.stop()
     assert os.path.isdir(tmp_path)
+
+
+def test_metrics_count_per_upstream(site: Site) -> None:
+    """/metrics exposes requests, hits, misses and bytes per upstream, summed over the two workers."""
+    status, _, body = http(site.netns, "GET", f"{site.cache.url}/metrics")
+    text = body.decode()
+    assert status == 200
+    for name in ("k3sreg_proxy_requests_total", "k3sreg_proxy_hits_total", "k3sreg_proxy_misses_total",
+                 "k3sreg_proxy_served_bytes_total", "k3sreg_proxy_fetched_bytes_total"):
+        assert name in text
+    fetched = [line for line in text.splitlines()
+               if line.startswith('k3sreg_proxy_fetched_bytes_total{upstream="docker.io"}')]
+    assert fetched and float(fetched[0].split()[-1]) > 0
+
+
+def tar_layer(name: str, content: bytes) -> bytes:
+    """An uncompressed tar holding one file: a layer containerd can unpack (its digest is its diff_id)."""
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        info = tarfile.TarInfo(name)
+        info.size, info.mtime = len(content), 1700000000
+        tf.addfile(info, io.BytesIO(content))
+    return buf.getvalue()
+
+
+def push_image(netns: NetNs, registry: DockerRegistry, repo: str, tag: str, layers: list[bytes]) -> str:
+    """Push config, layers and an OCI manifest straight to a registry; returns the manifest digest."""
+    diff_ids = ["sha256:" + hashlib.sha256(x).hexdigest() for x in layers]
+    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": diff_ids},
+                         "config": {}, "tag": tag}).encode()
+    cfg = push_blob(netns, registry, repo, config)
+    descs = [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": push_blob(netns, registry, repo, x),
+              "size": len(x)} for x in layers]
+    doc = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                      "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cfg,
+                                 "size": len(config)}, "layers": descs}).encode()
+    status, headers, _ = http(netns, "PUT", f"{registry.url}/v2/{repo}/manifests/{tag}", doc,
+                              {"Content-Type": "application/vnd.oci.image.manifest.v1+json"})
+    assert status == 201
+    return headers["Docker-Content-Digest"]
+
+
+def test_eviction_keeps_images_sharing_a_layer(netns: NetNs, tmp_path: Path) -> None:
+    """An image nobody pulls is evicted after ttl; another that shares its layer still pulls with upstream down."""
+    shared = tar_layer("shared.bin", random.Random(1).randbytes(64 << 10))
+    with DockerRegistry(tmp_path / "hub", netns=netns) as hub:
+        old = push_image(netns, hub, "library/old", "1", [shared, tar_layer("old", b"old-only")])
+        push_image(netns, hub, "library/kept", "1", [shared, tar_layer("kept", b"kept-only")])
+        cfg = {"upstreams": [{"name": "docker.io", "url": hub.url, "ttl": "3s", "tagttl": "1h"}]}
+        with K3sregServer(tmp_path / "cache", netns=netns, config=cfg) as cache:
+            hosts = tmp_path / "certs.d"
+            write_hosts_toml(hosts, "docker.io", cache.url)
+            with Containerd(tmp_path / "ctd1", netns) as ctd:
+                ctd.pull("docker.io/library/old:1", hosts, platform="linux/amd64")
+                ctd.pull("docker.io/library/kept:1", hosts, platform="linux/amd64")
+            revision = cache.root / f"docker/registry/v2/repositories/docker.io/library/old/_manifests/revisions/" \
+                                    f"sha256/{old[7:]}"
+            assert revision.is_dir()
+            for _ in range(40):  # keep pulling one image while the other ages past its ttl
+                status, _, _ = http(netns, "GET", f"{cache.url}/v2/library/kept/manifests/1?ns=docker.io",
+                                    headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+                assert status == 200
+                if not revision.exists():
+                    break
+                netns.call(__import__("time").sleep, 0.25)
+            assert not revision.exists(), "the unused image was not evicted"
+            hub.stop()
+            with Containerd(tmp_path / "ctd2", netns) as ctd:
+                ctd.pull("docker.io/library/kept:1", hosts, platform="linux/amd64")
+            shared_file = cache.root / "docker/registry/v2/blobs/sha256" / \
+                hashlib.sha256(shared).hexdigest()[:2] / hashlib.sha256(shared).hexdigest() / "data"
+            assert shared_file.is_file()

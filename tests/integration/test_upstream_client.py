@@ -10,7 +10,11 @@ Peers, started once for this module and sharing one storage root seeded by skope
 from __future__ import annotations
 
 import asyncio
+import http.client
+import json
+import shutil
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -27,7 +31,7 @@ from k3sreg.oci.mediatypes import OCI_INDEX, OCI_MANIFEST
 from k3sreg.settings_upstreams import UpstreamSettings
 from k3sreg.upstream import UpstreamClient
 from tests.peers.images import TestLayout, build_layout, read_blob
-from tests.peers.registry import DockerRegistry, free_port
+from tests.peers.registry import DockerRegistry, free_port, write_self_signed
 from tests.peers.skopeo import Skopeo
 from tests.peers.token_issuer import TokenIssuer
 
@@ -376,3 +380,59 @@ async def test_basic_auth(basic: DockerRegistry, layout: TestLayout) -> None:
         async with upstream(basic.url, **creds) as client:
             with pytest.raises(Unauthorized):
                 await client.head_manifest("org/app", "1", [OCI_MANIFEST])
+
+
+class MutualTLSRegistry(DockerRegistry):
+    """docker-registry over TLS that demands a client certificate; its readiness probe presents one."""
+
+    def __init__(self, workdir: Path, root: Path, client: tuple[Path, Path]) -> None:
+        server = write_self_signed(workdir / "server")
+        super().__init__(workdir, root=root, tls=server, config={"http": {"tls": {"clientcas": [str(client[0])]}}})
+        self.client = client
+
+    def _ping(self) -> bool:
+        assert self.tls is not None
+        context = ssl.create_default_context(cafile=str(self.tls[0]))
+        context.load_cert_chain(*self.client)
+        conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=1, context=context)
+        try:
+            conn.request("GET", "/v2/")
+            return conn.getresponse().status == 200
+        except OSError:
+            return False
+        finally:
+            conn.close()
+
+
+async def test_tls_ca_skip_verify_and_client_certificate(
+    tmp_path: Path, plain: DockerRegistry, layout: TestLayout
+) -> None:
+    """An https upstream is trusted through `tls.ca` or `insecureskipverify`, with the client certificate it asks."""
+    client_cert, client_key = write_self_signed(tmp_path / "client", hosts=("k3sreg-client",))
+    identity = {"certificate": str(client_cert), "key": str(client_key)}
+    with MutualTLSRegistry(tmp_path / "registry", plain.root, (client_cert, client_key)) as reg:
+        assert reg.tls is not None and reg.url.startswith("https://")
+        for tls in ({"ca": str(reg.tls[0]), **identity}, {"insecureskipverify": True, **identity}):
+            async with upstream(reg.url, tls=tls) as client:
+                head = await client.head_manifest("org/app", "1", [OCI_MANIFEST])
+            assert str(head.digest) == layout.single.digest
+        for tls, reason in (({**identity}, "certificate verify failed"), ({"ca": str(reg.tls[0])}, "BAD_CERTIFICATE")):
+            async with upstream(reg.url, tls=tls, retries=0) as client:
+                with pytest.raises(Unavailable, match=reason):
+                    await client.head_manifest("org/app", "1", [OCI_MANIFEST])
+
+
+async def test_manifest_bytes_that_do_not_match_their_digest(
+    tmp_path: Path, plain: DockerRegistry, layout: TestLayout
+) -> None:
+    """A registry serving manifest bytes that do not hash to their digest (a corrupted store) is Unavailable."""
+    root = tmp_path / "data"
+    shutil.copytree(plain.root, root)
+    hexpart = layout.single.digest.split(":", 1)[1]
+    data_file = root / "docker/registry/v2/blobs/sha256" / hexpart[:2] / hexpart / "data"
+    data_file.write_text(json.dumps(json.loads(data_file.read_bytes()), indent=1))  # same manifest, other bytes
+    with DockerRegistry(tmp_path / "corrupt", root=root) as reg:
+        async with upstream(reg.url) as client:
+            for reference in ("1", layout.single.digest):
+                with pytest.raises(Unavailable, match="does not match the digest"):
+                    await client.get_manifest("org/app", reference, [OCI_MANIFEST])

@@ -56,13 +56,14 @@ def validate_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the findings as JSON."),
     no_default: bool = _NO_DEFAULT,
     embedded: bool = _EMBEDDED,
+    flavor: str = _FLAVOR,
 ) -> None:
     """Report every problem at once (key path, severity, what happens on the node, the fix); exit 1 on errors."""
     from k3sreg.k3s.decode import decode_text
     from k3sreg.k3s.findings import has_errors
     from k3sreg.k3s.validate import validate_decoded
 
-    findings = validate_decoded(decode_text(_read(file)), _options(no_default, embedded, "k3s", None))
+    findings = validate_decoded(decode_text(_read(file)), _options(no_default, embedded, flavor, None))
     if as_json:
         typer.echo(json.dumps({"file": str(file), "errors": sum(f.severity == "error" for f in findings),
                                "warnings": sum(f.severity == "warning" for f in findings),

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import typer
@@ -20,6 +23,10 @@ def serve(
 
     Without a config it listens on 127.0.0.1:5000 and stores under ./data.
     """
+    if workers > 1:
+        # Before prometheus_client is imported: each worker then writes its counters where /metrics sums them.
+        metrics_dir = Path(tempfile.mkdtemp(prefix="k3sreg-metrics-"))
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     from k3sreg.server.run import bind, setup_logging, ssl_context
     from k3sreg.server.run import serve as run
 
@@ -44,4 +51,8 @@ def serve(
     tls_flag = "" if scheme == "https" else " --dest-tls-verify=false"
     typer.echo(f"k3sreg listening on {scheme}://{where} (storage: {storage}, workers: {workers})", err=True)
     typer.echo(f"push an image:  skopeo copy{tls_flag} oci:./layout:1 docker://{where}/library/demo:1", err=True)
-    run(settings, sock, workers)
+    try:
+        run(settings, sock, workers)
+    finally:
+        if workers > 1:
+            shutil.rmtree(metrics_dir, ignore_errors=True)

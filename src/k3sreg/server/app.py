@@ -8,12 +8,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
 
 from aiohttp import web
 
 from k3sreg import errors
-from k3sreg.server import blob_handlers, health, manifest_handlers, routes
+from k3sreg.server import blob_handlers, health, manifest_handlers, metrics, routes
 from k3sreg.server.context import CONTEXT, Context, Limits, Resolved
 from k3sreg.server.middleware import make_middlewares
 from k3sreg.settings import Settings
@@ -98,11 +99,26 @@ def create_app(settings: Settings, registry: Registry | None = None) -> web.Appl
     health.install(app, settings.health, registry, state)
     app.router.add_route("*", "/v2/{tail:.*}", dispatch)
     app.router.add_route("*", "/v2", _redirect_base)
+    app.router.add_get("/metrics", metrics.metrics)
     app.on_cleanup.append(lambda _app: _close(ctx))
+    if ctx.proxy is not None:
+        app.cleanup_ctx.append(_background(ctx.proxy.evict_forever))
     purging = settings.storage.maintenance.uploadpurging
     if purging.enabled:
-        app.cleanup_ctx.append(_purger(registry, purging.age, purging.interval, purging.dryrun))
+        app.cleanup_ctx.append(_background(_purger(registry, purging.age, purging.interval, purging.dryrun)))
     return app
+
+
+def _background(job: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup context that runs `job` for the application's lifetime."""
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(job())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return ctx
 
 
 async def _close(ctx: Context) -> None:
@@ -115,23 +131,16 @@ async def _redirect_base(request: web.Request) -> web.StreamResponse:
     raise web.HTTPMovedPermanently("/v2/")
 
 
-def _purger(registry: Registry, age: float, interval: float, dry_run: bool):  # type: ignore[no-untyped-def]
-    async def ctx(app: web.Application) -> AsyncIterator[None]:
-        async def loop() -> None:
-            while True:
-                try:
-                    removed = await registry.purge_uploads(age, dry_run)
-                    if removed:
-                        log.info("upload purging: %s %d abandoned uploads", "would remove" if dry_run else "removed",
-                                 len(removed))
-                except Exception:
-                    log.exception("upload purging failed")
-                await asyncio.sleep(interval)
+def _purger(registry: Registry, age: float, interval: float, dry_run: bool) -> Callable[[], Coroutine[Any, Any, None]]:
+    async def loop() -> None:
+        while True:
+            try:
+                removed = await registry.purge_uploads(age, dry_run)
+                if removed:
+                    log.info("upload purging: %s %d abandoned uploads", "would remove" if dry_run else "removed",
+                             len(removed))
+            except Exception:
+                log.exception("upload purging failed")
+            await asyncio.sleep(interval)
 
-        task = asyncio.create_task(loop())
-        yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-    return ctx
+    return loop

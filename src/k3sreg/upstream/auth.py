@@ -26,7 +26,7 @@ from typing import Any
 _TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 _QUOTED = r'"(?:[^"\\]|\\.)*"'
 _SCHEME = re.compile(rf"[\s,]*({_TOKEN})(?=\s|,|$)\s*")
-_PARAM = re.compile(rf"({_TOKEN})\s*=\s*({_QUOTED}|[^\s,\"]*)\s*(?:,\s*|$)")
+_PARAM = re.compile(rf"[\s,]*({_TOKEN})\s*=\s*({_QUOTED}|[^\s,\"]*)\s*(?:,\s*|$)")
 _TOKEN68 = re.compile(r"([A-Za-z0-9._~+/-]+=*)\s*(?:,\s*|$)")
 
 DEFAULT_TOKEN_LIFETIME = 60.0

@@ -82,7 +82,7 @@ class FillCoordinator:
         """Serve `d`: follow a running fill, or become the leader of a new one."""
         fill = self._fills.get(d)
         if fill is None:
-            lock = await self.registry.run(_try_lock, self.root / f"{d.hex}.lock")
+            lock = await self.registry.run(try_lock, self.root / f"{d.hex}.lock")
             if lock is None:
                 return await self._follow_other_process(d, cache_repo)
             if await self.registry.run(self.registry.blobs.stat_global, d) is not None:
@@ -238,7 +238,7 @@ def _as_registry_error(e: BaseException) -> errors.RegistryError:
 
 
 # --- blocking helpers, each run in a worker thread ---------------------------------------------------------
-def _try_lock(path: Path) -> BinaryIO | None:
+def try_lock(path: Path) -> BinaryIO | None:
     f = path.open("ab")
     try:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -249,7 +249,7 @@ def _try_lock(path: Path) -> BinaryIO | None:
 
 
 def _lock_free(path: Path) -> bool:
-    lock = _try_lock(path)
+    lock = try_lock(path)
     if lock is None:
         return False
     lock.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 
 from k3sreg.settings_upstreams import UpstreamSettings
@@ -11,8 +12,11 @@ from k3sreg.storage.registry import LocalRepository, Registry, Repository
 from k3sreg.upstream import metrics
 from k3sreg.upstream.cache import AccessClock, ProxyRepository
 from k3sreg.upstream.client import UpstreamClient
-from k3sreg.upstream.fill import FillCoordinator
+from k3sreg.upstream.evict import Evictor
+from k3sreg.upstream.fill import FillCoordinator, try_lock
 from k3sreg.upstream.routing import Router, Target
+
+log = logging.getLogger("k3sreg.upstream")
 
 
 class ProxyHub:
@@ -45,6 +49,28 @@ class ProxyHub:
             return LocalRepository(self.registry, target.cache_repo)
         return ProxyRepository(self.registry, self.clients[target.upstream.name], self.fills, target,
                                self._flights, min(self._tag_timeout, target.upstream.timeout), self._access)
+
+    async def evict_forever(self) -> None:
+        """Run eviction now and then, in whichever worker holds the eviction lock."""
+        evictor = Evictor(self.registry.manifests, self.upstreams, self.router.proxy_name)
+        if not evictor.upstreams:
+            return
+        every = max(0.5, min([u.ttl / 4 for u in evictor.upstreams if u.ttl] + [600.0]))
+        lock_path = self.fills.root / "evict.lock"
+        while True:
+            lock = await self.registry.run(try_lock, lock_path)
+            if lock is not None:
+                try:
+                    report = await self.registry.run(evictor.run)
+                    for entry in report.manifests:
+                        metrics.EVICTED.labels(entry.split("/", 1)[0], "manifest").inc()
+                    for _ in report.blobs:
+                        metrics.EVICTED.labels("all", "blob").inc()
+                except Exception:
+                    log.exception("eviction failed")
+                finally:
+                    lock.close()
+            await asyncio.sleep(every)
 
     async def close(self) -> None:
         if self._fills is not None:

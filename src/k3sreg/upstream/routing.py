@@ -53,6 +53,10 @@ class Router:
         self._proxy = self._by_name.get(proxy_upstream.name) if proxy_upstream is not None else None
 
     @property
+    def proxy_name(self) -> str | None:
+        return self._proxy.name if self._proxy is not None else None
+
+    @property
     def enabled(self) -> bool:
         return bool(self._by_name)
 

@@ -54,3 +54,16 @@ def test_requests_that_cannot_work_are_refused(spec: InitSpec) -> None:
     """Bad endpoints, URL-shaped mirror names, half a client pair, bad rewrites: a usage error."""
     with pytest.raises(UsageError):
         generate(spec)
+
+
+def test_same_endpoint_spelled_twice_is_written_once() -> None:
+    """`https://h` and `https://h/v2` are one endpoint to K3s: written once, in first position."""
+    text = generate(InitSpec(endpoints=["https://h.example.com", "http://x.example.com",
+                                        "https://h.example.com/v2"], mirrors=["quay.io"]))
+    assert load_registries(text).mirrors["quay.io"].endpoint == ["https://h.example.com", "http://x.example.com"]
+
+
+def test_relative_certificate_paths_are_refused() -> None:
+    """Certificate paths are paths on the node and must be absolute."""
+    with pytest.raises(UsageError, match="absolute"):
+        generate(InitSpec(endpoints=["https://h"], mirrors=["docker.io"], ca_file="ca.pem"))

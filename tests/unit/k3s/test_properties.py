@@ -113,7 +113,7 @@ def test_init_output_validates_clean(endpoints: list[str], mirrors: list[str], s
 
     spec = InitSpec(endpoints=endpoints, mirrors=mirrors, insecure_skip_verify=skip, ca_file=ca,
                     cert_file="/c.pem" if client else "", key_file="/k.pem" if client else "",
-                    username=username if password else username, password=password if username else "",
+                    username=username, password=password if username else "",
                     rewrites=rewrites)
     try:
         text = generate(spec)

@@ -123,7 +123,7 @@ def test_detect_lists_installed_units_only(tmp_path: Path) -> None:
     """Detection prints the services whose unit file exists in a systemd unit directory."""
     done = sh(remote.detect_script(["k3sreg-test-no-such-unit", "k3s-agent-none"]))
     assert done.returncode == 0 and remote.parse_units(done.stdout) == []
-    assert remote.parse_units(b"unit=k3s\nnoise\nunit=k3s-agent\n") == ["k3s", "k3s-agent"]
+    assert remote.parse_units(remote.MARK.encode() + b"\nunit=k3s\nnoise\nunit=k3s-agent\n") == ["k3s", "k3s-agent"]
 
 
 def test_hosts_write_and_listing(tmp_path: Path) -> None:
@@ -148,8 +148,13 @@ def test_hosts_write_and_listing(tmp_path: Path) -> None:
     assert by_dir["docker.io"].sha256 == hashlib.sha256(files["docker.io/hosts.toml"]).hexdigest()
 
 
-def test_parse_read_rejects_garbage() -> None:
-    """Anything but the script's header is an error, not a guess."""
+def test_parse_read_rejects_garbage_and_skips_what_rc_files_print() -> None:
+    """Output before the marker (a chatty .bashrc) is dropped; no marker or a bad header is an error."""
+    mark = remote.MARK.encode()
     with pytest.raises(ValueError, match="unexpected answer"):
-        remote.parse_read(b"Welcome to Ubuntu!\n")
-    assert remote.parse_read(b"present 0 600 file\nabc").content == b"abc"
+        remote.parse_read(b"Welcome to Ubuntu!\npresent 0 600 file\nabc")
+    with pytest.raises(ValueError, match="unexpected answer"):
+        remote.parse_read(mark + b"\nWelcome!\n")
+    assert remote.parse_read(mark + b"\npresent 0 600 file\nabc").content == b"abc"
+    assert remote.parse_read(b"hello from bashrc\n" + mark + b"\npresent 0 600 -\n" + mark).content == mark
+    assert remote.parse_units(b"unit=k3s\n" + mark + b"\nunit=k3s-agent\n") == ["k3s-agent"]

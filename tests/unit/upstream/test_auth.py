@@ -84,6 +84,18 @@ def test_malformed_headers_never_raise(header: str) -> None:
         assert challenge.scheme
 
 
+def test_empty_list_elements_are_skipped() -> None:
+    """Doubled commas between parameters do not lose the parameters after them."""
+    (challenge,) = parse_challenges('Bearer realm="https://t.example/token",, ,service="svc"')
+    assert challenge.params == {"realm": "https://t.example/token", "service": "svc"}
+
+
+@given(st.text(max_size=200))
+def test_any_text_parses_without_error(header: str) -> None:
+    """Arbitrary header text never raises and yields only named schemes."""
+    assert all(c.scheme for c in parse_challenges(header))
+
+
 _VALUE = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=30)
 _KEY = st.from_regex(r"[a-z][a-z0-9_-]{0,8}", fullmatch=True)
 

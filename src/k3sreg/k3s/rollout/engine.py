@@ -235,7 +235,11 @@ async def _probe(shell: NodeShell, node: Node, hot: HotRender | None, say: Calla
     if flavor is None or role is None:
         candidates = unit_candidates(flavor, role)
         done = await shell.must(remote.detect_script([s for _, _, s in candidates]), "detection failed")
-        found = [c for c in candidates if c[2] in remote.parse_units(done.stdout)]
+        try:
+            units = remote.parse_units(done.stdout)
+        except ValueError as e:
+            raise NodeError(str(e)) from e
+        found = [c for c in candidates if c[2] in units]
         if not found:
             wanted = ", ".join(s for _, _, s in candidates)
             raise NodeError(f"no unit of {wanted} installed; set role/flavor in the inventory")
@@ -251,7 +255,11 @@ async def _probe(shell: NodeShell, node: Node, hot: HotRender | None, say: Calla
     probe = _Probe(flavor, role, service_for(flavor, role), state)
     if hot is not None:
         listing = await shell.must(remote.hosts_listing_script(certs_d_path(flavor)), "certs.d listing failed")
-        _plan_hot(probe, hot[flavor], remote.parse_hosts_listing(listing.stdout))
+        try:
+            present = remote.parse_hosts_listing(listing.stdout)
+        except ValueError as e:
+            raise NodeError(str(e)) from e
+        _plan_hot(probe, hot[flavor], present)
     return probe
 
 

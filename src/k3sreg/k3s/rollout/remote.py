@@ -26,6 +26,8 @@ BACKUP_SUFFIX = ".k3sreg-backup"
 NO_BACKUP_SUFFIX = ".k3sreg-backup-none"
 UNIT_DIRS = ("/etc/systemd/system", "/usr/local/lib/systemd/system", "/usr/lib/systemd/system",
              "/lib/systemd/system")
+# Printed before any output we parse: whatever a login shell's rc files print comes before it and is dropped.
+MARK = "--k3sreg-output--"
 # Exit codes the scripts use for failures they explain on stderr.
 EXIT_DAMAGED, EXIT_NOT_ACTIVE, EXIT_NO_BACKUP = 93, 94, 95
 
@@ -39,7 +41,8 @@ def detect_script(services: Sequence[str]) -> str:
     """Print `unit=<service>` for each of `services` whose systemd unit file exists on the node."""
     dirs = " ".join(shlex.quote(d) for d in UNIT_DIRS)
     units = " ".join(shlex.quote(s) for s in services)
-    return wrap(f"""for u in {units}; do
+    return wrap(f"""echo {MARK}
+for u in {units}; do
   for d in {dirs}; do
     if [ -e "$d/$u.service" ]; then echo "unit=$u"; break; fi
   done
@@ -50,6 +53,7 @@ def read_script(path: PurePosixPath) -> str:
     """Print one header line `present|absent UID MODE BACKUP`, then the file's bytes."""
     f = shlex.quote(str(path))
     return wrap(f"""f={f}
+echo {MARK}
 if [ -f "$f{BACKUP_SUFFIX}" ]; then bk=file; elif [ -e "$f{NO_BACKUP_SUFFIX}" ]; then bk=none; else bk=-; fi
 if [ -f "$f" ]; then
   echo "present $(stat -c '%u %a' "$f") $bk"
@@ -76,7 +80,7 @@ class FileState:
 
 def parse_read(output: bytes) -> FileState:
     """Parse the output of `read_script`; ValueError if it is not what the script prints."""
-    header, sep, rest = output.partition(b"\n")
+    header, sep, rest = _after_mark(output).partition(b"\n")
     words = header.decode("ascii", "replace").split()
     if len(words) != 4 or words[0] not in ("present", "absent"):
         raise ValueError(f"unexpected answer from the node: {header[:80]!r}")
@@ -88,7 +92,18 @@ def parse_read(output: bytes) -> FileState:
 
 def parse_units(output: bytes) -> list[str]:
     """The services `detect_script` found."""
-    return [line[5:] for line in output.decode("ascii", "replace").splitlines() if line.startswith("unit=")]
+    text = _after_mark(output).decode("ascii", "replace")
+    return [line[5:] for line in text.splitlines() if line.startswith("unit=")]
+
+
+def _after_mark(output: bytes) -> bytes:
+    mark = MARK.encode() + b"\n"
+    if output.startswith(mark):
+        return output[len(mark):]
+    _, found, rest = output.partition(b"\n" + mark)
+    if not found:
+        raise ValueError(f"unexpected answer from the node (no output marker): {output[:80]!r}")
+    return rest
 
 
 def _embed(var: str, content: bytes) -> str:
@@ -169,6 +184,7 @@ def hosts_listing_script(certs_d: PurePosixPath) -> str:
     """Print `<sha256> <dir> <first line>` for every `<dir>/hosts.toml` under `certs_d`."""
     d = shlex.quote(str(certs_d))
     return wrap(f"""d={d}
+echo {MARK}
 [ -d "$d" ] || exit 0
 for f in "$d"/*/hosts.toml; do
   [ -f "$f" ] || continue
@@ -190,7 +206,7 @@ class HostsFile:
 def parse_hosts_listing(output: bytes) -> list[HostsFile]:
     """Parse the output of `hosts_listing_script`."""
     found = []
-    for line in output.decode("utf-8", "replace").splitlines():
+    for line in _after_mark(output).decode("utf-8", "replace").splitlines():
         parts = line.split(" ", 2)
         if len(parts) >= 2:
             found.append(HostsFile(parts[1], parts[0], parts[2] if len(parts) == 3 else ""))
