@@ -36,10 +36,10 @@ def port_of(api: Api) -> int:
 async def test_bad_repository_names(tmp_path: Path, path: str) -> None:
     """'..', upper case, '//', over-long and badly started names answer 400 NAME_INVALID."""
     async with running(tmp_path) as api:
-        answer = await raw_request(port_of(api), f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode(),
-                                   [])
-    head, _, body = answer.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 400"), head
+        head = f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+        answer = await raw_request(port_of(api), head, [])
+    status_line, _, body = answer.partition(b"\r\n\r\n")
+    assert status_line.startswith(b"HTTP/1.1 400"), status_line
     assert json.loads(body)["errors"][0]["code"] == "NAME_INVALID"
 
 

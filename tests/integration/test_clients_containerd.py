@@ -14,7 +14,7 @@ import pytest
 
 from tests.peers import api
 from tests.peers.containerd import Containerd, CtrError, HostEntry, write_hosts_toml
-from tests.peers.images import TestLayout
+from tests.peers.images import TestLayout, build_layout
 from tests.peers.netns import NetNs
 from tests.peers.registry import VARIANTS, RegistryProcess, free_port, make_variant
 from tests.peers.skopeo import Skopeo
@@ -29,9 +29,19 @@ class Node:
     workdir: Path
 
 
+@pytest.fixture(scope="session")
+def big_layout(tmp_path_factory: pytest.TempPathFactory) -> TestLayout:
+    """An image with two 6 MiB random layers, large enough for concurrent multi-segment blob GETs."""
+    return build_layout(tmp_path_factory.mktemp("big-layout"), layers=2, layer_size=6 * 1024 * 1024, seed=5)
+
+
 @pytest.fixture(scope="session", params=list(VARIANTS))
 def node(
-    request: pytest.FixtureRequest, netns: NetNs, oci_layout: TestLayout, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    netns: NetNs,
+    oci_layout: TestLayout,
+    big_layout: TestLayout,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Node]:
     """Registry of each variant plus a private containerd, in the session's namespace."""
     variant: str = request.param
@@ -46,6 +56,7 @@ def node(
             all=True,
             extra=["--format", "v2s2"],
         )
+        inside.copy(big_layout.oci_ref(), f"docker://{reg.host}/library/big:1")
         yield Node(reg, ctd, workdir)
 
 
@@ -53,12 +64,13 @@ def test_pull_through_server_sends_ns(node: Node, oci_layout: TestLayout, tmp_pa
     """ctr pulls docker.io/library/demo:1 from the registry named as ``server``; every request carries ?ns=."""
     hosts = tmp_path / "certs.d"
     write_hosts_toml(hosts, "docker.io", node.registry.url)
+    before = len(node.registry.requests())
     node.containerd.pull("docker.io/library/demo:1", hosts)
     assert node.containerd.images()["docker.io/library/demo:1"] == oci_layout.single.digest
     reg = node.registry
-    reg.wait_for("HEAD", "/v2/library/demo/manifests/1?ns=docker.io")
+    reg.wait_for("HEAD", "/v2/library/demo/manifests/1?ns=docker.io", since=before)
     for blob in oci_layout.single.blobs:
-        reg.wait_for("GET", f"/v2/library/demo/blobs/{blob}?ns=docker.io")
+        reg.wait_for("GET", f"/v2/library/demo/blobs/{blob}?ns=docker.io", since=before)
 
 
 def test_pull_index_through_mirror_host(node: Node, oci_layout: TestLayout, tmp_path: Path) -> None:
@@ -66,15 +78,16 @@ def test_pull_index_through_mirror_host(node: Node, oci_layout: TestLayout, tmp_
     hosts = tmp_path / "certs.d"
     dead_server = f"http://127.0.0.1:{free_port()}"
     write_hosts_toml(hosts, "docker.io", dead_server, [HostEntry(node.registry.url)])
+    before = len(node.registry.requests())
     node.containerd.pull("docker.io/library/demo:multi", hosts, platform="linux/arm64")
     assert node.containerd.images()["docker.io/library/demo:multi"] == oci_layout.index.digest
     arm64 = oci_layout.platforms["arm64"]
     reg = node.registry
-    reg.wait_for("GET", f"/v2/library/demo/manifests/{arm64.digest}?ns=docker.io")
+    reg.wait_for("GET", f"/v2/library/demo/manifests/{arm64.digest}?ns=docker.io", since=before)
     for blob in arm64.layers:
-        reg.wait_for("GET", f"/v2/library/demo/blobs/{blob.digest}?ns=docker.io")
+        reg.wait_for("GET", f"/v2/library/demo/blobs/{blob.digest}?ns=docker.io", since=before)
     amd64_layers = {layer.digest for layer in oci_layout.platforms["amd64"].layers}
-    assert not [p for _, p in reg.requests() if "ns=" in p and any(d in p for d in amd64_layers)]
+    assert not [p for _, p in reg.requests()[before:] if any(d in p for d in amd64_layers)]
 
 
 def test_pull_unknown_tag_fails_locally(node: Node, tmp_path: Path) -> None:
@@ -94,3 +107,25 @@ def test_pull_docker_manifest_list(node: Node, netns: NetNs, tmp_path: Path) -> 
     served = netns.call(api.manifest, node.registry.url, "library/demo", "v2s2", "HEAD")
     assert served.headers["content-type"] == "application/vnd.docker.distribution.manifest.list.v2+json"
     assert node.containerd.images()["docker.io/library/demo:v2s2"] == served.headers["docker-content-digest"]
+
+
+def test_pull_big_image(node: Node, big_layout: TestLayout, tmp_path: Path) -> None:
+    """ctr pulls and unpacks an image with 6 MiB layers (digests and diff ids verified by containerd)."""
+    hosts = tmp_path / "certs.d"
+    write_hosts_toml(hosts, "docker.io", node.registry.url)
+    node.containerd.pull("docker.io/library/big:1", hosts)
+    assert node.containerd.images()["docker.io/library/big:1"] == big_layout.single.digest
+    for blob in big_layout.single.blobs:
+        node.registry.wait_for("GET", f"/v2/library/big/blobs/{blob}?ns=docker.io")
+
+
+def test_pull_by_registry_own_name_has_no_ns(node: Node, oci_layout: TestLayout, tmp_path: Path) -> None:
+    """ctr pulling 127.0.0.1:PORT/library/demo:1 talks to that host directly, without an ?ns= parameter."""
+    hosts = tmp_path / "certs.d"
+    write_hosts_toml(hosts, node.registry.host, node.registry.url)
+    before = len(node.registry.requests())
+    ref = f"{node.registry.host}/library/demo:1"
+    node.containerd.pull(ref, hosts)
+    assert node.containerd.images()[ref] == oci_layout.single.digest
+    node.registry.wait_for("HEAD", "/v2/library/demo/manifests/1", since=before)
+    assert not [p for _, p in node.registry.requests()[before:] if "ns=" in p]

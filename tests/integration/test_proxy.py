@@ -12,7 +12,8 @@ import json
 import os
 import random
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ import pytest
 from tests.peers.containerd import Containerd, write_hosts_toml
 from tests.peers.images import TestLayout
 from tests.peers.netns import NetNs
-from tests.peers.registry import DockerRegistry, K3sregServer
+from tests.peers.registry import DockerRegistry, K3sregServer, free_port
 from tests.peers.skopeo import Skopeo
 
 
@@ -164,75 +165,123 @@ def test_concurrent_cold_requests_fetch_once(site: Site, clients: int) -> None:
     assert len(gets) == 1, gets
 
 
-async def _cut_proxy(listen_port: int, target_port: int, cut_after: int, cuts: list[int]) -> asyncio.Server:
-    """A TCP relay to the upstream that cuts its first connection after `cut_after` bytes of answer."""
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_r, up_w = await asyncio.open_connection("127.0.0.1", target_port)
-        limit = cut_after if not cuts else None
-        if limit is not None:
-            cuts.append(1)
+class Relay:
+    """A TCP relay in front of an upstream: cuts its first connection after `cut_after` answer bytes, or paces
+    every answer to about `rate` bytes per second. `progress` records (time, answer bytes relayed so far)."""
 
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, limit: int | None) -> None:
-            sent = 0
-            try:
-                while data := await src.read(65536):
-                    if limit is not None and sent + len(data) > limit:
-                        dst.write(data[: limit - sent])
-                        await dst.drain()
-                        break
-                    sent += len(data)
-                    dst.write(data)
+    def __init__(self, target_port: int, cut_after: int | None = None, rate: int | None = None):
+        self.target_port, self.cut_after, self.rate = target_port, cut_after, rate
+        self.cuts = 0
+        self.progress: list[tuple[float, int]] = []
+        self.server: asyncio.Server | None = None
+
+    async def start(self, port: int) -> None:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", port)
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_r, up_w = await asyncio.open_connection("127.0.0.1", self.target_port)
+        limit = None
+        if self.cut_after is not None and not self.cuts:
+            limit, self.cuts = self.cut_after, 1
+        await asyncio.gather(self._pipe(reader, up_w, None, False), self._pipe(up_r, writer, limit, True))
+
+    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter, limit: int | None,
+                    answer: bool) -> None:
+        sent = 0
+        try:
+            while data := await src.read(65536):
+                if limit is not None and sent + len(data) > limit:
+                    dst.write(data[: limit - sent])
                     await dst.drain()
-            except ConnectionError:
-                pass
-            finally:
-                dst.close()
-
-        await asyncio.gather(pipe(reader, up_w, None), pipe(up_r, writer, limit))
-
-    return await asyncio.start_server(handle, "127.0.0.1", listen_port)
+                    return
+                sent += len(data)
+                dst.write(data)
+                await dst.drain()
+                if answer:
+                    self.progress.append((asyncio.get_running_loop().time(), sent))
+                    if self.rate:
+                        await asyncio.sleep(len(data) / self.rate)
+        except ConnectionError:
+            pass
+        finally:
+            dst.close()
 
 
 def test_cut_upstream_caches_nothing_and_retry_succeeds(site: Site, tmp_path: Path) -> None:
     """An upstream connection cut half-way fails the client, caches nothing; the next request succeeds."""
-    from tests.peers.registry import free_port
-
     data = random.Random(7).randbytes(4 << 20)
     digest = push_blob(site.netns, site.hub, "library/cut", data)
-    relay_port = free_port()
-    cuts: list[int] = []
-    cfg = {"upstreams": [{"name": "docker.io", "url": f"http://127.0.0.1:{relay_port}", "retries": 0}]}
+    relay = Relay(site.hub.port, cut_after=1 << 20)
 
-    async def scenario() -> tuple[bool, bytes]:
-        relay = await _cut_proxy(relay_port, site.hub.port, 1 << 20, cuts)
-        try:
-            loop = asyncio.get_running_loop()
-            cache = K3sregServer(tmp_path / "cache", netns=None, config=cfg)
-            await loop.run_in_executor(None, cache.start)
-            try:
-                url = f"{cache.url}/v2/library/cut/blobs/{digest}?ns=docker.io"
-                first_failed = False
-                async with aiohttp.ClientSession() as s:
-                    try:
-                        async with s.get(url) as r:
-                            body = await r.read()
-                            first_failed = r.status != 200 or hashlib.sha256(body).hexdigest() != digest[7:]
-                    except aiohttp.ClientError:
-                        first_failed = True
-                    blob_file = cache.root / f"docker/registry/v2/blobs/sha256/{digest[7:9]}/{digest[7:]}/data"
-                    assert not blob_file.exists()
+    async def scenario() -> tuple[bool, bool, bytes]:
+        async with relayed_cache(relay, tmp_path) as cache:
+            url = f"{cache.url}/v2/library/cut/blobs/{digest}?ns=docker.io"
+            first_failed = False
+            async with aiohttp.ClientSession() as s:
+                try:
                     async with s.get(url) as r:
-                        assert r.status == 200
-                        second = await r.read()
-                return first_failed, second
-            finally:
-                await loop.run_in_executor(None, cache.stop)
-        finally:
-            relay.close()
+                        body = await r.read()
+                        first_failed = r.status != 200 or hashlib.sha256(body).hexdigest() != digest[7:]
+                except aiohttp.ClientError:
+                    first_failed = True
+                cached_after_cut = blob_file(cache, digest).exists()
+                async with s.get(url) as r:
+                    assert r.status == 200
+                    return first_failed, cached_after_cut, await r.read()
 
-    first_failed, second = site.netns.call(asyncio.run, scenario())
-    assert cuts and first_failed
+    first_failed, cached_after_cut, second = site.netns.call(asyncio.run, scenario())
+    assert relay.cuts == 1 and first_failed and not cached_after_cut
     assert hashlib.sha256(second).hexdigest() == digest[7:]
+
+
+def blob_file(cache: K3sregServer, digest: str) -> Path:
+    return cache.root / f"docker/registry/v2/blobs/sha256/{digest[7:9]}/{digest[7:]}/data"
+
+
+@asynccontextmanager
+async def relayed_cache(relay: Relay, tmp_path: Path) -> AsyncIterator[K3sregServer]:
+    """A k3sreg (in the current namespace) whose docker.io upstream is reached through `relay`."""
+    port = free_port()
+    await relay.start(port)
+    cfg = {"upstreams": [{"name": "docker.io", "url": f"http://127.0.0.1:{port}", "retries": 0}]}
+    cache = K3sregServer(tmp_path / "cache", config=cfg)
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, cache.start)
+    try:
+        yield cache
+    finally:
+        await loop.run_in_executor(None, cache.stop)
+        relay.close()
+
+
+def test_first_bytes_arrive_before_the_fill_ends_and_survive_disconnect(site: Site, tmp_path: Path) -> None:
+    """A slow upstream: clients get bytes before the download ends; a client that leaves does not stop the fill."""
+    data = random.Random(9).randbytes(3 << 20)
+    digest = push_blob(site.netns, site.hub, "library/slow", data)
+    relay = Relay(site.hub.port, rate=2 << 20)  # about 1.5 s for the blob
+
+    async def scenario() -> tuple[float, list[tuple[float, int]], bool]:
+        async with relayed_cache(relay, tmp_path) as cache:
+            url = f"{cache.url}/v2/library/slow/blobs/{digest}?ns=docker.io"
+            async with aiohttp.ClientSession() as s, s.get(url) as r:
+                assert r.status == 200 and r.headers["Content-Length"] == str(len(data))
+                await r.content.readany()
+                first_byte = asyncio.get_running_loop().time()
+            # The only client has gone; the fill must still complete and land in the cache.
+            for _ in range(100):
+                if blob_file(cache, digest).exists():
+                    break
+                await asyncio.sleep(0.1)
+            return first_byte, list(relay.progress), blob_file(cache, digest).exists()
+
+    first_byte, progress, cached = site.netns.call(asyncio.run, scenario())
+    upstream_done = min(t for t, n in progress if n >= len(data))
+    assert first_byte < upstream_done, "the first byte came only after the upstream transfer ended"
+    assert cached
 
 
 def test_cache_serves_when_upstreams_are_down(netns: NetNs, oci_layout: TestLayout, tmp_path: Path) -> None:
@@ -331,3 +380,50 @@ def test_eviction_keeps_images_sharing_a_layer(netns: NetNs, tmp_path: Path) -> 
             shared_file = cache.root / "docker/registry/v2/blobs/sha256" / \
                 hashlib.sha256(shared).hexdigest()[:2] / hashlib.sha256(shared).hexdigest() / "data"
             assert shared_file.is_file()
+
+
+MANIFEST_ACCEPT = {"Accept": "application/vnd.oci.image.manifest.v1+json"}
+
+
+def test_tag_revalidated_after_tagttl(netns: NetNs, tmp_path: Path) -> None:
+    """A cached tag is trusted for tagttl; after it, a moved upstream tag is noticed (HEAD) and fetched."""
+    with DockerRegistry(tmp_path / "hub", netns=netns) as hub:
+        first = push_image(netns, hub, "library/moving", "1", [tar_layer("a", b"one")])
+        cfg = {"upstreams": [{"name": "docker.io", "url": hub.url, "tagttl": "1s"}]}
+        with K3sregServer(tmp_path / "cache", netns=netns, config=cfg) as cache:
+            url = f"{cache.url}/v2/library/moving/manifests/1?ns=docker.io"
+            assert http(netns, "GET", url, headers=MANIFEST_ACCEPT)[1]["Docker-Content-Digest"] == first
+            second = push_image(netns, hub, "library/moving", "1", [tar_layer("b", b"two")])
+            assert http(netns, "GET", url, headers=MANIFEST_ACCEPT)[1]["Docker-Content-Digest"] == first
+            netns.call(__import__("time").sleep, 1.2)
+            assert http(netns, "GET", url, headers=MANIFEST_ACCEPT)[1]["Docker-Content-Digest"] == second
+            heads = [p for m, p in hub.requests() if m == "HEAD" and "/manifests/1" in p]
+            assert len(heads) == 1, heads
+            assert "hit" in cache.log_text() and "miss" in cache.log_text()
+
+
+def test_offline_upstream_is_never_contacted(netns: NetNs, tmp_path: Path) -> None:
+    """With offline: true, cached content is served and nothing else; the upstream sees no request."""
+    with DockerRegistry(tmp_path / "hub", netns=netns) as hub:
+        push_image(netns, hub, "library/x", "1", [tar_layer("a", b"x")])
+        before = len(hub.requests())
+        cfg = {"upstreams": [{"name": "docker.io", "url": hub.url, "offline": True}]}
+        with K3sregServer(tmp_path / "cache", netns=netns, config=cfg) as cache:
+            status, _, body = http(netns, "GET", f"{cache.url}/v2/library/x/manifests/1?ns=docker.io",
+                                   headers=MANIFEST_ACCEPT)
+            assert status == 404 and json.loads(body)["errors"][0]["code"] == "MANIFEST_UNKNOWN"
+        assert len(hub.requests()) == before
+
+
+def test_distribution_proxy_section_serves_requests_without_ns(netns: NetNs, oci_layout: TestLayout,
+                                                              tmp_path: Path) -> None:
+    """registry:2's `proxy: remoteurl:` alone: pulls without ns go upstream, cached under the plain name."""
+    inside = Skopeo(netns)
+    with DockerRegistry(tmp_path / "hub", netns=netns) as hub:
+        inside.copy(oci_layout.oci_ref(), f"docker://{hub.host}/library/demo:1")
+        with K3sregServer(tmp_path / "cache", netns=netns, config={"proxy": {"remoteurl": hub.url}}) as cache:
+            assert inside.inspect(f"docker://{cache.host}/library/demo:1")["Digest"] == oci_layout.single.digest
+            inside.copy(f"docker://{cache.host}/library/demo:1", f"oci:{tmp_path}/out:1")
+            assert (cache.root / "docker/registry/v2/repositories/library/demo/_manifests").is_dir()
+            # Pushes to plain names still work on the same endpoint (registry:2 would refuse them).
+            inside.copy(oci_layout.oci_ref(), f"docker://{cache.host}/team/app:1")

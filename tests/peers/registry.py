@@ -17,7 +17,8 @@ API (both classes share it; use them as context managers or call ``start()``/``s
       (``"docker-registry"`` or ``"k3sreg"``), ``config_path``, ``log_path``.
     * ``requests() -> list[tuple[str, str]]``: (method, path with query) of each access-log line so far;
       ``wait_request(pred, timeout)`` waits until one matches (logs are written just after the response);
-      ``wait_for(method, path)`` waits for that exact request.
+      ``wait_for(method, path)`` waits for that exact request (both take ``since=len(requests())`` taken
+      before an action, to ignore older lines).
     * ``log_text()``: everything the process wrote.
   ``make_registry(impl, workdir, **kw)`` picks the class by its ``impl`` name; ``IMPLS`` lists both.
   ``make_variant(variant, workdir, **kw)``: the same for a key of ``VARIANTS`` (``docker-registry``, ``k3sreg``,
@@ -268,20 +269,21 @@ class RegistryProcess:
         """(method, path with query) of every access-log line so far, in order."""
         return _REQUEST_LINE.findall(self.log_text())
 
-    def wait_request(self, pred: Callable[[str, str], bool], timeout: float = 5.0) -> tuple[str, str]:
-        """The first access-log request matching ``pred(method, path)``, waiting up to ``timeout``."""
+    def wait_request(self, pred: Callable[[str, str], bool], timeout: float = 5.0, since: int = 0) -> tuple[str, str]:
+        """The first access-log request from index ``since`` on matching ``pred(method, path)``, waiting up to
+        ``timeout``."""
         deadline = time.monotonic() + timeout
         while True:
-            for method, path in self.requests():
+            for method, path in self.requests()[since:]:
                 if pred(method, path):
                     return method, path
             if time.monotonic() > deadline:
                 raise AssertionError(f"no matching request in the {self.impl} access log: {self.requests()}")
             time.sleep(0.05)
 
-    def wait_for(self, method: str, path: str, timeout: float = 5.0) -> None:
-        """Wait until the access log shows exactly ``method path`` (path with its query)."""
-        self.wait_request(lambda m, p: (m, p) == (method, path), timeout)
+    def wait_for(self, method: str, path: str, timeout: float = 5.0, since: int = 0) -> None:
+        """Wait until the access log shows exactly ``method path`` (path with its query) from index ``since`` on."""
+        self.wait_request(lambda m, p: (m, p) == (method, path), timeout, since)
 
     def __enter__(self) -> Self:
         return self.start()

@@ -17,7 +17,8 @@ def test_only_server_imports_aiohttp_web() -> None:
     offenders = []
     for path in modules_outside("server"):
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module == "aiohttp" and any(a.name == "web" for a in node.names):
+            if isinstance(node, ast.ImportFrom) and node.module == "aiohttp" and \
+                    any(a.name == "web" for a in node.names):
                 offenders.append(str(path))
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("aiohttp.web"):
                 offenders.append(str(path))

@@ -108,7 +108,7 @@ def _report(command: str, results: Sequence[NodeResult], as_json: bool, show_dif
     if show_diff:
         for r in results:
             if r.diff:
-                out.rule(f"{r.node} ({r.address}) {r.action}")
+                out.rule(f"{r.node} ({r.address}) {r.action if r.action != 'none' else r.outcome}")
                 out.print(Syntax(r.diff, "diff", theme="ansi_dark", background_color="default"))
     table = Table(title=f"k3sreg nodes {command}", title_justify="left")
     show_restart = command != "status"

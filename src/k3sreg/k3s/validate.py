@@ -18,6 +18,7 @@ from k3sreg.k3s.endpoints import (
     DOCKER_HUB_HOST,
     Endpoint,
     EndpointError,
+    default_host,
     is_ipv6_literal,
     is_localhost,
     normalize_endpoint,
@@ -223,7 +224,8 @@ def _rule_configs(ctx: _Context) -> Iterator[Finding]:
             yield ctx.finding(path, "warning", "wildcard-config-dropped", "with a `mirrors.\"*\"` entry, K3s "
                               "rebuilds _default/hosts.toml from the mirror and drops this wildcard config",
                               "put the settings under the endpoint hosts' own keys")
-        if key == "*" or key in reg.mirrors or key in by_host:
+        served = {default_host(m) for m in reg.mirrors}  # configs of the registry itself reach `server`
+        if key == "*" or key in reg.mirrors or key in by_host or key in served:
             if key in reg.mirrors and ctx.options.no_default_endpoint:
                 yield ctx.finding(path, "warning", "config-keeps-default", "with "
                                   "--disable-default-registry-endpoint, a configs entry under the mirror's own "

@@ -99,7 +99,8 @@ class ManifestStore:
                 raise errors.ManifestUnknown(detail={"digest": reference})
             return d
         if not is_valid_tag(reference):
-            raise errors.TagInvalid(f"invalid tag {reference!r}")
+            # Reads answer 404 for a reference that cannot exist, as Distribution does; writes say TAG_INVALID.
+            raise errors.ManifestUnknown(f"no manifest is named {reference!r}", detail={"reference": reference})
         d_tag = read_link(self.driver, paths.tag_current_link(repo, reference))
         if d_tag is None or read_link(self.driver, paths.revision_link(repo, d_tag)) != d_tag:
             raise errors.ManifestUnknown(detail={"tag": reference})

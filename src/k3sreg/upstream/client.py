@@ -140,7 +140,11 @@ class UpstreamClient:
     def __init__(self, settings: UpstreamSettings, max_manifest_size: int = MAX_MANIFEST_SIZE) -> None:
         self.settings = settings
         self.name: str = settings.name
-        self._base = URL(settings.url + "/")
+        url = URL(settings.url + "/")
+        # Credentials written into the URL are used like `username`/`password` and never shown in messages.
+        username, password = settings.username or url.user or "", settings.password or url.password or ""
+        self._base = url.with_user(None)
+        self._display = str(self._base).rstrip("/")
         self._origin = self._base.origin()
         self._ssl = _ssl_context(settings)
         self._max_manifest = max_manifest_size
@@ -148,7 +152,7 @@ class UpstreamClient:
             total=None, connect=settings.timeout, sock_connect=settings.timeout, sock_read=settings.timeout
         )
         self._session: aiohttp.ClientSession | None = None
-        self.auth = Authenticator(settings.username, settings.password, self._fetch_token)
+        self.auth = Authenticator(username, password, self._fetch_token)
 
     async def __aenter__(self) -> Self:
         return self
@@ -240,7 +244,7 @@ class UpstreamClient:
             response.close()
 
     def _where(self, repo: str) -> str:
-        return f"upstream {self.name} ({self.settings.url}), repository {upstream_repository(self.name, repo)}"
+        return f"upstream {self.name} ({self._display}), repository {upstream_repository(self.name, repo)}"
 
     def _parse_digest(self, value: str, repo: str, reference: str) -> Digest:
         try:

@@ -99,7 +99,7 @@ _mirror_choice = st.sampled_from(["docker.io", "quay.io", "gcr.io", "ghcr.io", "
 _path = st.sampled_from(["", "/etc/ssl/ca.pem", "/etc/rancher/k3s/client.crt"])
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=75, deadline=None)
 @given(st.lists(_endpoint_choice, min_size=1, max_size=4), st.lists(_mirror_choice, min_size=1, max_size=4),
        st.booleans(), _path, st.booleans(), _yaml_text, _yaml_text,
        st.dictionaries(st.sampled_from(["^rancher/(.*)", "^library/(.*)"]), st.sampled_from(["m/$1", "x/${1}"]),

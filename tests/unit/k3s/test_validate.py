@@ -224,3 +224,10 @@ def test_tls_on_loopback_registry_defaulting_to_http() -> None:
     got = found('configs:\n  "127.0.0.1:5000":\n    tls: {ca_file: /ca.pem}\n')
     assert got == {("warning", "tls-on-default-http", 'configs."127.0.0.1:5000".tls')}
     assert found('configs:\n  "reg.example.com:5000":\n    tls: {ca_file: /ca.pem}\n') == set()
+
+
+def test_config_for_the_mirrored_registry_itself_is_matched() -> None:
+    """configs."registry-1.docker.io" reaches docker.io's `server` line, so it is not unmatched."""
+    text = 'mirrors:\n  docker.io:\n    endpoint: ["http://127.0.0.1:30500"]\n' \
+           'configs:\n  registry-1.docker.io:\n    auth: {username: u, password: p}\n'
+    assert found(text) == set()

@@ -15,7 +15,8 @@ def test_parses_sha256_and_round_trips() -> None:
     assert str(Digest.parse(f"sha256:{HEX}")) == f"sha256:{HEX}"
 
 
-@pytest.mark.parametrize("value", ["sha256:abc", f"md5:{'a' * 32}", f"sha256:{'A' * 64}", "sha256", "", f"sha256:{HEX}0"])
+@pytest.mark.parametrize(
+    "value", ["sha256:abc", f"md5:{'a' * 32}", f"sha256:{'A' * 64}", "sha256", "", f"sha256:{HEX}0"])
 def test_rejects_malformed_or_unsupported(value: str) -> None:
     """Short, upper-case, unknown-algorithm and empty digests are refused with a reason."""
     with pytest.raises(InvalidDigest):

@@ -8,6 +8,7 @@ import pytest
 
 from k3sreg.errors import ConfigError
 from k3sreg.settings_upstreams import UpstreamSettings
+from k3sreg.upstream.auth import basic_authorization
 from k3sreg.upstream.client import UpstreamClient, upstream_repository
 
 
@@ -40,6 +41,14 @@ def test_request_urls_use_the_upstream_name() -> None:
     )
     base = UpstreamClient(settings(url="http://127.0.0.1:5000/mirror"))
     assert str(base._url("a/b", "blobs", "sha256:00")) == "http://127.0.0.1:5000/mirror/v2/a/b/blobs/sha256:00"
+
+
+def test_credentials_in_the_url_are_used_and_hidden() -> None:
+    """user:password@ in the URL become the credentials and disappear from the base URL."""
+    client = UpstreamClient(settings(url="https://bob:hunter2@registry.example"))
+    assert str(client._url("a/b", "manifests", "1")) == "https://registry.example/v2/a/b/manifests/1"
+    assert "hunter2" not in client._where("a")
+    assert client.auth._basic == basic_authorization("bob", "hunter2")
 
 
 def test_unreadable_tls_files_are_a_config_error(tmp_path: Path) -> None:
