@@ -158,10 +158,13 @@ async def assert_blob_absent_then_pushable(
 # Distribution 2.8 answers a POST with ?digest= by opening a session (202) without reading the body, so the
 # single-request monolithic upload only runs against k3sreg, which implements it.
 UPLOAD_CASES = [
-    (impl, mode)
-    for impl in IMPLS
-    for mode in ("post-digest", "put-digest", "patch-stream", "patch-chunks")
-    if (impl, mode) != ("docker-registry", "post-digest")
+    *(
+        (impl, mode)
+        for impl in IMPLS
+        for mode in ("post-digest", "put-digest", "patch-stream", "patch-chunks")
+        if (impl, mode) != ("docker-registry", "post-digest")
+    ),
+    ("k3sreg-w2", "put-digest"),
 ]
 
 
@@ -216,6 +219,41 @@ async def test_kill_during_blob_upload(
         reg.start()
         assert_base_served(reg, skopeo, oci_layout, tmp_path / "back")
         await assert_blob_absent_then_pushable(reg, data, digest, session)
+
+
+@pytest.mark.parametrize("crashable", IMPLS, indirect=True)
+async def test_kill_at_blob_commit(crashable: RegistryProcess, big_blob: tuple[bytes, str]) -> None:
+    """SIGKILL right after the last byte of a monolithic upload: the blob is then either absent or complete and
+    correct (never partial), present if it was acknowledged, and pushable again."""
+    data, digest = big_blob
+    reg = crashable
+    killer = Killer(reg)
+    acknowledged = False
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+        kill_task = asyncio.create_task(killer.run(expect_on_disk=0, max_wait=0))
+        location = await open_upload(session, reg, REPO)
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(len(data))}
+        try:
+            url = with_query(location, f"digest={digest}")
+            async with session.put(url, data=killer.body(data, len(data)), headers=headers) as resp:
+                acknowledged = resp.status == 201
+        except aiohttp.ClientError:
+            pass
+        await kill_task
+        reg.start()
+        async with session.head(f"{reg.url}/v2/{REPO}/blobs/{digest}") as resp:
+            present = resp.status == 200
+            assert resp.status in (200, 404)
+        assert present or not acknowledged
+        for path in blob_files(reg.root, digest):
+            assert path.stat().st_size == len(data)
+            assert hashlib.sha256(path.read_bytes()).hexdigest() == digest.split(":", 1)[1]
+        if not present:
+            assert blob_files(reg.root, digest) == []
+        await push_blob(session, reg, REPO, data, digest)
+        async with session.get(f"{reg.url}/v2/{REPO}/blobs/{digest}") as resp:
+            assert resp.status == 200
+            assert hashlib.sha256(await resp.read()).hexdigest() == digest.split(":", 1)[1]
 
 
 @pytest.mark.parametrize("crashable", IMPLS, indirect=True)

@@ -427,3 +427,26 @@ def test_distribution_proxy_section_serves_requests_without_ns(netns: NetNs, oci
             assert (cache.root / "docker/registry/v2/repositories/library/demo/_manifests").is_dir()
             # Pushes to plain names still work on the same endpoint (registry:2 would refuse them).
             inside.copy(oci_layout.oci_ref(), f"docker://{cache.host}/team/app:1")
+
+
+def test_token_protected_upstream_through_cache(oci_layout: TestLayout, tmp_path: Path) -> None:
+    """A docker-registry with `auth: token` as upstream: k3sreg runs the Bearer flow with its credentials."""
+    from tests.peers.token_issuer import TokenIssuer
+
+    with TokenIssuer(tmp_path / "issuer", users={"puller": "pw"}) as issuer:
+        with DockerRegistry(tmp_path / "plain") as plain:
+            Skopeo().copy(oci_layout.oci_ref(), f"docker://{plain.host}/library/demo:1")
+            plain.stop()
+            # The same data, now behind token auth.
+            with DockerRegistry(tmp_path / "hub", root=plain.root, config={"auth": issuer.registry_auth()}) as hub:
+                cfg = {"upstreams": [{"name": "docker.io", "url": hub.url, "username": "puller", "password": "pw"}]}
+                with K3sregServer(tmp_path / "cache", config=cfg) as cache:
+                    out = Skopeo().inspect(f"docker://{cache.host}/docker.io/library/demo:1")
+                    assert out["Digest"] == oci_layout.single.digest
+                    Skopeo().copy(f"docker://{cache.host}/docker.io/library/demo:1", f"oci:{tmp_path}/out:1")
+                statuses = [m for m, _ in hub.requests()]
+                assert statuses, "the upstream was never asked"
+        users = [user for user, _ in issuer.requests]
+        assert users and all(u == "puller" for u in users)
+        # Tokens are cached: far fewer token requests than upstream requests.
+        assert len(issuer.requests) < len(statuses)

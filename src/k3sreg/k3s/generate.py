@@ -8,6 +8,7 @@ the registry itself as the last endpoint). It validates with no finding.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -60,6 +61,16 @@ def _check(spec: InitSpec) -> None:
             continue
         if ep.scheme not in ("http", "https"):
             problems.append(f"--endpoint {address!r}: scheme must be http or https")
+    schemes: dict[str, set[str]] = {}
+    for address in spec.endpoints:
+        with contextlib.suppress(EndpointError):
+            ep = normalize_endpoint(address)
+            schemes.setdefault(ep.host, set()).add(ep.scheme)
+    tls_asked = spec.insecure_skip_verify or spec.ca_file or spec.cert_file or spec.key_file
+    for host, used in schemes.items():
+        if tls_asked and used >= {"http", "https"}:
+            problems.append(f"{host} is listed with both http:// and https://: TLS settings are per host, so "
+                            "they would also make containerd try HTTPS on the http:// one; keep one scheme")
     for name in spec.mirrors:
         if name != "*" and ("/" in name or not name or name.startswith(".")):
             problems.append(f"--mirror {name!r}: a registry name is host[:port] (no scheme, no path), or \"*\"")

@@ -180,50 +180,60 @@ FetchToken = Callable[[BearerRealm, str, "str | None"], Awaitable[tuple[str, flo
 
 
 class Authenticator:
-    """Chooses the `Authorization` of each request to one upstream and answers its challenges.
+    """Chooses the `Authorization` for each request hop and answers 401 challenges, for one upstream.
 
-    `fetch_token` does the HTTP exchange with the token service (and raises the domain errors); this class decides
-    when, for which scope, and with which credentials, and caches the result.
+    Hosts are told apart by origin (scheme://host:port). The configured credentials only ever go to the upstream's
+    own `origin` (Basic) or to the token service its challenges name; another origin (a CDN or a mirror a
+    redirect leads to) gets only tokens fetched anonymously for its own challenges. `fetch_token` does the HTTP
+    exchange with the token service (and raises the domain errors); this class decides when, for which scope and
+    with which credentials, and caches the result.
     """
 
-    def __init__(self, username: str, password: str, fetch_token: FetchToken, cache: TokenCache | None = None):
+    def __init__(
+        self, origin: str, username: str, password: str, fetch_token: FetchToken, cache: TokenCache | None = None
+    ):
+        self.origin = origin
         self._basic = basic_authorization(username, password) if username else None
         self._fetch = fetch_token
         self.cache = cache or TokenCache()
-        self._realm: BearerRealm | None = None
+        self._realms: dict[str, BearerRealm] = {}
         self._use_basic = False
 
-    async def authorization(self, repository: str) -> str | None:
-        """What to send on the first attempt for `repository`: a known token or Basic, else nothing (anonymous)."""
-        if self._use_basic:
+    async def authorization(self, origin: str, repository: str) -> str | None:
+        """What to send to `origin` for `repository`: a token once it asked for one, Basic once it asked, or None."""
+        if origin == self.origin and self._use_basic:
             return self._basic
-        if self._realm is None:
+        realm = self._realms.get(origin)
+        if realm is None:
             return None
-        return "Bearer " + await self._token(self._realm, pull_scope(repository), repository, None)
+        return "Bearer " + await self._token(realm, pull_scope(repository), repository, None, origin)
 
-    async def answer(self, challenges: Iterable[Challenge], repository: str, sent: str | None) -> str | None:
-        """What to send on the one retry after a 401 that carried `challenges`; None when nothing else can help."""
+    async def answer(self, challenges: Iterable[Challenge], origin: str, repository: str, sent: str | None) -> bool:
+        """After `origin` answered `sent` with 401 and `challenges`: get what the retry needs; False if nothing can."""
         challenges = list(challenges)
         for challenge in challenges:
             realm = bearer_realm(challenge)
             if realm is not None:
-                self._realm = realm
+                self._realms[origin] = realm
                 scope = challenge.params.get("scope") or pull_scope(repository)
                 stale = sent[len("Bearer ") :] if sent and sent.startswith("Bearer ") else None
-                return "Bearer " + await self._token(realm, scope, repository, stale)
-        if self._basic and sent != self._basic and any(c.scheme == "basic" for c in challenges):
+                await self._token(realm, scope, repository, stale, origin)
+                return True
+        basic = any(c.scheme == "basic" for c in challenges)
+        if basic and origin == self.origin and self._basic and sent != self._basic:
             self._use_basic = True
-            return self._basic
-        return None
+            return True
+        return False
 
-    async def _token(self, realm: BearerRealm, scope: str, repository: str, stale: str | None) -> str:
+    async def _token(self, realm: BearerRealm, scope: str, repository: str, stale: str | None, origin: str) -> str:
         key = (realm, scope)
         async with self.cache.lock(key):
             # Concurrent requests that were refused together fetch one new token: the first replaces `stale`.
             token = self.cache.get(key)
             if token is not None and token != stale:
                 return token
-            token, lifetime = await self._fetch(realm, scope, self._basic)
+            credentials = self._basic if origin == self.origin else None
+            token, lifetime = await self._fetch(realm, scope, credentials)
             self.cache.put(key, token, lifetime)
             # The next request for this repository looks the token up by its pull scope, not the challenge's.
             own = (realm, pull_scope(repository))

@@ -152,7 +152,7 @@ class UpstreamClient:
             total=None, connect=settings.timeout, sock_connect=settings.timeout, sock_read=settings.timeout
         )
         self._session: aiohttp.ClientSession | None = None
-        self.auth = Authenticator(username, password, self._fetch_token)
+        self.auth = Authenticator(str(self._origin), username, password, self._fetch_token)
 
     async def __aenter__(self) -> Self:
         return self
@@ -277,16 +277,16 @@ class UpstreamClient:
         url = self._url(repo, kind, reference)
         headers = {"Accept": ", ".join(accept)} if accept else {}
         upstream_repo = upstream_repository(self.name, repo)
-        sent = await self.auth.authorization(upstream_repo)
-        response = await self._send(method, url, headers, sent, self._where(repo))
+        response = await self._send(method, url, headers, upstream_repo, self._where(repo))
         if 200 <= response.status < 300:
             return response
         body = await self._drain(response)
         if response.status == 401:
+            # The 401 may come from the end of a redirect chain: answer the host that sent it.
             challenges = parse_challenges(response.headers.getall("WWW-Authenticate", []))
-            retry = await self.auth.answer(challenges, upstream_repo, sent)
-            if retry is not None:
-                response = await self._send(method, url, headers, retry, self._where(repo))
+            sent = response.request_info.headers.get("Authorization")
+            if await self.auth.answer(challenges, str(response.url.origin()), upstream_repo, sent):
+                response = await self._send(method, url, headers, upstream_repo, self._where(repo))
                 if 200 <= response.status < 300:
                     return response
                 body = await self._drain(response)
@@ -312,13 +312,13 @@ class UpstreamClient:
             response.release()
 
     async def _send(
-        self, method: str, url: URL, headers: dict[str, str], authorization: str | None, where: str
+        self, method: str, url: URL, headers: dict[str, str], repository: str, where: str
     ) -> aiohttp.ClientResponse:
         """One logical request with retries on network errors and retryable 5xx; the last answer is returned."""
         attempt = 0
         while True:
             try:
-                response = await self._follow(method, url, headers, authorization)
+                response = await self._follow(method, url, headers, repository)
             except _NETWORK_ERRORS as exc:
                 # A certificate that does not verify will not verify on the next attempt either.
                 if attempt >= self.settings.retries or isinstance(exc, aiohttp.ClientSSLError):
@@ -335,13 +335,12 @@ class UpstreamClient:
             )
             await asyncio.sleep(_backoff(attempt))
 
-    async def _follow(
-        self, method: str, url: URL, headers: dict[str, str], authorization: str | None
-    ) -> aiohttp.ClientResponse:
-        """Send, following redirects by hand: credentials only go to the upstream's own origin."""
+    async def _follow(self, method: str, url: URL, headers: dict[str, str], repository: str) -> aiohttp.ClientResponse:
+        """Send, following redirects by hand so that each host gets only its own `Authorization` (or none)."""
         for _ in range(MAX_REDIRECTS + 1):
             sent = dict(headers)
-            if authorization and url.origin() == self._origin:
+            authorization = await self.auth.authorization(str(url.origin()), repository)
+            if authorization:
                 sent["Authorization"] = authorization
             response = await self._http().request(method, url, headers=sent, allow_redirects=False)
             location = response.headers.get("Location")
