@@ -214,3 +214,14 @@ def test_port_in_use_is_one_line(tmp_path: Path) -> None:
         r = subprocess.run([K3SREG, "serve", "--config", str(cfg)], capture_output=True, text=True, timeout=30)
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert f"127.0.0.1:{port}" in r.stderr and "in use" in r.stderr
+
+
+def test_auth_section_refuses_to_start_open(tmp_path: Path) -> None:
+    """A config with auth (Debian's registry:2 file has htpasswd) stops start-up instead of serving unprotected."""
+    cfg = tmp_path / "config.yml"
+    cfg.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path}/d\nhttp:\n  addr: 127.0.0.1:0\n"
+                   "auth:\n  htpasswd:\n    realm: basic-realm\n    path: /etc/docker/registry\n")
+    r = subprocess.run([K3SREG, "serve", "--config", str(cfg), "--workers", "2"], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "auth.htpasswd" in r.stderr and "not enforced" in r.stderr

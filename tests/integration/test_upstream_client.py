@@ -39,10 +39,14 @@ USER, PASSWORD = "alice", "s3cret"
 
 
 class Cdn:
-    """Serves a registry's blob files by path on 127.0.0.1; records request headers; can fail or cut on demand."""
+    """Serves a registry's blob files by path on 127.0.0.1; records request headers; can fail or cut on demand.
 
-    def __init__(self, root: Path) -> None:
+    With `redirect_to` set it answers every GET and HEAD with a 307 to that base URL plus the same path instead.
+    """
+
+    def __init__(self, root: Path, redirect_to: str | None = None) -> None:
         self.root = root
+        self.redirect_to = redirect_to
         self.headers: list[dict[str, str]] = []
         self.fail_next = 0  # answer this many requests with 503
         self.cut_after: int | None = None  # send this many body bytes, then drop the connection
@@ -52,8 +56,17 @@ class Cdn:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
+            def do_HEAD(self) -> None:
+                self.do_GET()
+
             def do_GET(self) -> None:
                 cdn.headers.append(dict(self.headers.items()))
+                if cdn.redirect_to is not None:
+                    self.send_response(307)
+                    self.send_header("Location", cdn.redirect_to + self.path)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if cdn.fail_next:
                     cdn.fail_next -= 1
                     self.send_response(503)
@@ -307,6 +320,27 @@ async def test_blob_redirect_drops_authorization(bearer: DockerRegistry, cdn: Cd
     assert len(cdn.headers) == 1
     assert "authorization" not in {key.lower() for key in cdn.headers[0]}
     assert any(m == "GET" and p.startswith("/v2/org/app/blobs/") for m, p in bearer.requests())
+
+
+async def test_redirect_to_another_registry_gets_its_own_token(
+    plain: DockerRegistry, bearer: DockerRegistry, issuer: TokenIssuer, cdn: Cdn, layout: TestLayout
+) -> None:
+    """A redirect to another registry (as registry.k8s.io does) gets that host's token, fetched without our creds."""
+    front = Cdn(plain.root, redirect_to=bearer.url)
+    issuer.grant_anonymous = True
+    cdn.headers.clear()
+    before = len(issuer.requests)
+    try:
+        async with upstream(front.url, username=USER, password=PASSWORD) as client:
+            head = await client.head_manifest("org/app", "1", [OCI_MANIFEST])
+            data, _, _ = await read_all(client, "org/app", layout.single.layers[0].digest)
+    finally:
+        issuer.grant_anonymous = False
+        front.stop()
+    assert str(head.digest) == layout.single.digest
+    assert data == read_blob(layout.root, layout.single.layers[0].digest)
+    assert issuer.requests[before:] == [(None, ["repository:org/app:pull"])]
+    assert not any("authorization" in {k.lower() for k in h} for h in front.headers + cdn.headers)
 
 
 async def test_cut_blob_raises_from_the_iterator(bearer: DockerRegistry, cdn: Cdn, layout: TestLayout) -> None:

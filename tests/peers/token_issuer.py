@@ -4,7 +4,8 @@ API:
   ``TokenIssuer(workdir, users={"alice": "s3cret"}, anonymous=False, lifetime=300, field="token")``, a context
   manager (or ``start()``/``stop()``) serving ``GET /token?service=S&scope=T...`` on 127.0.0.1:<free port>:
     * Basic credentials must match ``users``; without any, the request is refused (401) unless ``anonymous``,
-      in which case the token grants nothing (as Docker Hub does for private repositories);
+      in which case the token grants nothing (as Docker Hub does for private repositories), or what it asked
+      when ``grant_anonymous`` is also set (public repositories); ``grant_anonymous`` alone implies ``anonymous``;
     * the answer is ``{field: JWT, "expires_in": lifetime, "issued_at": ...}``; ``field`` may be ``token``,
       ``access_token`` or ``both``; ``lifetime=None`` leaves ``expires_in`` out;
     * the JWT is ES256, signed by a self-signed P-256 certificate sent in the ``x5c`` header, with
@@ -80,6 +81,7 @@ class TokenIssuer:
         self.issuer = issuer
         self.service = service
         self.refuse_all = False
+        self.grant_anonymous = False
         self.requests: list[tuple[str | None, list[str]]] = []
         self._lock = threading.Lock()
         self.bundle, key_path = write_self_signed(workdir / "token-issuer")
@@ -134,10 +136,11 @@ class TokenIssuer:
                 return 401, {"details": "incorrect username or password"}
             user = name
         self._record(user, query)
-        if self.refuse_all or (user is None and not self.anonymous):
+        if self.refuse_all or (user is None and not (self.anonymous or self.grant_anonymous)):
             return 401, {"details": "authentication required"}
         service = query.get("service", [""])[0]
-        token = self.token(user or "anonymous", service, query.get("scope", []), grant=user is not None)
+        grant = user is not None or self.grant_anonymous
+        token = self.token(user or "anonymous", service, query.get("scope", []), grant=grant)
         body: dict[str, Any] = {"issued_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         if self.lifetime is not None:
             body["expires_in"] = self.lifetime

@@ -27,10 +27,12 @@ def serve(
         # Before prometheus_client is imported: each worker then writes its counters where /metrics sums them.
         metrics_dir = Path(tempfile.mkdtemp(prefix="k3sreg-metrics-"))
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    from k3sreg.server.app import check_supported
     from k3sreg.server.run import bind, setup_logging, ssl_context
     from k3sreg.server.run import serve as run
 
     settings = load_settings(config_opt or config)
+    check_supported(settings)
     setup_logging(settings)
     try:
         sock = bind(settings)

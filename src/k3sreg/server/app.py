@@ -37,15 +37,27 @@ _HANDLERS = {
 }
 
 
+def check_supported(settings: Settings) -> None:
+    """Refuse, before anything starts, settings this version parses but cannot honour."""
+    problems = []
+    if settings.auth is not None:
+        # Serving a config that asks for authentication without enforcing it would open the registry to anyone.
+        problems.append(f"auth.{settings.auth.kind}: authentication is not enforced by this version of k3sreg; "
+                        "remove the auth section (and protect the registry another way) to start")
+    if settings.storage.driver == "s3":
+        problems.append("storage.s3: the s3 driver is not available in this version of k3sreg; use filesystem")
+    if problems:
+        raise errors.ConfigError(problems)
+
+
 def make_driver(settings: Settings) -> Driver:
     """The storage driver the settings name."""
     kind = settings.storage.driver
     if kind == "filesystem":
         assert settings.storage.filesystem is not None
         return FilesystemDriver(settings.storage.filesystem.rootdirectory)
-    if kind == "inmemory":
-        return MemoryDriver()
-    raise errors.ConfigError([f"storage.{kind}: this storage driver is not available yet; use filesystem"])
+    assert kind == "inmemory", kind
+    return MemoryDriver()
 
 
 async def dispatch(request: web.Request) -> web.StreamResponse:
@@ -72,6 +84,7 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
 
 def create_app(settings: Settings, registry: Registry | None = None) -> web.Application:
     """The application for `settings`; `registry` may be given by tests to share one store."""
+    check_supported(settings)
     limits = Limits(
         manifest_bytes=settings.limits.manifestsize,
         blob_bytes=settings.limits.blobsize,
@@ -88,6 +101,8 @@ def create_app(settings: Settings, registry: Registry | None = None) -> web.Appl
         read_only=settings.storage.maintenance.readonly.enabled,
         host=settings.http.host,
         relative_urls=settings.http.relativeurls,
+        catalog_max=settings.catalog.maxentries if settings.catalog.maxentries > 0 else 1000,
+        tags_max=settings.tags.maxtags if settings.tags.maxtags > 0 else 1000,
     )
     upstreams = settings.effective_upstreams
     if upstreams:

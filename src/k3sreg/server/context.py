@@ -31,6 +31,8 @@ class Context:
     host: str | None = None          # http.host: the external URL for Location headers
     relative_urls: bool = False
     proxy: ProxyHub | None = None
+    catalog_max: int = 1000          # catalog.maxentries: the largest page of /v2/_catalog
+    tags_max: int = 1000             # tags.maxtags: the largest page of tags/list when `n` is given
 
     def resolve(self, name: str, ns: str | None) -> Target:
         return self.proxy.resolve(name, ns) if self.proxy else Target(name)

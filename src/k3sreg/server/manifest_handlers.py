@@ -92,6 +92,8 @@ async def tags(request: web.Request, ctx: Context, res: Resolved) -> web.StreamR
     if request.method not in ("GET", "HEAD"):
         raise web.HTTPMethodNotAllowed(request.method, ["GET"])
     n = _n_param(request)
+    if n is not None:
+        n = min(n, ctx.tags_max)
     items, more = page(await res.view.tags(), n, request.query.get("last"))
     headers = {}
     name = res.route.name
@@ -103,7 +105,8 @@ async def tags(request: web.Request, ctx: Context, res: Resolved) -> web.StreamR
 async def catalog(request: web.Request, ctx: Context, res: Resolved) -> web.StreamResponse:
     if request.method not in ("GET", "HEAD"):
         raise web.HTTPMethodNotAllowed(request.method, ["GET"])
-    n = _n_param(request)
+    asked = _n_param(request)
+    n = ctx.catalog_max if asked is None else min(asked, ctx.catalog_max)
     items, more = page(await ctx.registry.catalog(), n, request.query.get("last"))
     headers = {}
     if more and items:

@@ -44,16 +44,9 @@ class FillingBlob(BlobInfo):
 class ProxyRepository:
     """Reads of `target` (an upstream's repository), served from the cache and filled from the upstream."""
 
-    def __init__(
-        self,
-        registry: Registry,
-        client: UpstreamClient,
-        fills: FillCoordinator,
-        target: Target,
-        flights: dict[tuple[str, str], asyncio.Future[StoredManifest]],
-        tag_timeout: float,
-        access: AccessClock,
-    ):
+    def __init__(self, registry: Registry, client: UpstreamClient, fills: FillCoordinator, target: Target,
+                 flights: dict[tuple[str, str], asyncio.Future[StoredManifest]], tag_timeout: float,
+                 access: AccessClock):
         assert target.upstream is not None
         self.registry, self.client, self.fills, self.target = registry, client, fills, target
         self.settings = target.upstream
@@ -97,13 +90,8 @@ class ProxyRepository:
         except _UNREACHABLE as e:
             if cached is None:
                 raise _unavailable(e, self.settings.name) from None
-            log.warning(
-                "upstream %s: %s:%s served stale from the cache (%s)",
-                self.settings.name,
-                self.target.upstream_repo,
-                tag,
-                e or "timed out",
-            )
+            log.warning("upstream %s: %s:%s served stale from the cache (%s)", self.settings.name,
+                        self.target.upstream_repo, tag, e or "timed out")
             return self._served("manifest", tag, cached, "stale")
         except errors.ManifestUnknown:
             if cached is not None and self.target.default:
@@ -118,9 +106,8 @@ class ProxyRepository:
     async def _fetch(self, reference: str, tag: str | None, accept: Sequence[str]) -> StoredManifest:
         fetched = await self.client.get_manifest(self.target.upstream_repo, reference, accept)
         metrics.BYTES_FETCHED.labels(self.settings.name).inc(len(fetched.data))
-        return await self.registry.put_manifest(
-            self.repo, tag or str(fetched.digest), fetched.data, fetched.media_type, check_references=False
-        )
+        return await self.registry.put_manifest(self.repo, tag or str(fetched.digest), fetched.data,
+                                                fetched.media_type, check_references=False)
 
     async def _single(self, reference: str, fetch: Callable[[], Awaitable[StoredManifest]]) -> StoredManifest:
         """Concurrent requests for one manifest share one upstream request."""
@@ -137,15 +124,8 @@ class ProxyRepository:
         metrics.record(self.settings.name, kind, result)
         metrics.BYTES_SERVED.labels(self.settings.name).inc(stored.size)
         self._access.touch(self.registry, paths.revision_link(self.repo, stored.digest))
-        log.info(
-            "upstream %s: manifest %s:%s %s (%s, %d bytes)",
-            self.settings.name,
-            self.target.upstream_repo,
-            ref,
-            result,
-            stored.digest,
-            stored.size,
-        )
+        log.info("upstream %s: manifest %s:%s %s (%s, %d bytes)", self.settings.name, self.target.upstream_repo,
+                 ref, result, stored.digest, stored.size)
         return stored
 
     # --- blobs ----------------------------------------------------------------------------------------
@@ -176,9 +156,8 @@ class ProxyRepository:
     def _blob_served(self, d: Digest, result: str, size: int) -> None:
         metrics.record(self.settings.name, "blob", result)
         self._access.touch(self.registry, paths.layer_link(self.repo, d))
-        log.info(
-            "upstream %s: blob %s %s %s (%d bytes)", self.settings.name, self.target.upstream_repo, d, result, size
-        )
+        log.info("upstream %s: blob %s %s %s (%d bytes)", self.settings.name, self.target.upstream_repo, d, result,
+                 size)
 
     def local_path(self, info: BlobInfo) -> Path | None:
         if isinstance(info, FillingBlob):
@@ -187,11 +166,8 @@ class ProxyRepository:
 
     async def read_blob(self, info: BlobInfo, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
         remaining = info.size - offset if length is None else length
-        chunks = (
-            info.source.chunks(offset)
-            if isinstance(info, FillingBlob) and info.source
-            else self.registry.read_blob(info, offset, length)
-        )
+        chunks = info.source.chunks(offset) if isinstance(info, FillingBlob) and info.source else \
+            self.registry.read_blob(info, offset, length)
         async for chunk in chunks:
             chunk = chunk[:remaining]
             remaining -= len(chunk)

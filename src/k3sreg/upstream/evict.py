@@ -68,12 +68,8 @@ class Evictor:
             if upstream.maxsize:
                 self._cap(upstream, mine, repos, now, report)
         if report.manifests or report.blobs:
-            log.info(
-                "eviction: removed %d manifests and %d blobs (%d bytes)",
-                len(report.manifests),
-                len(report.blobs),
-                report.freed,
-            )
+            log.info("eviction: removed %d manifests and %d blobs (%d bytes)", len(report.manifests),
+                     len(report.blobs), report.freed)
         return report
 
     def _owns(self, upstream: UpstreamSettings, repo: str) -> bool:
@@ -116,9 +112,8 @@ class Evictor:
                 keep.update(m.digest for m in parsed.manifests)
         return keep
 
-    def _sweep(
-        self, upstream: UpstreamSettings, mine: list[str], repos: list[str], now: float, report: Report, by_age: bool
-    ) -> None:
+    def _sweep(self, upstream: UpstreamSettings, mine: list[str], repos: list[str], now: float, report: Report,
+               by_age: bool) -> None:
         keep = self._referenced(repos)
         doomed: set[Digest] = set()
         for repo in mine:
@@ -135,9 +130,8 @@ class Evictor:
         report.pending.clear()
 
     def _drop_data_if_unlinked(self, d: Digest, repos: list[str], keep: set[Digest], report: Report) -> None:
-        if d in keep or any(
-            self.driver.stat(paths.layer_link(r, d)) or self.driver.stat(paths.revision_link(r, d)) for r in repos
-        ):
+        if d in keep or any(self.driver.stat(paths.layer_link(r, d)) or self.driver.stat(paths.revision_link(r, d))
+                            for r in repos):
             return
         info = self.driver.stat(paths.blob_data(d))
         if info is None:
@@ -150,17 +144,16 @@ class Evictor:
         seen: set[Digest] = set()
         total = 0
         for repo in mine:
-            for d in [
-                *_digests(self.driver, f"{paths.repo(repo)}/_layers"),
-                *_digests(self.driver, paths.revisions(repo)),
-            ]:
+            for d in [*_digests(self.driver, f"{paths.repo(repo)}/_layers"),
+                      *_digests(self.driver, paths.revisions(repo))]:
                 if d not in seen:
                     seen.add(d)
                     info = self.driver.stat(paths.blob_data(d))
                     total += info.size if info else 0
         return total
 
-    def _cap(self, upstream: UpstreamSettings, mine: list[str], repos: list[str], now: float, report: Report) -> None:
+    def _cap(self, upstream: UpstreamSettings, mine: list[str], repos: list[str], now: float,
+             report: Report) -> None:
         oldest_first = sorted(self._manifests(mine))
         while self._cached_size(mine) > upstream.maxsize and oldest_first:
             _, repo, d = oldest_first.pop(0)

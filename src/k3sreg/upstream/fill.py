@@ -107,9 +107,8 @@ class FillCoordinator:
                 await task
 
     # --- the leader -----------------------------------------------------------------------------------
-    async def _lead(
-        self, fill: Fill, lock: BinaryIO, client: UpstreamClient, upstream_repo: str, cache_repo: str
-    ) -> None:
+    async def _lead(self, fill: Fill, lock: BinaryIO, client: UpstreamClient, upstream_repo: str,
+                    cache_repo: str) -> None:
         hasher = hashlib.new(fill.digest.algorithm)
         out: BinaryIO | None = None
         try:
@@ -117,7 +116,8 @@ class FillCoordinator:
                 if stream.size is None:
                     raise errors.Unavailable(f"{client.name} sent blob {fill.digest} without a Content-Length")
                 fill.size = stream.size
-                out = await self.registry.run(_create, fill.partial, self.root / f"{fill.digest.hex}.size", stream.size)
+                out = await self.registry.run(_create, fill.partial, self.root / f"{fill.digest.hex}.size",
+                                              stream.size)
                 fill.started.set()
                 buf = bytearray()
                 async for chunk in stream:
@@ -168,9 +168,8 @@ class FillCoordinator:
         try:
             f = await self.registry.run(_open_either, fill.partial, self._blob_path(fill.digest))
         except FileNotFoundError:
-            raise _as_registry_error(
-                fill.error or errors.Unavailable(f"the download of {fill.digest} failed")
-            ) from None
+            raise _as_registry_error(fill.error or errors.Unavailable(f"the download of {fill.digest} failed")
+                                     ) from None
         try:
             while True:
                 changed = fill.changed
@@ -211,9 +210,8 @@ class FillCoordinator:
                     offset += len(data)
                     yield data
                     continue
-                if await self.registry.run(self.registry.blobs.stat_global, d) is None and await self.registry.run(
-                    _lock_free, self.root / f"{d.hex}.lock"
-                ):
+                if await self.registry.run(self.registry.blobs.stat_global, d) is None and \
+                        await self.registry.run(_lock_free, self.root / f"{d.hex}.lock"):
                     raise errors.Unavailable(f"the download of {d} failed in another worker")
                 await asyncio.sleep(_POLL)
         finally:

@@ -22,14 +22,8 @@ log = logging.getLogger("k3sreg.upstream")
 class ProxyHub:
     """Resolves requests to local or cached repositories and owns the upstream clients."""
 
-    def __init__(
-        self,
-        registry: Registry,
-        upstreams: Sequence[UpstreamSettings],
-        own_names: Sequence[str],
-        proxy_upstream: UpstreamSettings | None,
-        tag_timeout: float = 3.0,
-    ):
+    def __init__(self, registry: Registry, upstreams: Sequence[UpstreamSettings], own_names: Sequence[str],
+                 proxy_upstream: UpstreamSettings | None, tag_timeout: float = 3.0):
         self.registry = registry
         self.router = Router(upstreams, own_names, proxy_upstream)
         self.clients = {u.name: UpstreamClient(u) for u in upstreams}
@@ -53,15 +47,8 @@ class ProxyHub:
     def repository(self, target: Target) -> Repository:
         if target.upstream is None:
             return LocalRepository(self.registry, target.cache_repo)
-        return ProxyRepository(
-            self.registry,
-            self.clients[target.upstream.name],
-            self.fills,
-            target,
-            self._flights,
-            min(self._tag_timeout, target.upstream.timeout),
-            self._access,
-        )
+        return ProxyRepository(self.registry, self.clients[target.upstream.name], self.fills, target,
+                               self._flights, min(self._tag_timeout, target.upstream.timeout), self._access)
 
     async def evict_forever(self) -> None:
         """Run eviction now and then, in whichever worker holds the eviction lock."""

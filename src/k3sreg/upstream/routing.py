@@ -25,10 +25,10 @@ DOCKER_HUB = "docker.io"
 class Target:
     """A resolved repository: `upstream` is None for local content."""
 
-    cache_repo: str  # where the content lives in our store
+    cache_repo: str                 # where the content lives in our store
     upstream: UpstreamSettings | None = None
-    upstream_repo: str = ""  # the repository name on the upstream
-    default: bool = False  # chosen only because it is the `proxy:` upstream (no ns, no prefix)
+    upstream_repo: str = ""         # the repository name on the upstream
+    default: bool = False           # chosen only because it is the `proxy:` upstream (no ns, no prefix)
 
     @property
     def is_local(self) -> bool:
@@ -45,9 +45,8 @@ def upstream_repository(upstream_name: str, repo: str) -> str:
 class Router:
     """Resolves (name, ns) to a Target from the configured upstreams and this registry's own names."""
 
-    def __init__(
-        self, upstreams: Sequence[UpstreamSettings], own_names: Sequence[str], proxy_upstream: UpstreamSettings | None
-    ):
+    def __init__(self, upstreams: Sequence[UpstreamSettings], own_names: Sequence[str],
+                 proxy_upstream: UpstreamSettings | None):
         self._by_name = {u.name: u for u in upstreams}
         self._own = {n.lower() for n in own_names}
         # Settings build the proxy section's upstream anew on each access: find ours by name.

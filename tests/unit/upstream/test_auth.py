@@ -1,7 +1,8 @@
-"""Pure parts of upstream auth: WWW-Authenticate parsing, scopes, token answers, the token cache, Basic."""
+"""Upstream auth without a network: WWW-Authenticate parsing, scopes, token answers and cache, who gets what."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 
 import pytest
@@ -10,6 +11,7 @@ from hypothesis import strategies as st
 
 from k3sreg.upstream.auth import (
     DEFAULT_TOKEN_LIFETIME,
+    Authenticator,
     BearerRealm,
     Challenge,
     TokenCache,
@@ -179,3 +181,69 @@ def test_basic_authorization() -> None:
     value = basic_authorization("bob", "pa:ss")
     assert value.startswith("Basic ")
     assert base64.b64decode(value[6:]) == b"bob:pa:ss"
+
+
+OWN, OTHER = "https://registry.example", "https://mirror.example"
+OWN_REALM = 'Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull"'
+
+
+class TokenLog:
+    """A token service stand-in that hands out numbered tokens and remembers what it was asked."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, str, str | None]] = []
+
+    async def __call__(self, realm: BearerRealm, scope: str, credentials: str | None) -> tuple[str, float]:
+        await asyncio.sleep(0)
+        self.asked.append((realm.realm, scope, credentials))
+        return f"t{len(self.asked)}", 300.0
+
+
+async def test_bearer_flow_fetches_once_and_reuses() -> None:
+    """A Bearer challenge from the upstream fetches one token with the credentials; later requests reuse it."""
+    log = TokenLog()
+    auth = Authenticator(OWN, "bob", "pw", log)
+    assert await auth.authorization(OWN, "a/b") is None
+    assert await auth.answer(parse_challenges(OWN_REALM), OWN, "a/b", None)
+    assert await auth.authorization(OWN, "a/b") == "Bearer t1"
+    assert await auth.authorization(OWN, "a/b") == "Bearer t1"
+    assert log.asked == [("https://auth.example/token", "repository:a/b:pull", basic_authorization("bob", "pw"))]
+    # Another repository of the same upstream gets its token up front, without a challenge round trip.
+    assert await auth.authorization(OWN, "c") == "Bearer t2"
+    assert log.asked[-1][1] == "repository:c:pull"
+
+
+async def test_refused_token_is_replaced_once_for_concurrent_requests() -> None:
+    """Eight requests refused with the same token fetch one replacement between them."""
+    log = TokenLog()
+    auth = Authenticator(OWN, "", "", log)
+    await auth.answer(parse_challenges(OWN_REALM), OWN, "a/b", None)
+    answers = await asyncio.gather(
+        *(auth.answer(parse_challenges(OWN_REALM), OWN, "a/b", "Bearer t1") for _ in range(8))
+    )
+    assert all(answers)
+    assert len(log.asked) == 2
+    assert await auth.authorization(OWN, "a/b") == "Bearer t2"
+
+
+async def test_credentials_never_go_to_another_origin() -> None:
+    """Another host's Bearer challenge gets an anonymous token for that host only; its Basic challenge, nothing."""
+    log = TokenLog()
+    auth = Authenticator(OWN, "bob", "pw", log)
+    other = 'Bearer realm="https://mirror.example/token",service="mirror"'
+    assert await auth.answer(parse_challenges(other), OTHER, "a/b", None)
+    assert log.asked == [("https://mirror.example/token", "repository:a/b:pull", None)]
+    assert await auth.authorization(OTHER, "a/b") == "Bearer t1"
+    assert await auth.authorization(OWN, "a/b") is None
+    assert not await auth.answer(parse_challenges('Basic realm="x"'), "https://cdn.example", "a/b", None)
+
+
+async def test_basic_challenge() -> None:
+    """A Basic challenge is answered with the credentials, once; without credentials it cannot be."""
+    auth = Authenticator(OWN, "bob", "pw", TokenLog())
+    basic = basic_authorization("bob", "pw")
+    assert await auth.answer(parse_challenges('Basic realm="Registry"'), OWN, "a/b", None)
+    assert await auth.authorization(OWN, "x") == basic
+    assert not await auth.answer(parse_challenges('Basic realm="Registry"'), OWN, "a/b", basic)
+    anonymous = Authenticator(OWN, "", "", TokenLog())
+    assert not await anonymous.answer(parse_challenges('Basic realm="Registry"'), OWN, "a/b", None)

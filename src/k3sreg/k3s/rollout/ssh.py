@@ -9,7 +9,9 @@ out as `NodeError` with a reason meant for the summary table.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -19,6 +21,8 @@ import asyncssh
 
 from k3sreg.errors import K3sregError
 from k3sreg.k3s.rollout.model import Node
+
+TIMEOUT_STATUS = 124  # what coreutils `timeout` exits with when it had to stop the command
 
 
 class NodeError(K3sregError):
@@ -154,17 +158,20 @@ class NodeShell:
         """Run the POSIX shell `text` as root; NodeError on a timeout or a lost connection, not on a status."""
         if self._conn is None:
             raise NodeError("not connected")
-        command = "sudo -n -- sh -s" if self.node.sudo else "sh -s"
         limit = timeout or self.options.command_timeout
+        command = remote_command(math.ceil(limit), self.node.sudo)
         try:
+            # The node enforces the limit itself (see remote_command); this one only guards a silent link.
             result = await asyncio.wait_for(
-                self._conn.run(command, input=text.encode(), encoding=None, check=False), limit
+                self._conn.run(command, input=text.encode(), encoding=None, check=False), limit + 10
             )
         except TimeoutError as e:
             raise NodeError(f"command timed out after {limit:g}s") from e
         except (asyncssh.Error, OSError) as e:
             raise NodeError(f"connection lost: {e}") from e
         status = result.exit_status if result.exit_status is not None else 255
+        if status == TIMEOUT_STATUS:
+            raise NodeError(f"command timed out after {math.ceil(limit)}s")
         stderr = _as_bytes(result.stderr)
         if self.node.sudo and status != 0 and b"sudo:" in stderr and b"password" in stderr:
             raise NodeError(f"sudo needs a password for {self.node.user}; allow NOPASSWD or log in as root")
@@ -176,6 +183,17 @@ class NodeShell:
         if done.status != 0:
             raise NodeError(f"{what}: {done.why()}")
         return done
+
+
+def remote_command(limit: int, sudo: bool) -> str:
+    """The command line that runs a script from stdin as root for at most `limit` seconds.
+
+    Closing an SSH channel does not stop what it started, so a hung `systemctl restart` would outlive our
+    timeout and act later; coreutils `timeout` kills the script's whole process group on the node instead
+    (exit status 124). Where `timeout` is missing, the script runs without a limit on the node.
+    """
+    inner = f"if command -v timeout >/dev/null 2>&1; then exec timeout {limit} sh -s; else exec sh -s; fi"
+    return f"sudo -n -- sh -c {shlex.quote(inner)}" if sudo else inner
 
 
 def _as_bytes(data: bytes | str | None) -> bytes:
