@@ -153,3 +153,18 @@ def peak_memory(root: int) -> Memory:
     """VmHWM of every process in root's tree, as the largest one and the sum."""
     peaks = [status_kib(pid, "VmHWM") / 1024 for pid in process_tree(root)]
     return Memory(max(peaks, default=0.0), sum(peaks), len(peaks))
+
+
+def cpu_seconds(root: int) -> float:
+    """User + system CPU time consumed so far by root's process tree (all threads), in seconds."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in process_tree(root):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        # After the command name: state is field 3, utime and stime are fields 14 and 15 of stat(5).
+        total += int(fields[11]) + int(fields[12])
+    return total / ticks

@@ -1,13 +1,14 @@
 """Issue 2 §7: k3sreg vs docker-registry 2.8.2 vs nginx (sendfile) on the same content, in one run.
 
 Order of work, so that every figure sees the same conditions:
-1. Memory in blob size: on fresh servers, push and pull a small blob twice (this also warms every code path in
-   every worker), read each process's VmHWM; push and pull the big blob the same way, read it again. The growth
-   between the two readings is what blob size costs in memory (target: flat).
+1. Memory in blob size: on fresh servers, push and pull a small blob twice, read each process's VmHWM; push and
+   pull the big blob the same way, read it again. The growth is what blob size costs in memory (target: flat).
 2. Content for small requests: a manifest tagged `latest` that references the big blob, and one small manifest
    under N tags in another repository. nginx gets the same bytes as static files.
 3. `runs` rounds; in each, every figure is measured on every server in turn (the order rotates per round), so
-   drift in the machine's load spreads over all columns instead of landing on one.
+   drift in the machine's load spreads over all columns instead of landing on one. Around each operation the
+   server's CPU time (its whole process tree) is read too: CPU per GB or per request barely moves with the
+   machine's load, unlike MB/s and req/s, so those rows are the steadier comparison on a busy machine.
 4. Peak memory of each process tree over the whole run.
 """
 
@@ -15,50 +16,49 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import Awaitable, Callable
 
-import aiohttp
-
-from bench import client, content
-from bench.content import MANIFEST_ACCEPT, BlobFile
+from bench import content
+from bench.content import BlobFile
 from bench.context import Context
-from bench.load import LoadResult, run_ab_head, run_wrk
-from bench.procs import MIB, StartError, peak_memory
+from bench.procs import MIB, StartError, cpu_seconds, peak_memory
 from bench.report import Figure, Results, Target
+from bench.scenarios import core_ops
+from bench.scenarios.core_ops import Outcome
 from bench.servers import DOCKER_REGISTRY, K3SREG, NGINX, Server, start_docker_registry, start_k3sreg, start_nginx
-
-APP = "bench/app"
-TAGS = "bench/tags"
 
 
 def _declare(results: Results, ctx: Context) -> None:
     cfg = ctx.config
-    big, small = f"{cfg.blob_mib} MiB", f"{cfg.small_blob_mib} MiB"
+    big, small, c = f"{cfg.blob_mib} MiB", f"{cfg.small_blob_mib} MiB", cfg.connections
     push_target = Target("ratio_min", 1.5)
     pull_target = Target("ratio_min", 0.9, NGINX)
     rps_target = Target("ratio_min", 3.0)
     p99_target = Target("ratio_max", 1 / 3, text="≤1/3 docker-registry")
+    plural = {n: f"{n} client{'s' if n > 1 else ''}" for n in cfg.pull_clients}
     rows = [
         Figure("push.monolithic", f"push {big}, monolithic", "MB/s", True, push_target),
         Figure("push.chunked", f"push {big}, {cfg.chunk_mib} MiB chunks", "MB/s", True, push_target),
-        *(
-            Figure(f"pull.{n}", f"pull {big}, {n} client{'s' if n > 1 else ''}", "MB/s", True, pull_target)
-            for n in cfg.pull_clients
-        ),
-        Figure("manifest.rps", f"manifest GET by tag, c{cfg.connections}", "req/s", True, rps_target),
+        *(Figure(f"pull.{n}", f"pull {big}, {plural[n]}", "MB/s", True, pull_target) for n in cfg.pull_clients),
+        Figure("manifest.rps", f"manifest GET by tag, c{c}", "req/s", True, rps_target),
         Figure("manifest.p50", "manifest GET p50", "ms", False),
         Figure("manifest.p99", "manifest GET p99", "ms", False, p99_target),
-        Figure("head.rps", f"blob HEAD, c{cfg.connections}", "req/s", True, rps_target),
+        Figure("head.rps", f"blob HEAD, c{c}", "req/s", True, rps_target),
         Figure("head.p50", "blob HEAD p50", "ms", False),
         Figure("head.p99", "blob HEAD p99", "ms", False, p99_target),
-        Figure("tags.rps", f"tags/list of {cfg.tags} tags, c{cfg.connections}", "req/s", True),
+        Figure("tags.rps", f"tags/list of {cfg.tags} tags, c{c}", "req/s", True),
         Figure("tags.p99", "tags/list p99", "ms", False),
         Figure("rss.small", f"peak RSS per process after {small} push+pull", "MiB", False),
         Figure("rss.big", f"peak RSS per process after {big} push+pull", "MiB", False, Target("abs_max", 100)),
         Figure("rss.growth", f"RSS growth {small} → {big} blob", "MiB", False, Target("abs_max", 8, text="flat (≤8)")),
         Figure("rss.peak", "peak RSS per process, whole run", "MiB", False, Target("abs_max", 100)),
         Figure("rss.total", "peak RSS, all processes summed", "MiB", False),
+        Figure("cpu.push.monolithic", "server CPU per GB pushed, monolithic", "CPU-s", False),
+        Figure("cpu.push.chunked", "server CPU per GB pushed, chunked", "CPU-s", False),
+        *(Figure(f"cpu.pull.{n}", f"server CPU per GB pulled, {plural[n]}", "CPU-s", False) for n in cfg.pull_clients),
+        Figure("cpu.manifest", "server CPU per manifest GET", "µs", False),
+        Figure("cpu.head", "server CPU per blob HEAD", "µs", False),
+        Figure("cpu.tags", "server CPU per tags/list", "µs", False),
     ]
     for row in rows:
         results.declare(row)
@@ -100,101 +100,23 @@ def _fail_all(results: Results, column: str, message: str) -> None:
         fig.fail(column, message)
 
 
-async def _push(server: Server, blob: BlobFile, chunk: int | None) -> float:
-    # A new connection per push, as a client pushing a layer opens one; with --workers, it lands on any worker.
-    async with aiohttp.ClientSession() as session:
-        if chunk is None:
-            return await client.push_monolithic(session, server.url, APP, blob)
-        return await client.push_chunked(session, server.url, APP, blob, chunk)
-
-
-async def _pull(server: Server, blob: BlobFile, clients: int) -> client.PullResult:
-    url = f"{server.url}/v2/{APP}/blobs/{blob.digest}"
-    return await asyncio.to_thread(client.pull, url, blob.size, clients)
-
-
-async def _exercise(server: Server, blob: BlobFile, chunk: int, times: int) -> None:
-    for _ in range(times):
-        if server.writable:
-            await _push(server, blob, None)
-            await _push(server, blob, chunk)
-        await _pull(server, blob, 1)
-        await _pull(server, blob, 8)
-
-
-async def _memory_phase(
-    ctx: Context, results: Results, servers: dict[str, Server], small: BlobFile, big: BlobFile
+async def _measure(
+    results: Results, server: Server, keys: tuple[str, ...], op: Awaitable[Outcome], cpu: tuple[str, float]
 ) -> None:
-    chunk = ctx.config.chunk_mib * MIB
-    # Writers first: nginx serves the files they just stored.
-    for server in sorted(servers.values(), key=lambda s: not s.writable):
-        try:
-            await _exercise(server, small, chunk, times=2)
-            before = peak_memory(server.pid).per_process_max
-            await _exercise(server, big, chunk, times=1)
-            after = peak_memory(server.pid).per_process_max
-        except Exception as exc:
-            for key in ("rss.small", "rss.big", "rss.growth"):
-                results[key].fail(server.name, f"{type(exc).__name__}: {exc}")
-            continue
-        results["rss.small"].add(server.name, before)
-        results["rss.big"].add(server.name, after)
-        results["rss.growth"].add(server.name, after - before)
-        ctx.log(f"{server.name}: peak RSS per process {before:.1f} MiB → {after:.1f} MiB")
-
-
-async def _populate(ctx: Context, results: Results, servers: dict[str, Server], big: BlobFile) -> None:
-    config = content.config_blob("app")
-    manifest = content.manifest_for(config, [content.layer_descriptor(big)])
-    tag_config = content.config_blob("tags")
-    tag_layer = content.SmallBlob(b"k3sreg bench layer\n", content.OCI_LAYER)
-    tag_manifest = content.manifest_for(tag_config, [content.layer_descriptor(tag_layer)])
-    tags = [f"v{i:04d}" for i in range(ctx.config.tags)]
-    for server in servers.values():
-        if server.static_dir is not None:
-            _write_static(server, manifest, tags)
-            continue
-        try:
-            async with aiohttp.ClientSession() as session:
-                await client.push_small(session, server.url, APP, config)
-                await client.put_manifest(session, server.url, APP, "latest", manifest)
-                for blob in (tag_config, tag_layer):
-                    await client.push_small(session, server.url, TAGS, blob)
-                await client.put_tags(session, server.url, TAGS, tag_manifest, tags)
-                listed = await client.get_json(session, f"{server.url}/v2/{TAGS}/tags/list")
-        except Exception as exc:
-            for key in ("manifest.rps", "manifest.p50", "manifest.p99", "tags.rps", "tags.p99"):
-                results[key].fail(server.name, f"storing the manifests failed: {type(exc).__name__}: {exc}")
-            continue
-        count = len(listed.get("tags") or []) if isinstance(listed, dict) else 0
-        if count != len(tags):
-            results.notes.append(f"{server.name}: tags/list without `n` returned {count} of {len(tags)} tags")
-        ctx.log(f"{server.name}: manifest and {len(tags)} tags stored; tags/list returns {count}")
-
-
-def _write_static(server: Server, manifest: content.SmallBlob, tags: list[str]) -> None:
-    assert server.static_dir is not None
-    path = server.static_dir / "manifests" / APP / "latest"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(manifest.data)
-    listing = server.static_dir / "tags" / TAGS / "list"
-    listing.parent.mkdir(parents=True, exist_ok=True)
-    listing.write_text(json.dumps({"name": TAGS, "tags": sorted(tags)}))
-
-
-async def _measure(fig_keys: tuple[str, ...], server: Server, results: Results, op: Awaitable[list[float]]) -> None:
+    """Run op; record its values, and the server's CPU time per unit of work as `cpu` = (key, scale)."""
+    cpu_key, scale = cpu
+    before = cpu_seconds(server.pid)
     try:
-        values = await op
+        outcome = await op
     except Exception as exc:
-        for key in fig_keys:
+        for key in (*keys, cpu_key):
             results[key].fail(server.name, f"{type(exc).__name__}: {exc}")
         return
-    for key, value in zip(fig_keys, values, strict=True):
+    spent = cpu_seconds(server.pid) - before
+    for key, value in outcome.values.items():
         results[key].add(server.name, value)
-
-
-def _load_values(result: LoadResult) -> list[float]:
-    return [result.rps, result.p50_ms, result.p99_ms]
+    if outcome.work > 0:
+        results[cpu_key].add(server.name, spent / outcome.work * scale)
 
 
 async def _round(ctx: Context, results: Results, order: list[Server], big: BlobFile) -> None:
@@ -202,69 +124,24 @@ async def _round(ctx: Context, results: Results, order: list[Server], big: BlobF
     chunk = cfg.chunk_mib * MIB
     for server in order:
         if server.writable:
-            await _measure(("push.monolithic",), server, results, _mbps(_push(server, big, None), big))
-            await _measure(("push.chunked",), server, results, _mbps(_push(server, big, chunk), big))
+            mono, chunked = core_ops.push(server, big, None), core_ops.push(server, big, chunk)
+            await _measure(results, server, ("push.monolithic",), mono, ("cpu.push.monolithic", 1))
+            await _measure(results, server, ("push.chunked",), chunked, ("cpu.push.chunked", 1))
     # Pulls are short (a 256 MiB blob moves in a fraction of a second): take a few per round.
     for clients in cfg.pull_clients:
         for _ in range(cfg.pulls_per_round):
             for server in order:
-                await _measure((f"pull.{clients}",), server, results, _pull_mbps(server, big, clients))
+                op = core_ops.pull(server, big, clients)
+                await _measure(results, server, (f"pull.{clients}",), op, (f"cpu.pull.{clients}", 1))
     for server in order:
-        manifest_url = f"{server.url}/v2/{APP}/manifests/latest"
-        blob_url = f"{server.url}/v2/{APP}/blobs/{big.digest}"
-        tags_url = f"{server.url}/v2/{TAGS}/tags/list"
-        work = ctx.workdir
+        manifest = core_ops.manifest_get(ctx, server)
         await _measure(
-            ("manifest.rps", "manifest.p50", "manifest.p99"),
-            server,
-            results,
-            _values(
-                run_wrk(
-                    manifest_url,
-                    work,
-                    accept=MANIFEST_ACCEPT,
-                    threads=cfg.wrk_threads,
-                    seconds=cfg.load_seconds,
-                    connections=cfg.connections,
-                )
-            ),
+            results, server, ("manifest.rps", "manifest.p50", "manifest.p99"), manifest, ("cpu.manifest", 1e6)
         )
-        await _measure(
-            ("head.rps", "head.p50", "head.p99"),
-            server,
-            results,
-            _values(run_ab_head(blob_url, work, seconds=cfg.load_seconds, connections=cfg.connections)),
-        )
-        await _measure(
-            ("tags.rps", "tags.p99"),
-            server,
-            results,
-            _values(
-                run_wrk(
-                    tags_url,
-                    work,
-                    accept="application/json",
-                    threads=cfg.wrk_threads,
-                    seconds=cfg.load_seconds,
-                    connections=cfg.connections,
-                ),
-                2,
-            ),
-        )
+        head = core_ops.blob_head(ctx, server, big)
+        await _measure(results, server, ("head.rps", "head.p50", "head.p99"), head, ("cpu.head", 1e6))
+        await _measure(results, server, ("tags.rps", "tags.p99"), core_ops.tags_list(ctx, server), ("cpu.tags", 1e6))
         ctx.log(f"{server.name}: small-request loads done")
-
-
-async def _mbps(push: Awaitable[float], blob: BlobFile) -> list[float]:
-    return [blob.size / await push / 1e6]
-
-
-async def _pull_mbps(server: Server, blob: BlobFile, clients: int) -> list[float]:
-    return [(await _pull(server, blob, clients)).mb_per_s]
-
-
-async def _values(run: Awaitable[LoadResult], keep: int = 3) -> list[float]:
-    values = _load_values(await run)
-    return values if keep == 3 else [values[0], values[2]]
 
 
 def _alive(ctx: Context, results: Results, server: Server) -> bool:
@@ -281,10 +158,17 @@ def _alive(ctx: Context, results: Results, server: Server) -> bool:
     return False
 
 
+def _load_average() -> str:
+    with contextlib.suppress(OSError), open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+    return "?"
+
+
 async def run(ctx: Context, results: Results) -> None:
     """Measure every issue 2 §7 figure on every selected server; servers and files are gone on return."""
     cfg = ctx.config
     _declare(results, ctx)
+    load_before = _load_average()
     blobs_dir = ctx.subdir("core", "blobs")
     ctx.log(f"writing {cfg.small_blob_mib} MiB and {cfg.blob_mib} MiB blobs")
     small = await asyncio.to_thread(content.write_blob, blobs_dir / "small", cfg.small_blob_mib, 1)
@@ -293,8 +177,8 @@ async def run(ctx: Context, results: Results) -> None:
         servers = await _start(ctx, results, stack)
         if not servers:
             return
-        await _memory_phase(ctx, results, servers, small, big)
-        await _populate(ctx, results, servers, big)
+        await core_ops.memory_in_blob_size(ctx, results, servers, small, big)
+        await core_ops.store_manifests(ctx, results, servers, big)
         order = list(servers.values())
         for round_no in range(cfg.runs):
             ctx.log(f"round {round_no + 1}/{cfg.runs}")
@@ -307,3 +191,7 @@ async def run(ctx: Context, results: Results) -> None:
             results["rss.peak"].add(server.name, memory.per_process_max)
             results["rss.total"].add(server.name, memory.total)
             results.notes.append(f"{server.name}: {memory.processes} process(es) at the end of the run")
+    results.notes.append(
+        f"load average (1/5/15 min) before the run {load_before}, after {_load_average()}: "
+        "anything above 0 is other work on this machine competing with the servers and the client"
+    )

@@ -24,12 +24,16 @@ PAIR_IDS = [f"{w}-to-{r}" for w, r in PAIRS]
 
 
 def push_all(reg: RegistryProcess, skopeo: Skopeo, layout: TestLayout) -> bytes:
-    """Push the single image, the index (--all) and the referrer to library/demo, the image to other/app, and the
-    index converted to a Docker manifest list to docker/list; return that list's bytes as served."""
+    """Push the single image, the index (--all) and the referrer to library/demo, the image to other/app, a tag
+    moved from the image to the index in deep/nested/path/app, and the index converted to a Docker manifest list
+    to docker/list; return that list's bytes as served."""
     skopeo.copy(layout.oci_ref(), f"docker://{reg.host}/library/demo:1")
     skopeo.copy(layout.oci_ref(layout.multi_tag), f"docker://{reg.host}/library/demo:multi", all=True)
     skopeo.copy(layout.oci_ref(layout.referrer_tag), f"docker://{reg.host}/library/demo:sig")
     skopeo.copy(layout.oci_ref(), f"docker://{reg.host}/other/app:v1")
+    # A tag moved to another manifest leaves history in the tag's index; the reader must serve the latest.
+    skopeo.copy(layout.oci_ref(), f"docker://{reg.host}/deep/nested/path/app:moving")
+    skopeo.copy(layout.oci_ref(layout.multi_tag), f"docker://{reg.host}/deep/nested/path/app:moving", all=True)
     list_ref = f"docker://{reg.host}/docker/list:v2s2"
     skopeo.copy(layout.oci_ref(layout.multi_tag), list_ref, all=True, extra=["--format", "v2s2"])
     return skopeo.raw_manifest(list_ref)
@@ -37,7 +41,10 @@ def push_all(reg: RegistryProcess, skopeo: Skopeo, layout: TestLayout) -> bytes:
 
 def assert_serves_all(reg: RegistryProcess, skopeo: Skopeo, layout: TestLayout, docker_list: bytes, out: Path) -> None:
     """Everything ``push_all`` wrote is listed and served byte for byte, and copies back to a layout."""
-    assert {"library/demo", "other/app", "docker/list"} <= set(api.catalog(reg.url))
+    assert set(api.catalog(reg.url)) == {"library/demo", "other/app", "docker/list", "deep/nested/path/app"}
+    moved = api.manifest(reg.url, "deep/nested/path/app", "moving")
+    assert moved.headers["docker-content-digest"] == layout.index.digest
+    assert api.tags(reg.url, "deep/nested/path/app") == ["moving"]
     served = api.manifest(reg.url, "docker/list", "v2s2")
     assert (served.status, served.body) == (200, docker_list)
     assert served.headers["content-type"] == json.loads(docker_list)["mediaType"]
@@ -117,3 +124,23 @@ def test_changes_on_handed_over_root(
             assert api.blob_head(reg.url, "mounted/app", blob).status == 200
         assert api.manifest(reg.url, "other/app", oci_layout.single.digest).status == 404
         assert api.tags(reg.url, "other/app") == []
+
+
+@pytest.mark.parametrize("impl", ["docker-registry", "k3sreg"])
+def test_open_upload_creates_no_repository(impl: str, tmp_path: Path) -> None:
+    """As in Distribution, an upload session alone (or a failed mount) does not make a repository: the catalog
+    does not list it and its tags/list answers 404 NAME_UNKNOWN, also after a SIGKILL and restart."""
+    with make_registry(impl, tmp_path / "reg") as reg:
+        opened = api.request("POST", f"{reg.url}/v2/only/upload/blobs/uploads/")
+        assert opened.status == 202
+        mount = api.request("POST", f"{reg.url}/v2/only/mount/blobs/uploads/?mount=sha256:{'a' * 64}&from=x/y")
+        assert mount.status == 202
+        for restart in (False, True):
+            if restart:
+                reg.kill()
+                reg.start()
+            assert api.catalog(reg.url) == [], restart
+            for repo in ("only/upload", "only/mount"):
+                resp = api.request("GET", f"{reg.url}/v2/{repo}/tags/list")
+                assert resp.status == 404, (repo, restart, resp.body)
+                assert resp.json()["errors"][0]["code"] == "NAME_UNKNOWN"

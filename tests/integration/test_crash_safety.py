@@ -256,6 +256,27 @@ async def test_kill_at_blob_commit(crashable: RegistryProcess, big_blob: tuple[b
             assert hashlib.sha256(await resp.read()).hexdigest() == digest.split(":", 1)[1]
 
 
+@pytest.mark.parametrize("crashable", ["k3sreg"], indirect=True)
+def test_interrupted_tag_write_is_invisible(crashable: RegistryProcess, skopeo: Skopeo, oci_layout: TestLayout) -> None:
+    """A tag whose write was cut after its index link but before its ``current`` link (the state a SIGKILL in
+    the push storm leaves) is neither listed nor served; pushing the tag again completes it.
+    k3sreg only: Distribution 2.8 lists such a tag and answers 404 for it."""
+    reg = crashable
+    push_base(reg, skopeo, oci_layout)
+    reg.stop()
+    hexpart = oci_layout.single.digest.split(":", 1)[1]
+    tag_dir = reg.root / "docker/registry/v2/repositories/crash/base/_manifests/tags/half"
+    index_link = tag_dir / "index" / "sha256" / hexpart / "link"
+    index_link.parent.mkdir(parents=True)
+    index_link.write_text(oci_layout.single.digest)
+    reg.start()
+    assert sorted(api.tags(reg.url, "crash/base")) == ["1", "multi"]
+    assert api.manifest(reg.url, "crash/base", "half").status == 404
+    skopeo.copy(oci_layout.oci_ref(), f"docker://{reg.host}/crash/base:half")
+    assert sorted(api.tags(reg.url, "crash/base")) == ["1", "half", "multi"]
+    assert api.manifest(reg.url, "crash/base", "half").headers["docker-content-digest"] == oci_layout.single.digest
+
+
 @pytest.mark.parametrize("crashable", IMPLS, indirect=True)
 async def test_kill_during_manifest_put(
     crashable: RegistryProcess, skopeo: Skopeo, oci_layout: TestLayout, tmp_path: Path
@@ -349,3 +370,34 @@ async def test_kill_during_push_storm(
     for path in (reg.root / "docker" / "registry" / "v2" / "blobs").rglob("data"):
         data = path.read_bytes()
         assert hashlib.sha256(data).hexdigest() == path.parent.name, path
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+async def test_acknowledged_chunk_survives_kill(impl: str, tmp_path: Path) -> None:
+    """A chunk acknowledged with 202 survives SIGKILL: after restart the session reports it and can be resumed."""
+    # A fixed http.secret lets Distribution verify the upload state it signed before the restart.
+    reg = make_variant(impl, tmp_path / "reg", config={"http": {"secret": "k3sreg-tests-fixed-secret"}})
+    data = random.Random(3).randbytes(4 * MiB)
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    half = len(data) // 2
+    octets = {"Content-Type": "application/octet-stream"}
+    with reg:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+            location = await open_upload(session, reg, REPO)
+            first = {**octets, "Content-Range": f"0-{half - 1}"}
+            async with session.patch(location, data=data[:half], headers=first) as resp:
+                assert resp.status == 202, await resp.text()
+                location = urljoin(reg.url, resp.headers["Location"])
+            reg.kill()
+            reg.start()
+            async with session.get(location) as resp:
+                assert resp.status == 204, await resp.text()
+                assert resp.headers["Range"] == f"0-{half - 1}"
+            rest = {**octets, "Content-Range": f"{half}-{len(data) - 1}"}
+            async with session.patch(location, data=data[half:], headers=rest) as resp:
+                assert resp.status == 202, await resp.text()
+                location = urljoin(reg.url, resp.headers["Location"])
+            async with session.put(with_query(location, f"digest={digest}")) as resp:
+                assert resp.status == 201, await resp.text()
+            async with session.get(f"{reg.url}/v2/{REPO}/blobs/{digest}") as resp:
+                assert (resp.status, await resp.read()) == (200, data)

@@ -12,6 +12,7 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -70,10 +71,10 @@ def render(peers: Peers, name: str, yaml_text: str, *flags: str) -> Path:
     return out
 
 
-def explain(hosts_dir: Path, image: str) -> dict[str, list[dict[str, str]]]:
+def explain(hosts_dir: Path, image: str) -> dict[str, list[dict[str, Any]]]:
     """`mirrors explain --json` for upstream containerd (the peer here is not the K3s build)."""
     out = k3sreg("mirrors", "explain", image, "--hosts-dir", str(hosts_dir), "--runtime", "containerd", "--json")
-    plan: dict[str, list[dict[str, str]]] = json.loads(out.stdout)
+    plan: dict[str, list[dict[str, Any]]] = json.loads(out.stdout)
     return plan
 
 
@@ -152,15 +153,18 @@ mirrors:
 
 
 def test_all_endpoints_down_fails_locally(peers: Peers) -> None:
-    """When no listed endpoint answers, the pull fails inside the namespace instead of leaving the machine."""
+    """When neither the mirror nor the registry itself answers, the pull fails at once, all on loopback."""
+    registry = f"127.0.0.1:{free_port()}"
     hosts = render(peers, "down", f"""
 mirrors:
-  docker.io:
+  "{registry}":
     endpoint:
       - "http://127.0.0.1:{free_port()}"
-""", "--disable-default-endpoint")
-    with pytest.raises(CtrError):
-        peers.containerd.pull("docker.io/library/nothing:1", hosts)
+""")
+    plan = explain(hosts, f"{registry}/library/nothing:1")
+    assert [h["public"] for h in plan["resolve"]] == [False, False]
+    with pytest.raises(CtrError, match="connection refused"):
+        peers.containerd.pull(f"{registry}/library/nothing:1", hosts)
 
 
 def test_wildcard_mirror_serves_unlisted_registries(peers: Peers) -> None:

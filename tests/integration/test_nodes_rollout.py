@@ -73,6 +73,12 @@ def cluster(netns_nodes: NodeCluster) -> Iterator[NodeCluster]:  # noqa: F811
     yield netns_nodes
 
 
+def node_pids(node: SimNode) -> list[int]:
+    """The processes running in the node's network namespace."""
+    out = subprocess.run(["ip", "netns", "pids", node.netns], capture_output=True, text=True, check=True).stdout
+    return [int(pid) for pid in out.split() if Path(f"/proc/{pid}").exists()]
+
+
 def stat_of(node: SimNode, path: str = K3S_FILE) -> tuple[bytes, int, int, int]:
     """(content, uid, gid, mode) of a file on the node."""
     st = node.path(path).stat()
@@ -208,6 +214,10 @@ def test_a_hanging_command_hits_the_command_timeout(cluster: NodeCluster) -> Non
     # The restart may take its own timeout plus the command timeout: 1 + 3 s.
     assert by_node(doc)["n1"]["reason"] == "command timed out after 4s"
     assert time.monotonic() - started < 15
+    # The hung command was stopped on the node too, not left to finish (and act) later.
+    assert not any(Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"sleep\x0020")
+                   for pid in node_pids(cluster.nodes[0]))
+    assert cluster.nodes[0].systemctl_calls() == ["restart k3s"]
 
 
 def test_a_file_with_the_right_content_but_loose_mode_is_secured_without_restart(cluster: NodeCluster) -> None:

@@ -1,8 +1,9 @@
 """A small token service for docker-registry's `auth: token`, so the Bearer flow runs against a real registry.
 
 API:
-  ``TokenIssuer(workdir, users={"alice": "s3cret"}, anonymous=False, lifetime=300, field="token")``, a context
-  manager (or ``start()``/``stop()``) serving ``GET /token?service=S&scope=T...`` on 127.0.0.1:<free port>:
+  ``TokenIssuer(workdir, users={"alice": "s3cret"}, anonymous=False, grant_anonymous=False, lifetime=300,
+  field="token")``, a context manager (or ``start()``/``stop()``) serving ``GET /token?service=S&scope=T...``
+  on 127.0.0.1:<free port>:
     * Basic credentials must match ``users``; without any, the request is refused (401) unless ``anonymous``,
       in which case the token grants nothing (as Docker Hub does for private repositories), or what it asked
       when ``grant_anonymous`` is also set (public repositories); ``grant_anonymous`` alone implies ``anonymous``;
@@ -13,6 +14,7 @@ API:
   ``registry_auth()`` is the ``auth:`` section for ``tests.peers.registry.DockerRegistry(config=...)``;
   ``realm`` (the token URL), ``service``, ``issuer``, ``bundle`` (the certificate file docker-registry trusts);
   ``requests`` lists ``(user or None, [scopes])`` of every token request; ``refuse_all`` turns every request down.
+  The options are attributes too, so a test may change them while the issuer runs.
 
 Distribution 2.8.2 (registry/auth/token) checks: issuer, audience (a single string), exp/nbf with 60 s leeway, and
 the signature with the x5c leaf, which must chain to a certificate of ``rootcertbundle``.
@@ -69,6 +71,7 @@ class TokenIssuer:
         workdir: Path,
         users: dict[str, str] | None = None,
         anonymous: bool = False,
+        grant_anonymous: bool = False,
         lifetime: int | None = 300,
         field: str = "token",
         issuer: str = "k3sreg-test-issuer",
@@ -81,7 +84,7 @@ class TokenIssuer:
         self.issuer = issuer
         self.service = service
         self.refuse_all = False
-        self.grant_anonymous = False
+        self.grant_anonymous = grant_anonymous
         self.requests: list[tuple[str | None, list[str]]] = []
         self._lock = threading.Lock()
         self.bundle, key_path = write_self_signed(workdir / "token-issuer")

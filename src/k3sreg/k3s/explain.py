@@ -251,8 +251,9 @@ def explain(image: str, files: Mapping[str, str], registries: Registries | None 
         plan.resolve = [_hop(ref, h, "HEAD", "manifests", ref.digest, runtime, registries)
                         for h in hosts if "pull" in h.capabilities]
     else:
+        # containerd's resolver asks for pull AND resolve when it resolves a tag
         plan.resolve = [_hop(ref, h, "HEAD", "manifests", ref.tag, runtime, registries)
-                        for h in hosts if "resolve" in h.capabilities]
+                        for h in hosts if {"pull", "resolve"} <= set(h.capabilities)]
     plan.fetch = [_hop(ref, h, "GET", "blobs", "<digest>", runtime, registries)
                   for h in hosts if "pull" in h.capabilities]
     if not plan.resolve:

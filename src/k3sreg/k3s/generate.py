@@ -122,10 +122,13 @@ def generate(spec: InitSpec) -> str:
 
 def _configs(spec: InitSpec, endpoints: list[str]) -> list[str]:
     out: list[str] = []
+    hosts: dict[str, set[str]] = {}
     for address in endpoints:
         ep = normalize_endpoint(address)
+        hosts.setdefault(ep.host, set()).add(ep.scheme)
+    for host, schemes in hosts.items():
         tls: list[str] = []
-        if ep.scheme == "https":
+        if schemes == {"https"}:
             if spec.ca_file:
                 tls.append(f"      ca_file: {_q(spec.ca_file)}")
             if spec.cert_file:
@@ -143,7 +146,7 @@ def _configs(spec: InitSpec, endpoints: list[str]) -> list[str]:
             continue
         if not out:
             out.append("configs:  # keyed by the exact host:port containerd contacts")
-        out.append(f"  {_q(ep.host)}:")
+        out.append(f"  {_q(host)}:")
         if auth:
             out += ["    auth:", *auth]
         if tls:

@@ -53,8 +53,11 @@ async def _stream(request: web.Request, view: Repository, info: BlobInfo, header
     """Serve a blob from a driver without local files, honouring a single Range."""
     start, end = 0, info.size - 1
     status = 200
-    if request.http_range.start is not None or request.http_range.stop is not None:
+    try:
         rng = request.http_range
+    except ValueError:
+        raise errors.RangeInvalid(f"malformed Range header {request.headers.get('Range')!r}") from None
+    if rng.start is not None or rng.stop is not None:
         start = rng.start if rng.start is not None else 0
         if start < 0:
             start = max(info.size + start, 0)

@@ -1,4 +1,4 @@
-"""Authenticating to an upstream registry: `WWW-Authenticate` parsing, the Bearer token flow, Basic credentials.
+"""Authenticating to an upstream registry: `WWW-Authenticate` parsing, the Bearer token flow, Basic, TLS identity.
 
     request ── anonymous, or a cached token / Basic ──► upstream
        ◄── 401 + WWW-Authenticate: Bearer realm="R",service="S",scope="repository:library/nginx:pull"
@@ -8,6 +8,9 @@
 
 Once a registry has answered with a Bearer challenge, the next request for another repository fetches its token
 first (one round trip saved per repository); once it asked for Basic, credentials are sent from the start.
+All of this is per origin: the configured credentials go only to the upstream's own origin and its token service;
+a host that a redirect leads to and that challenges gets a token fetched for it without them.
+`tls_context` turns `upstreams[].tls` (CA file, skip verify, client certificate) into the client's SSL context.
 Pure parts (challenge parsing, scopes, the token cache) take no network and are unit-tested alone.
 """
 
@@ -17,10 +20,14 @@ import asyncio
 import base64
 import json
 import re
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from k3sreg.errors import ConfigError
+from k3sreg.settings_upstreams import UpstreamSettings
 
 # RFC 9110 token characters; values are also accepted unquoted up to the next comma, as some registries send URLs.
 _TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
@@ -240,3 +247,23 @@ class Authenticator:
             if own != key:
                 self.cache.put(own, token, lifetime)
             return token
+
+
+def tls_context(settings: UpstreamSettings) -> ssl.SSLContext | bool:
+    """The TLS setup of `settings.tls` (True = system defaults); unreadable files are a ConfigError."""
+    tls = settings.tls
+    if not (tls.ca or tls.insecureskipverify or tls.certificate):
+        return True
+    where = f"upstreams[{settings.name}].tls"
+    try:
+        context = ssl.create_default_context(cafile=tls.ca or None)
+        if tls.insecureskipverify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        if tls.certificate:
+            context.load_cert_chain(tls.certificate, tls.key or None)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            [f"{where}: cannot load the TLS files ({exc}); check the 'ca', 'certificate' and 'key' paths"]
+        ) from None
+    return context

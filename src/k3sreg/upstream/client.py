@@ -3,7 +3,8 @@
 One `UpstreamClient` per upstream holds one pooled aiohttp session (created on first use, in the running loop).
 Every request is idempotent (GET/HEAD), so connection errors and 500/502/503/504 are retried `retries` times with
 exponential backoff; `timeout` bounds connecting and each wait for data, never a whole blob. Redirects are followed
-by hand so that `Authorization` only ever goes to the upstream's own origin, never to a CDN.
+by hand so that each host gets only its own `Authorization`: the upstream's credentials and tokens never reach a CDN
+or another registry a redirect leads to (that host gets a token of its own only if it challenges; see `auth`).
 
 Errors: 404 → ManifestUnknown / BlobUnknown (with the upstream's message); 401 / 403 after the auth retry →
 Unauthorized / Denied; 429 → TooManyRequests; anything else that went wrong (refused, timed out, 5xx, cut) →
@@ -18,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import ssl
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -31,7 +31,6 @@ from yarl import URL
 from k3sreg import __version__
 from k3sreg.errors import (
     BlobUnknown,
-    ConfigError,
     Denied,
     ManifestUnknown,
     RegistryError,
@@ -48,6 +47,7 @@ from k3sreg.upstream.auth import (
     TokenError,
     parse_challenges,
     parse_token_response,
+    tls_context,
     token_query,
 )
 
@@ -146,7 +146,7 @@ class UpstreamClient:
         self._base = url.with_user(None)
         self._display = str(self._base).rstrip("/")
         self._origin = self._base.origin()
-        self._ssl = _ssl_context(settings)
+        self._ssl = tls_context(settings)
         self._max_manifest = max_manifest_size
         self._timeout = aiohttp.ClientTimeout(
             total=None, connect=settings.timeout, sock_connect=settings.timeout, sock_read=settings.timeout
@@ -304,8 +304,9 @@ class UpstreamClient:
         return Unavailable(f"{where}: {what} answered HTTP {status}" + (f" ({said})" if said else ""))
 
     async def _drain(self, response: aiohttp.ClientResponse) -> bytes:
+        """The start of an answer that is not going to be used further (an error document); releases it."""
         try:
-            return await response.content.read(64 * 1024)
+            return await _read_limited(response, 64 * 1024)
         except _NETWORK_ERRORS:
             return b""
         finally:
@@ -361,7 +362,7 @@ class UpstreamClient:
             headers = {"Authorization": basic} if basic else {}
             try:
                 async with self._http().get(url, headers=headers, allow_redirects=True) as response:
-                    body = await response.content.read(1024 * 1024)
+                    body = await _read_limited(response, 1024 * 1024)
                     status = response.status
             except _NETWORK_ERRORS as exc:
                 if attempt >= self.settings.retries:
@@ -383,6 +384,14 @@ class UpstreamClient:
             raise Unavailable(f"{where}: {exc}") from None
 
 
+async def _read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The body up to `limit` bytes (what is beyond is left unread)."""
+    body = b""
+    while len(body) < limit and (chunk := await response.content.read(limit - len(body))):
+        body += chunk
+    return body
+
+
 def _backoff(attempt: int) -> float:
     """Seconds before retry number `attempt` (1-based): 0.1, 0.2, 0.4 ... capped at 2."""
     return min(2.0, 0.1 * 2.0 ** (attempt - 1))
@@ -390,23 +399,3 @@ def _backoff(attempt: int) -> float:
 
 def _media_type(response: aiohttp.ClientResponse) -> str:
     return response.headers.get("Content-Type", "").split(";", 1)[0].strip() or "application/octet-stream"
-
-
-def _ssl_context(settings: UpstreamSettings) -> ssl.SSLContext | bool:
-    """The TLS setup of `settings.tls` (True = system defaults); unreadable files are a ConfigError."""
-    tls = settings.tls
-    if not (tls.ca or tls.insecureskipverify or tls.certificate):
-        return True
-    where = f"upstreams[{settings.name}].tls"
-    try:
-        context = ssl.create_default_context(cafile=tls.ca or None)
-        if tls.insecureskipverify:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        if tls.certificate:
-            context.load_cert_chain(tls.certificate, tls.key or None)
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(
-            [f"{where}: cannot load the TLS files ({exc}); check the 'ca', 'certificate' and 'key' paths"]
-        ) from None
-    return context

@@ -119,3 +119,12 @@ def test_public_host_classification() -> None:
     assert not any(is_public(h) for h in ("127.0.0.1:5000", "10.0.0.1", "registry.local:5000", "registry",
                                           "reg.svc.cluster.local"))
     assert all(is_public(h) for h in ("registry-1.docker.io", "ghcr.io", "8.8.8.8", "registry.example.org"))
+
+
+def test_capabilities_filter_hosts() -> None:
+    """Tags need pull and resolve; a pull-only host is skipped for the tag but used for blobs."""
+    files = {"docker.io/hosts.toml": '[host]\n[host."http://127.0.0.1:1"]\n  capabilities = ["pull"]\n'
+                                     '[host."http://127.0.0.1:2"]\n  capabilities = ["resolve"]\n'}
+    plan = explain("nginx", files, runtime="containerd")
+    assert [h.host for h in plan.resolve] == ["registry-1.docker.io"]
+    assert [h.host for h in plan.fetch] == ["127.0.0.1:1", "registry-1.docker.io"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+import time
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -158,3 +159,17 @@ def test_parse_read_rejects_garbage_and_skips_what_rc_files_print() -> None:
     assert remote.parse_read(mark + b"\npresent 0 600 file\nabc").content == b"abc"
     assert remote.parse_read(b"hello from bashrc\n" + mark + b"\npresent 0 600 -\n" + mark).content == mark
     assert remote.parse_units(b"unit=k3s\n" + mark + b"\nunit=k3s-agent\n") == ["k3s-agent"]
+
+
+def test_remote_command_stops_the_whole_script_at_its_limit() -> None:
+    """The node kills a script (and what it started) at the limit: exit 124, nothing after it runs."""
+    from k3sreg.k3s.rollout.ssh import TIMEOUT_STATUS, remote_command
+
+    started = time.monotonic()
+    done = subprocess.run(["sh", "-c", remote_command(1, sudo=False)], input=b"sleep 30\necho after\n",
+                          capture_output=True, check=False)
+    assert done.returncode == TIMEOUT_STATUS
+    assert b"after" not in done.stdout
+    assert time.monotonic() - started < 10
+    quick = subprocess.run(["sh", "-c", remote_command(5, sudo=False)], input=b"echo ok\n", capture_output=True)
+    assert (quick.returncode, quick.stdout) == (0, b"ok\n")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import ssl
 from pathlib import Path
 
 import pytest
 
 from k3sreg.errors import ConfigError
 from k3sreg.settings_upstreams import UpstreamSettings
-from k3sreg.upstream.auth import basic_authorization
+from k3sreg.upstream.auth import basic_authorization, tls_context
 from k3sreg.upstream.client import UpstreamClient, upstream_repository
 
 
@@ -55,3 +56,11 @@ def test_unreadable_tls_files_are_a_config_error(tmp_path: Path) -> None:
     """A CA path that cannot be read is reported as a ConfigError naming the upstream's tls key."""
     with pytest.raises(ConfigError, match=r"upstreams\[docker.io\]\.tls"):
         UpstreamClient(settings(tls={"ca": str(tmp_path / "missing.pem")}))
+
+
+def test_tls_settings_become_an_ssl_context() -> None:
+    """No tls keys keep the system defaults; skip verify turns host and chain checks off."""
+    assert tls_context(settings()) is True
+    context = tls_context(settings(tls={"insecureskipverify": True}))
+    assert isinstance(context, ssl.SSLContext)
+    assert (context.check_hostname, context.verify_mode) == (False, ssl.CERT_NONE)
