@@ -7,7 +7,7 @@ APT_PACKAGES := skopeo containerd docker-registry podman buildah umoci openssh-s
 	uidmap fuse-overlayfs sudo apache2-utils
 APT_MARKER := .venv/.apt-done
 
-.PHONY: install serve test lint unit bench peers clean
+.PHONY: install serve test lint unit bench peers conformance clean
 
 $(UV):
 	$(PYTHON) -m pip install --quiet --user uv || $(PYTHON) -m pip install --quiet uv
@@ -46,6 +46,11 @@ unit: install
 
 bench: install peers
 	$(VENV)/bin/python -m bench $(BENCH_ARGS)
+
+# The official OCI distribution-spec conformance suite (v1.1.1, all four workflows). Manual: it builds the Go
+# suite from source snapshots that a developer session fetches, which a fresh machine or CI cannot do.
+conformance: install
+	tests/conformance/run.sh $(CONFORMANCE_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

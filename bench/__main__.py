@@ -26,6 +26,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--scenarios", help="comma-separated scenarios to run (default: all)")
     parser.add_argument("--tmpdir", help="where the temporary data directory goes (default: the system's)")
     parser.add_argument("--keep", action="store_true", help="keep the data directory and server logs")
+    parser.add_argument("--from-json", metavar="FILE", help="render the results of an earlier --json run")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
     return parser
 

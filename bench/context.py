@@ -24,6 +24,7 @@ class BenchConfig:
     wrk_threads: int = 2
     tags: int = 1000
     pull_clients: tuple[int, ...] = (1, 8)
+    pushes_per_round: int = 2
     pulls_per_round: int = 3
     workers: int = 2
     servers: tuple[str, ...] = ALL_SERVERS
@@ -37,6 +38,8 @@ class BenchConfig:
             "runs": 1,
             "load_seconds": 2.0,
             "tags": 200,
+            "pushes_per_round": 1,
+            "pulls_per_round": 2,
         }
         base.update(overrides)
         return cls(**base)  # type: ignore[arg-type]

@@ -8,8 +8,8 @@ target. Absolute numbers move with the machine's load; the ratios, measured in o
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
 
 from rich.console import Console
 from rich.table import Table
@@ -124,10 +124,30 @@ class Results:
                     "ratio_docker_registry": fig.ratio(DOCKER_REGISTRY),
                     "ratio_nginx": fig.ratio(NGINX),
                     "target": fig.target.describe() if fig.target else None,
+                    "target_spec": asdict(fig.target) if fig.target else None,
                     "target_met": fig.target.check(medians) if fig.target else None,
                 }
             )
         return {"figures": rows, "notes": self.notes}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Results:
+        """The results of an earlier `--json` run, to render again (`--from-json`)."""
+        results = cls()
+        for row in data["figures"]:
+            spec = row.get("target_spec")
+            fig = Figure(
+                row["key"],
+                row["label"],
+                row["unit"],
+                row["higher_is_better"],
+                Target(**spec) if spec else None,
+                {k: list(v) for k, v in row["samples"].items()},
+                dict(row.get("errors") or {}),
+            )
+            results.declare(fig)
+        results.notes.extend(data.get("notes", []))
+        return results
 
 
 def _cell(fig: Figure, column: str) -> str:

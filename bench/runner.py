@@ -12,6 +12,7 @@ import tempfile
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -66,6 +67,8 @@ async def main(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.from_json:
+        return _replay(args, Path(args.from_json))
     missing = _missing_tools()
     if missing:
         print(f"error: missing programs {', '.join(missing)} (run `make peers`)", file=sys.stderr)
@@ -110,3 +113,17 @@ def _print(args: argparse.Namespace, cfg: BenchConfig, results: Results, elapsed
             print(f"\n- {note}")
         return
     render_table(results, Console(width=200), title)
+
+
+def _replay(args: argparse.Namespace, path: Path) -> int:
+    """Render a saved `--json` report as a table (or markdown) without measuring anything."""
+    try:
+        data = json.loads(path.read_text())
+        results = Results.from_json(data)
+        fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data["config"].items()}
+        cfg = BenchConfig(**fields)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        print(f"error: cannot read {path}: {exc}", file=sys.stderr)
+        return 2
+    _print(args, cfg, results, float(data.get("environment", {}).get("seconds", 0.0)))
+    return 1 if any(fig.errors for fig in results.figures.values()) else 0

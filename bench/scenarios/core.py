@@ -122,8 +122,8 @@ async def _measure(
 async def _round(ctx: Context, results: Results, order: list[Server], big: BlobFile) -> None:
     cfg = ctx.config
     chunk = cfg.chunk_mib * MIB
-    for server in order:
-        if server.writable:
+    for _ in range(cfg.pushes_per_round):
+        for server in (s for s in order if s.writable):
             mono, chunked = core_ops.push(server, big, None), core_ops.push(server, big, chunk)
             await _measure(results, server, ("push.monolithic",), mono, ("cpu.push.monolithic", 1))
             await _measure(results, server, ("push.chunked",), chunked, ("cpu.push.chunked", 1))

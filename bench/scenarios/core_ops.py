@@ -101,8 +101,9 @@ async def memory_in_blob_size(
     # Writers first: nginx serves the files they just stored.
     for server in sorted(servers.values(), key=lambda s: not s.writable):
         try:
-            # Twice with the small blob: every code path of every worker is warm before the first reading.
-            await _exercise(server, small, chunk, times=2)
+            # Three times with the small blob, so that every code path of every worker (and the allocator's
+            # pools) is warm before the first reading: what remains is what blob size costs.
+            await _exercise(server, small, chunk, times=3)
             before = peak_memory(server.pid).per_process_max
             await _exercise(server, big, chunk, times=1)
             after = peak_memory(server.pid).per_process_max

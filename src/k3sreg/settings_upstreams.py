@@ -76,6 +76,7 @@ class UpstreamSettings(Section):
     password: GoStr = ""
     ttl: Duration | None = None
     tagttl: Duration = 300.0
+    tagtimeout: Duration = 3.0
     offline: bool = False
     tls: UpstreamTLSSettings = Field(default_factory=UpstreamTLSSettings)
     timeout: Duration = 10.0
@@ -92,7 +93,7 @@ class UpstreamSettings(Section):
     def _ttl(cls, value: float | None) -> float | None:
         return value or None
 
-    @field_validator("timeout")
+    @field_validator("timeout", "tagtimeout")
     @classmethod
     def _timeout(cls, value: float) -> float:
         if value <= 0:

@@ -128,8 +128,8 @@ def test_changes_on_handed_over_root(
 
 @pytest.mark.parametrize("impl", ["docker-registry", "k3sreg"])
 def test_open_upload_creates_no_repository(impl: str, tmp_path: Path) -> None:
-    """As in Distribution, an upload session alone (or a failed mount) does not make a repository: the catalog
-    does not list it and its tags/list answers 404 NAME_UNKNOWN, also after a SIGKILL and restart."""
+    """An upload session alone or a failed mount makes no repository (not in the catalog, tags/list 404)."""
+    # Distribution's behaviour; it must hold after a SIGKILL and restart too, so a crash leaves no empty repo.
     with make_registry(impl, tmp_path / "reg") as reg:
         opened = api.request("POST", f"{reg.url}/v2/only/upload/blobs/uploads/")
         assert opened.status == 202

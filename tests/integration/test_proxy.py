@@ -171,6 +171,7 @@ class Relay:
 
     def __init__(self, target_port: int, cut_after: int | None = None, rate: int | None = None):
         self.target_port, self.cut_after, self.rate = target_port, cut_after, rate
+        self.delay = 0.0  # seconds to hold every answer back (a slow upstream)
         self.cuts = 0
         self.progress: list[tuple[float, int]] = []
         self.server: asyncio.Server | None = None
@@ -194,6 +195,8 @@ class Relay:
         sent = 0
         try:
             while data := await src.read(65536):
+                if answer and self.delay:
+                    await asyncio.sleep(self.delay)
                 if limit is not None and sent + len(data) > limit:
                     dst.write(data[: limit - sent])
                     await dst.drain()
@@ -243,11 +246,11 @@ def blob_file(cache: K3sregServer, digest: str) -> Path:
 
 
 @asynccontextmanager
-async def relayed_cache(relay: Relay, tmp_path: Path) -> AsyncIterator[K3sregServer]:
+async def relayed_cache(relay: Relay, tmp_path: Path, **upstream: Any) -> AsyncIterator[K3sregServer]:
     """A k3sreg (in the current namespace) whose docker.io upstream is reached through `relay`."""
     port = free_port()
     await relay.start(port)
-    cfg = {"upstreams": [{"name": "docker.io", "url": f"http://127.0.0.1:{port}", "retries": 0}]}
+    cfg = {"upstreams": [{"name": "docker.io", "url": f"http://127.0.0.1:{port}", "retries": 0, **upstream}]}
     cache = K3sregServer(tmp_path / "cache", config=cfg)
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, cache.start)
@@ -450,3 +453,26 @@ def test_token_protected_upstream_through_cache(oci_layout: TestLayout, tmp_path
         assert users and all(u == "puller" for u in users)
         # Tokens are cached: far fewer token requests than upstream requests.
         assert len(issuer.requests) < len(statuses)
+
+
+def test_slow_upstream_serves_cached_tag_within_tagtimeout(site: Site, tmp_path: Path) -> None:
+    """When the tag re-check does not answer within tagtimeout, the cached tag is served at once, logged stale."""
+    digest = push_image(site.netns, site.hub, "library/sluggish", "1", [tar_layer("s", b"slow")])
+    relay = Relay(site.hub.port)
+
+    async def scenario() -> tuple[str, float, str]:
+        async with relayed_cache(relay, tmp_path, tagttl="1ms", tagtimeout="300ms", timeout="10s") as cache:
+            url = f"{cache.url}/v2/library/sluggish/manifests/1?ns=docker.io"
+            async with aiohttp.ClientSession(headers=MANIFEST_ACCEPT) as s:
+                async with s.get(url) as r:
+                    assert r.status == 200
+                relay.delay = 5.0
+                loop = asyncio.get_running_loop()
+                started = loop.time()
+                async with s.get(url) as r:
+                    assert r.status == 200
+                    served = r.headers["Docker-Content-Digest"]
+                return served, loop.time() - started, cache.log_text()
+
+    served, took, log = site.netns.call(asyncio.run, scenario())
+    assert served == digest and took < 4.0 and "stale" in log

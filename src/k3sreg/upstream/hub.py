@@ -23,14 +23,13 @@ class ProxyHub:
     """Resolves requests to local or cached repositories and owns the upstream clients."""
 
     def __init__(self, registry: Registry, upstreams: Sequence[UpstreamSettings], own_names: Sequence[str],
-                 proxy_upstream: UpstreamSettings | None, tag_timeout: float = 3.0):
+                 proxy_upstream: UpstreamSettings | None):
         self.registry = registry
         self.router = Router(upstreams, own_names, proxy_upstream)
         self.clients = {u.name: UpstreamClient(u) for u in upstreams}
         self.upstreams = list(upstreams)
         self._fills: FillCoordinator | None = None
         self._flights: dict[tuple[str, str], asyncio.Future[StoredManifest]] = {}
-        self._tag_timeout = tag_timeout
         ttls = [u.ttl for u in upstreams if u.ttl]
         # Record access often enough that eviction sees it: a tenth of the shortest TTL, at most an hour.
         self._access = AccessClock(min([t / 10 for t in ttls] + [3600.0]))
@@ -48,7 +47,7 @@ class ProxyHub:
         if target.upstream is None:
             return LocalRepository(self.registry, target.cache_repo)
         return ProxyRepository(self.registry, self.clients[target.upstream.name], self.fills, target,
-                               self._flights, min(self._tag_timeout, target.upstream.timeout), self._access)
+                               self._flights, target.upstream.tagtimeout, self._access)
 
     async def evict_forever(self) -> None:
         """Run eviction now and then, in whichever worker holds the eviction lock."""
