@@ -219,7 +219,8 @@ def test_port_in_use_is_one_line(tmp_path: Path) -> None:
 def test_auth_section_refuses_to_start_open(tmp_path: Path) -> None:
     """A config with auth (Debian's registry:2 file has htpasswd) stops start-up instead of serving unprotected."""
     cfg = tmp_path / "config.yml"
-    cfg.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path}/d\nhttp:\n  addr: 127.0.0.1:0\n"
+    cfg.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path}/d\n"
+                   "http:\n  addr: 127.0.0.1:0\n"
                    "auth:\n  htpasswd:\n    realm: basic-realm\n    path: /etc/docker/registry\n")
     r = subprocess.run([K3SREG, "serve", "--config", str(cfg), "--workers", "2"], capture_output=True, text=True,
                        timeout=30)
