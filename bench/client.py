@@ -35,16 +35,21 @@ async def _expect(resp: aiohttp.ClientResponse, status: int, what: str) -> None:
 
 
 async def _file_range(blob: BlobFile, start: int, length: int) -> AsyncIterator[bytes]:
+    """Bytes [start, start + length) of the blob: from the file, then from the variant's tail if it has one."""
+    end = start + length
+    file_end = blob.size - len(blob.tail) if blob.tail is not None else blob.size
     # Reads from the page cache take microseconds: reading inline keeps the client's own cost small.
     with blob.path.open("rb") as src:
         src.seek(start)
-        left = length
+        left = max(0, min(end, file_end) - start)
         while left:
             chunk = src.read(min(READ_SIZE, left))
             if not chunk:
-                raise BenchHTTPError(f"{blob.path} is shorter than {start + length} bytes")
+                raise BenchHTTPError(f"{blob.path} is shorter than {file_end} bytes")
             left -= len(chunk)
             yield chunk
+    if blob.tail is not None and end > file_end:
+        yield blob.tail[max(start, file_end) - file_end : end - file_end]
 
 
 def _location(base: str, resp: aiohttp.ClientResponse) -> str:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bench.procs import MIB
 
@@ -29,18 +30,36 @@ MANIFEST_ACCEPT = ", ".join(
 )
 
 
+# A variant of a blob differs from the file in its last TAIL bytes only, so its digest costs one hash of TAIL
+# bytes on top of a copy of the prefix's hash state, not a pass over the whole blob.
+TAIL = 64
+
+
 @dataclass(frozen=True)
 class BlobFile:
-    """A blob on disk: its path, size in bytes and `sha256:` digest."""
+    """A blob: the file's bytes, except the last TAIL bytes when `tail` is set; its size and `sha256:` digest."""
 
     path: Path
     size: int
     digest: str
+    tail: bytes | None = None
+    # sha256 of the file's first size - TAIL bytes (a hashlib object, copied for each variant).
+    prefix_hash: Any = field(default=None, compare=False, repr=False)
 
     @property
     def hex(self) -> str:
         """The digest's hex part (the name of the blob's directory in Distribution's layout)."""
         return self.digest.split(":", 1)[1]
+
+    def variant(self, n: int) -> BlobFile:
+        """A blob of the same size whose digest is new for each n: every push then stores a new blob, as a
+        push of a new layer does (a registry may skip work for a blob it already holds)."""
+        if self.prefix_hash is None or self.size < TAIL:
+            raise ValueError("this blob has no prefix hash to derive variants from")
+        tail = hashlib.sha256(f"k3sreg bench variant {n}".encode()).digest() * (TAIL // 32)
+        hasher = self.prefix_hash.copy()
+        hasher.update(tail)
+        return BlobFile(self.path, self.size, "sha256:" + hasher.hexdigest(), tail, self.prefix_hash)
 
 
 @dataclass(frozen=True)
@@ -64,12 +83,18 @@ def write_blob(path: Path, size_mib: int, seed: int) -> BlobFile:
     """Write size_mib MiB of seeded random bytes to path, hashing as it goes."""
     rng = random.Random(seed)
     hasher = hashlib.sha256()
+    prefix = None
     with path.open("wb") as out:
-        for _ in range(size_mib):
+        for i in range(size_mib):
             chunk = rng.randbytes(MIB)
-            hasher.update(chunk)
+            if i == size_mib - 1:
+                hasher.update(chunk[:-TAIL])
+                prefix = hasher.copy()
+                hasher.update(chunk[-TAIL:])
+            else:
+                hasher.update(chunk)
             out.write(chunk)
-    return BlobFile(path, size_mib * MIB, "sha256:" + hasher.hexdigest())
+    return BlobFile(path, size_mib * MIB, "sha256:" + hasher.hexdigest(), prefix_hash=prefix)
 
 
 def config_blob(label: str) -> SmallBlob:

@@ -85,7 +85,8 @@ class Figure:
         """k3sreg's median over the reference column's median, when both exist."""
         medians = self.medians()
         mine, other = medians.get(K3SREG), medians.get(reference)
-        if mine is None or not other:
+        # A ratio to zero or of a negative difference (RSS growth) says nothing.
+        if mine is None or other is None or other <= 0 or mine < 0:
             return None
         return mine / other
 

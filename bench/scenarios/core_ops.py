@@ -43,6 +43,13 @@ async def push(server: Server, blob: BlobFile, chunk: int | None) -> Outcome:
     return Outcome({key: blob.size / seconds / 1e6}, blob.size / 1e9)
 
 
+def drop_blob_file(server: Server, blob: BlobFile) -> None:
+    """Remove a pushed blob's data file from the server's storage, so that many pushes of new digests do not
+    fill a tmpfs; the registry is not asked (its delete keeps the data until a garbage collection)."""
+    path = server.data_dir / "docker" / "registry" / "v2" / "blobs" / "sha256" / blob.hex[:2] / blob.hex / "data"
+    path.unlink(missing_ok=True)
+
+
 async def pull(server: Server, blob: BlobFile, clients: int) -> Outcome:
     """blob pulled by `clients` concurrent connections; aggregate MB/s."""
     url = f"{server.url}/v2/{APP}/blobs/{blob.digest}"
@@ -118,10 +125,11 @@ async def memory_in_blob_size(
 
 
 async def _exercise(server: Server, blob: BlobFile, chunk: int, times: int) -> None:
-    for _ in range(times):
+    for i in range(times):
         if server.writable:
-            await push(server, blob, None)
-            await push(server, blob, chunk)
+            # The blob itself first (pulls and nginx need it), then new digests, as measured pushes use.
+            await push(server, blob if i == 0 else blob.variant(-i), None)
+            await push(server, blob.variant(-i - 100), chunk)
         await pull(server, blob, 1)
         await pull(server, blob, 8)
 

@@ -3,6 +3,8 @@
 * ``registry``: a running registry, parametrized over ``docker-registry`` 2.8.2, ``k3sreg`` and ``k3sreg-w2``
   (two workers on one port), so one test body proves all: the docker-registry run shows the test is right.
   Deletes are enabled. Tests share it, so each test pushes to repository names of its own.
+* ``crashable``: a fresh registry per test, of the variant given by indirect parametrization, on
+  ``tmp_path/data``, for tests that SIGKILL and restart it.
 * ``docker_registry`` / ``k3sreg_registry``: one instance of each, for tests about a single implementation.
 * ``skopeo``: a ``tests.peers.skopeo.Skopeo``.
 * ``netns``: an isolated network namespace (loopback only) for the session.
@@ -36,6 +38,18 @@ def registry(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     variant: str = request.param
     with make_variant(variant, tmp_path_factory.mktemp(f"registry-{variant}")) as reg:
         yield reg
+
+
+@pytest.fixture
+def crashable(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RegistryProcess]:
+    """A registry of variant ``request.param`` (parametrize indirectly) of its own, for tests that kill it."""
+    variant: str = request.param
+    reg = make_variant(variant, tmp_path / "reg", root=tmp_path / "data")
+    reg.start()
+    try:
+        yield reg
+    finally:
+        reg.stop()
 
 
 @pytest.fixture(scope="session")

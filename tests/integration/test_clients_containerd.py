@@ -1,4 +1,4 @@
-"""containerd (``ctr images pull --hosts-dir``) pulling through each registry implementation.
+"""containerd (``ctr images pull --hosts-dir``, and ``ctr images push``) against each registry variant.
 
 The registry, containerd and ctr all run inside a network namespace with only loopback up, and every hosts.toml
 names a local ``server``: a wrong config fails here instead of reaching a public registry.
@@ -14,7 +14,7 @@ import pytest
 
 from tests.peers import api
 from tests.peers.containerd import Containerd, CtrError, HostEntry, write_hosts_toml
-from tests.peers.images import TestLayout, build_layout
+from tests.peers.images import TestLayout, build_layout, read_blob
 from tests.peers.netns import NetNs
 from tests.peers.registry import VARIANTS, RegistryProcess, free_port, make_variant
 from tests.peers.skopeo import Skopeo
@@ -129,3 +129,21 @@ def test_pull_by_registry_own_name_has_no_ns(node: Node, oci_layout: TestLayout,
     assert node.containerd.images()[ref] == oci_layout.single.digest
     node.registry.wait_for("HEAD", "/v2/library/demo/manifests/1", since=before)
     assert not [p for _, p in node.registry.requests()[before:] if "ns=" in p]
+
+
+def test_ctr_push_index(node: Node, netns: NetNs, oci_layout: TestLayout, tmp_path: Path) -> None:
+    """ctr images push uploads an index and both platforms; the registry then serves the index bytes unchanged."""
+    hosts = tmp_path / "certs.d"
+    reg = node.registry
+    write_hosts_toml(hosts, "docker.io", reg.url)
+    write_hosts_toml(hosts, reg.host, reg.url, [HostEntry(reg.url, ("pull", "resolve", "push"))])
+    node.containerd.pull("docker.io/library/demo:multi", hosts, all_platforms=True)
+    target = f"{reg.host}/ctr/pushed:m"
+    node.containerd.ctr("images", "tag", "--force", "docker.io/library/demo:multi", target)
+    node.containerd.ctr("images", "push", "--hosts-dir", str(hosts), target)
+    served = netns.call(api.manifest, reg.url, "ctr/pushed", "m")
+    assert served.status == 200
+    assert served.body == read_blob(oci_layout.root, oci_layout.index.digest)
+    for image in oci_layout.platforms.values():
+        for blob in image.blobs:
+            assert netns.call(api.blob_head, reg.url, "ctr/pushed", blob).status == 200

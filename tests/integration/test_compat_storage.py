@@ -5,11 +5,15 @@ the other serves it (and back). The docker-registry → docker-registry pair is 
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
+from urllib.parse import urljoin, urlsplit
 
+import aiohttp
 import pytest
 
 from tests.peers import api
+from tests.peers.crash import open_upload, with_query
 from tests.peers.images import TestLayout, digest_of, read_blob
 from tests.peers.registry import RegistryProcess, make_registry
 from tests.peers.skopeo import Skopeo
@@ -144,3 +148,33 @@ def test_open_upload_creates_no_repository(impl: str, tmp_path: Path) -> None:
                 resp = api.request("GET", f"{reg.url}/v2/{repo}/tags/list")
                 assert resp.status == 404, (repo, restart, resp.body)
                 assert resp.json()["errors"][0]["code"] == "NAME_UNKNOWN"
+
+
+@pytest.mark.parametrize("reader", ["docker-registry", "k3sreg"])
+async def test_upload_in_progress_handed_over(reader: str, tmp_path: Path) -> None:
+    """An upload docker-registry acknowledged half of is resumed and completed by ``reader`` on the same root."""
+    # A shared http.secret lets Distribution verify the upload state it signed; k3sreg must accept its Location.
+    config = {"http": {"secret": "k3sreg-tests-fixed-secret"}}
+    data = random.Random(9).randbytes(2 * 1024 * 1024)
+    digest = digest_of(data)
+    half = len(data) // 2
+    octets = {"Content-Type": "application/octet-stream"}
+    root = tmp_path / "data"
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
+        with make_registry("docker-registry", tmp_path / "writer", root=root, config=config) as reg:
+            location = await open_upload(session, reg, "handed/over")
+            first = {**octets, "Content-Range": f"0-{half - 1}"}
+            async with session.patch(location, data=data[:half], headers=first) as resp:
+                assert resp.status == 202, await resp.text()
+                parts = urlsplit(resp.headers["Location"])
+        with make_registry(reader, tmp_path / "reader", root=root, config=config) as reg:
+            location = reg.url + parts.path + (f"?{parts.query}" if parts.query else "")
+            async with session.get(location) as resp:
+                assert (resp.status, resp.headers.get("Range")) == (204, f"0-{half - 1}"), await resp.text()
+            rest = {**octets, "Content-Range": f"{half}-{len(data) - 1}"}
+            async with session.patch(location, data=data[half:], headers=rest) as resp:
+                assert resp.status == 202, await resp.text()
+                location = urljoin(reg.url, resp.headers["Location"])
+            async with session.put(with_query(location, f"digest={digest}")) as resp:
+                assert resp.status == 201, await resp.text()
+            assert api.blob_head(reg.url, "handed/over", digest).status == 200

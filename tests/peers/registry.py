@@ -10,7 +10,8 @@ API (both classes share it; use them as context managers or call ``start()``/``s
       deletes enabled), e.g. ``{"proxy": {"remoteurl": up.url}}`` or ``{"auth": {...}}``.
     * ``netns``: a ``tests.peers.netns.NetNs``; the registry then listens on that namespace's loopback.
     * ``tls``: ``(cert, key)`` paths (``write_self_signed(dir)`` makes a pair); the URL becomes https.
-    * ``start(timeout=20)`` returns once ``GET /v2/`` answers (200 or 401); ``stop()`` = SIGTERM then SIGKILL;
+    * ``start(timeout=20)`` returns once ``GET /v2/`` answers (200 or 401), moving to a fresh port if the
+      chosen one was taken meanwhile; ``stop()`` = SIGTERM then SIGKILL;
       ``kill(signal.SIGKILL)`` kills the whole process group (every worker) at once and reaps it;
       ``restart()`` starts again on the same port, config and root.
     * ``url`` (``http://127.0.0.1:PORT``), ``host`` (``127.0.0.1:PORT``), ``port``, ``root``, ``impl``
@@ -167,12 +168,24 @@ class RegistryProcess:
         raise NotImplementedError
 
     def start(self, timeout: float = 20.0) -> Self:
-        """Write config.yml, start the server and wait until ``GET /v2/`` answers."""
+        """Write config.yml, start the server and wait until ``GET /v2/`` answers.
+
+        If another process took the port since it was chosen, retry on a fresh one (``port``/``url`` change)."""
+        for _ in range(3):
+            if self._start_once(timeout):
+                return self
+            self.port = free_port()
+            self.config = deep_merge(self.config, {"http": {"addr": f"127.0.0.1:{self.port}"}})
+        raise RuntimeError(f"{self.impl}: every port tried was taken:\n{self.log_text()[-3000:]}")
+
+    def _start_once(self, timeout: float) -> bool:
+        """Start and wait; False when the port turned out to be taken, an exception for any other failure."""
         self.config_path.write_text(yaml.safe_dump(self.config, sort_keys=False))
         cmd = self.command()
         if self.netns:
             cmd = self.netns.wrap(cmd)
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        log_start = len(self.log_text())
         with self.log_path.open("ab") as log:
             # A session of its own lets kill() reach every worker with one killpg.
             self.proc = subprocess.Popen(
@@ -185,12 +198,16 @@ class RegistryProcess:
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            # Checked before and after the ping: a server of someone else's on a stolen port may answer too.
+            if self.proc.poll() is None and self._ping() and self.proc.poll() is None:
+                return True
             if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"{self.impl} exited with {self.proc.returncode} at start:\n{self.log_text()[-3000:]}"
-                )
-            if self._ping():
-                return self
+                output = self.log_text()[log_start:]
+                code = self.proc.returncode
+                self.proc = None
+                if "address already in use" in output.lower():
+                    return False
+                raise RuntimeError(f"{self.impl} exited with {code} at start:\n{output[-3000:]}")
             time.sleep(0.05)
         self.stop()
         raise TimeoutError(f"{self.impl} did not answer GET /v2/ within {timeout}s:\n{self.log_text()[-3000:]}")

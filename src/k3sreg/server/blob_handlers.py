@@ -149,19 +149,23 @@ async def _start(request: web.Request, ctx: Context, name: str) -> web.StreamRes
         uuid = await ctx.registry.create_upload(name)
         return web.Response(status=202, headers=_upload_headers(ctx, request, name, uuid, 0))
     uuid = new_upload_id()
+    # A client that vanishes cancels this handler, possibly while the session is being created in a thread:
+    # the clean-up waits for that creation, so nothing is left behind.
+    create = asyncio.ensure_future(ctx.registry.create_upload(name, uuid))
     try:
-        await ctx.registry.create_upload(name, uuid)
+        await asyncio.shield(create)
         await ctx.registry.append_upload(name, uuid, body.chunks(request, ctx.limits.body_timeout), None,
                                          request.content_length)
         await ctx.registry.commit_upload(name, uuid, d_mono)
     except BaseException:
-        # Shielded: a client that disconnects cancels this handler, and the session must still go.
-        await asyncio.shield(_forget(ctx, name, uuid))
+        await asyncio.shield(_forget(ctx, name, uuid, create))
         raise
     return _created(ctx, request, name, d_mono)
 
 
-async def _forget(ctx: Context, name: str, uuid: str) -> None:
+async def _forget(ctx: Context, name: str, uuid: str, created: asyncio.Future[str]) -> None:
+    with contextlib.suppress(BaseException):
+        await created
     with contextlib.suppress(errors.BlobUploadUnknown):
         await ctx.registry.cancel_upload(name, uuid)
 

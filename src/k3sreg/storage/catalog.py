@@ -1,22 +1,27 @@
-"""The list of repositories: every directory under `repositories/` that holds Distribution's `_` folders."""
+"""The list of repositories: every directory under `repositories/` that holds Distribution's `_manifests`.
+
+A directory with only `_layers` or `_uploads` (an interrupted first push, a failed mount) is not a repository
+yet, as in Distribution; housekeeping that must reach those passes `markers=ALL_MARKERS`.
+"""
 
 from __future__ import annotations
 
 from k3sreg.storage import paths
 from k3sreg.storage.driver import Driver
 
-_MARKERS = ("_manifests", "_layers", "_uploads")
+CATALOG_MARKERS = ("_manifests",)
+ALL_MARKERS = ("_manifests", "_layers", "_uploads")
 
 
-def repositories(driver: Driver) -> list[str]:
-    """All repository names, sorted as the catalog API requires."""
+def repositories(driver: Driver, markers: tuple[str, ...] = CATALOG_MARKERS) -> list[str]:
+    """All repository names (directories holding one of `markers`), sorted as the catalog API requires."""
     found: list[str] = []
     stack = [""]
     while stack:
         prefix = stack.pop()
         base = f"{paths.REPOSITORIES}/{prefix}" if prefix else paths.REPOSITORIES
         children = driver.list(base)
-        if prefix and any(marker in children for marker in _MARKERS):
+        if prefix and any(marker in children for marker in markers):
             found.append(prefix)
         for child in children:
             if not child.startswith("_") and not child.startswith("."):

@@ -128,10 +128,15 @@ class ManifestStore:
         return info.mtime if info else None
 
     def tags(self, repo: str) -> list[str]:
-        """Every tag of `repo`, sorted; NAME_UNKNOWN when the repository does not exist."""
-        if self.driver.stat(paths.repo(repo)) is None:
+        """Every tag of `repo`, sorted; NAME_UNKNOWN when the repository holds no manifests.
+
+        Only tags with a `current` link count: a crash between writing a tag's index link and its current
+        link leaves a directory that names nothing, and listing it would promise a tag nobody can pull.
+        """
+        if self.driver.stat(paths.tags(repo)) is None:
             raise errors.NameUnknown(detail={"name": repo})
-        return sorted(t for t in self.driver.list(paths.tags(repo)) if is_valid_tag(t))
+        return sorted(t for t in self.driver.list(paths.tags(repo))
+                      if is_valid_tag(t) and self.driver.stat(paths.tag_current_link(repo, t)) is not None)
 
     def referrers(self, repo: str, subject: Digest, artifact_type: str | None) -> list[Descriptor]:
         """Descriptors of the manifests in `repo` whose subject is `subject`, optionally filtered."""

@@ -22,7 +22,7 @@ def purge_uploads(driver: Driver, age: float, dry_run: bool = False, now: float 
     """Remove upload sessions started more than `age` seconds ago, and stale staging files; returns them."""
     now = time.time() if now is None else now
     removed: list[str] = []
-    for repo in catalog.repositories(driver):
+    for repo in catalog.repositories(driver, catalog.ALL_MARKERS):
         for uuid in driver.list(paths.uploads(repo)):
             started = _started(driver, repo, uuid)
             if started is not None and now - started > age:

@@ -60,7 +60,7 @@ class Evictor:
     def run(self, now: float | None = None) -> Report:
         now = time.time() if now is None else now
         report = Report()
-        repos = catalog.repositories(self.driver)
+        repos = catalog.repositories(self.driver, catalog.ALL_MARKERS)
         for upstream in self.upstreams:
             mine = [r for r in repos if self._owns(upstream, r)]
             self._expire_manifests(upstream, mine, now, report)

@@ -160,14 +160,29 @@ def test_referrers_filtered_by_artifact_type(driver: Driver) -> None:
 
 
 def test_catalog_finds_nested_repositories_sorted(driver: Driver) -> None:
-    """The catalog lists every repository, nested ones too, in lexical order, with pagination."""
+    """The catalog lists every repository with manifests, nested ones too, in lexical order, with pagination."""
     blobs = BlobStore(driver)
+    store = ManifestStore(blobs)
     for name in ["b", "a/c", "a", "a/c/d"]:
-        push_blob(blobs, name, name.encode())
+        store.put(name, "1", image(push_blob(blobs, name, b"{}"), []), None)
+    push_blob(blobs, "only/blobs", b"x")  # an interrupted first push is not a repository yet
     names = catalog.repositories(driver)
     assert names == ["a", "a/c", "a/c/d", "b"]
+    assert "only/blobs" in catalog.repositories(driver, catalog.ALL_MARKERS)
     assert catalog.page(names, 2, None) == (["a", "a/c"], True)
     assert catalog.page(names, 2, "a/c") == (["a/c/d", "b"], False)
+
+
+def test_half_written_tag_is_not_listed(driver: Driver) -> None:
+    """A tag directory without its current link (a crash mid-put) is not listed; a repo without tags is unknown."""
+    blobs = BlobStore(driver)
+    store = ManifestStore(blobs)
+    d = store.put("r", "good", image(push_blob(blobs, "r", b"{}"), []), None).digest
+    driver.put_content(paths.tag_index_link("r", "half", d), str(d).encode())
+    assert store.tags("r") == ["good"]
+    push_blob(blobs, "blobs/only", b"y")
+    with pytest.raises(errors.NameUnknown):
+        store.tags("blobs/only")
 
 
 def test_purge_removes_only_old_uploads(driver: Driver) -> None:
