@@ -12,10 +12,11 @@ from collections.abc import Awaitable, Callable
 
 from bench.context import Context
 from bench.report import Results
-from bench.scenarios import core
+from bench.scenarios import core, proxy
 
 Scenario = Callable[[Context, Results], Awaitable[None]]
 
 SCENARIOS: dict[str, Scenario] = {
     "core": core.run,
+    "proxy": proxy.run,
 }

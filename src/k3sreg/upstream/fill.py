@@ -20,7 +20,8 @@ import fcntl
 import hashlib
 import logging
 import os
-from collections.abc import AsyncIterator, Callable
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -35,6 +36,7 @@ log = logging.getLogger("k3sreg.upstream")
 FILLS = f"{paths.V2}/_fills"
 _BUFFER = 1 << 20
 _POLL = 0.02
+_RECENT = 8
 _SIZE_WAIT = 30.0
 
 
@@ -50,6 +52,15 @@ class Fill:
     error: BaseException | None = None
     started: asyncio.Event = field(default_factory=asyncio.Event)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    # The last buffers written, (offset, bytes): followers that keep up are fed from memory, not the file.
+    recent: deque[tuple[int, bytes]] = field(default_factory=lambda: deque(maxlen=_RECENT))
+
+    def from_memory(self, offset: int) -> bytes | None:
+        # Followers move buffer by buffer, so the slice (a copy) is needed only for a Range start.
+        for start, data in self.recent:
+            if start <= offset < start + len(data):
+                return data[offset - start:] if offset > start else data
+        return None
 
     def notify(self) -> None:
         self.changed.set()
@@ -119,17 +130,7 @@ class FillCoordinator:
                 out = await self.registry.run(_create, fill.partial, self.root / f"{fill.digest.hex}.size",
                                               stream.size)
                 fill.started.set()
-                buf = bytearray()
-                async for chunk in stream:
-                    buf += chunk
-                    if len(buf) >= _BUFFER or fill.written + len(buf) == fill.size:
-                        await self.registry.run(_append, out, hasher, bytes(buf))
-                        fill.written += len(buf)
-                        buf.clear()
-                        fill.notify()
-                if buf:
-                    await self.registry.run(_append, out, hasher, bytes(buf))
-                    fill.written += len(buf)
+                await self._pump(stream, out, hasher, fill)
             if fill.written != fill.size:
                 raise errors.Unavailable(f"{client.name} sent {fill.written} of {fill.size} bytes of {fill.digest}")
             if hasher.hexdigest() != fill.digest.hex:
@@ -150,6 +151,45 @@ class FillCoordinator:
             fill.started.set()
             fill.notify()
             lock.close()  # after the rename or the removal, so other processes see the outcome
+
+    async def _pump(self, stream: AsyncIterable[bytes], out: BinaryIO, hasher: hashlib._Hash, fill: Fill) -> None:
+        """Copy the upstream body to the partial file. Receiving the next buffer overlaps with writing and
+        hashing this one (two threads: both release the GIL); followers see bytes once they are in the file."""
+        pending: asyncio.Future[tuple[None, None]] | None = None
+        pending_data = b""
+
+        async def settle() -> None:
+            nonlocal pending
+            if pending is not None:
+                await pending
+                pending = None
+                fill.recent.append((fill.written, pending_data))
+                fill.written += len(pending_data)
+                fill.notify()
+
+        def submit(data: bytes) -> None:
+            nonlocal pending, pending_data
+            pending, pending_data = asyncio.gather(self.registry.run(_write, out, data),
+                                                   self.registry.run(hasher.update, data)), data
+
+        parts: list[bytes] = []
+        size = 0
+        try:
+            async for chunk in stream:
+                parts.append(chunk)
+                size += len(chunk)
+                if size >= _BUFFER:
+                    await settle()
+                    submit(b"".join(parts))  # one copy; a growing bytearray would copy twice
+                    parts, size = [], 0
+            await settle()
+            if parts:
+                submit(b"".join(parts))
+                await settle()
+        finally:
+            if pending is not None:  # a failure mid-way: let the threads finish before the file is closed
+                with contextlib.suppress(BaseException):
+                    await pending
 
     def _commit(self, out: BinaryIO, fill: Fill, cache_repo: str) -> None:
         out.flush()
@@ -174,7 +214,9 @@ class FillCoordinator:
             while True:
                 changed = fill.changed
                 if offset < fill.written:
-                    data = await self.registry.run(_pread, f, offset, min(fill.written - offset, _BUFFER))
+                    data = fill.from_memory(offset)
+                    if data is None:
+                        data = await self.registry.run(_pread, f, offset, min(fill.written - offset, _BUFFER))
                     offset += len(data)
                     yield data
                     continue
@@ -264,10 +306,9 @@ def _create(partial: Path, size_file: Path, size: int) -> BinaryIO:
     return out
 
 
-def _append(out: BinaryIO, hasher: hashlib._Hash, data: bytes) -> None:
+def _write(out: BinaryIO, data: bytes) -> None:
     out.write(data)
     out.flush()  # followers read the file, not our buffer
-    hasher.update(data)
 
 
 def _discard(out: BinaryIO | None, partial: Path) -> None:
