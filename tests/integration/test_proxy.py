@@ -172,6 +172,14 @@ class Relay:
     def __init__(self, target_port: int, cut_after: int | None = None, rate: int | None = None):
         self.target_port, self.cut_after, self.rate = target_port, cut_after, rate
         self.delay = 0.0  # seconds to hold every answer back (a slow upstream)
+        self.status: int | None = None  # answer every request with this status instead (a failing upstream)
+        self._open: set[asyncio.StreamWriter] = set()
+
+    def fail_with(self, status: int) -> None:
+        """From now on answer `status`; pooled connections to the real upstream are dropped."""
+        self.status = status
+        for writer in self._open:
+            writer.close()
         self.cuts = 0
         self.progress: list[tuple[float, int]] = []
         self.server: asyncio.Server | None = None
@@ -184,7 +192,13 @@ class Relay:
             self.server.close()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.status is not None:
+            while await reader.readuntil(b"\r\n\r\n"):
+                writer.write(f"HTTP/1.1 {self.status} Failing\r\nContent-Length: 0\r\n\r\n".encode())
+                await writer.drain()
+            return
         up_r, up_w = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self._open.add(writer)
         limit = None
         if self.cut_after is not None and not self.cuts:
             limit, self.cuts = self.cut_after, 1
@@ -455,18 +469,22 @@ def test_token_protected_upstream_through_cache(oci_layout: TestLayout, tmp_path
         assert len(issuer.requests) < len(statuses)
 
 
-def test_slow_upstream_serves_cached_tag_within_tagtimeout(site: Site, tmp_path: Path) -> None:
-    """When the tag re-check does not answer within tagtimeout, the cached tag is served at once, logged stale."""
-    digest = push_image(site.netns, site.hub, "library/sluggish", "1", [tar_layer("s", b"slow")])
+@pytest.mark.parametrize("failure", ["slow", "503"])
+def test_failing_upstream_serves_cached_tag(site: Site, tmp_path: Path, failure: str) -> None:
+    """A tag re-check that is too slow (past tagtimeout) or answers 5xx serves the cached tag, logged stale."""
+    digest = push_image(site.netns, site.hub, f"library/sluggish{failure}", "1", [tar_layer("s", b"slow")])
     relay = Relay(site.hub.port)
 
     async def scenario() -> tuple[str, float, str]:
         async with relayed_cache(relay, tmp_path, tagttl="1ms", tagtimeout="300ms", timeout="10s") as cache:
-            url = f"{cache.url}/v2/library/sluggish/manifests/1?ns=docker.io"
+            url = f"{cache.url}/v2/library/sluggish{failure}/manifests/1?ns=docker.io"
             async with aiohttp.ClientSession(headers=MANIFEST_ACCEPT) as s:
                 async with s.get(url) as r:
                     assert r.status == 200
-                relay.delay = 5.0
+                if failure == "slow":
+                    relay.delay = 5.0
+                else:
+                    relay.fail_with(503)
                 loop = asyncio.get_running_loop()
                 started = loop.time()
                 async with s.get(url) as r:
