@@ -12,6 +12,7 @@ from k3sreg import errors
 from k3sreg.oci.digest import Digest, InvalidDigest
 from k3sreg.server import body
 from k3sreg.server.context import Context, Resolved
+from k3sreg.server.sendfile import BlobFileResponse
 from k3sreg.storage.blobs import BlobInfo, new_upload_id, upload_range
 from k3sreg.storage.registry import Repository
 
@@ -44,7 +45,7 @@ async def blob(request: web.Request, ctx: Context, res: Resolved) -> web.StreamR
     if local is not None:
         # sendfile() from the blob file; aiohttp answers Range with 206 and an unsatisfiable one with 416.
         view.count_sendfile(info.size)
-        return web.FileResponse(local, headers=headers)
+        return BlobFileResponse(local, headers=headers)
     return await _stream(request, view, info, headers)
 
 

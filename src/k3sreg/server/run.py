@@ -79,10 +79,11 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | None:
 
 def _serve_one(settings: Settings, sock: socket.socket) -> None:
     """One worker: an event loop (uvloop when installed) serving the app on the shared socket."""
-    with contextlib.suppress(ImportError):
-        import uvloop
+    if os.environ.get("K3SREG_LOOP", "uvloop") == "uvloop":
+        with contextlib.suppress(ImportError):
+            import uvloop
 
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+            asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     access_log = None if settings.log.accesslog.disabled else logging.getLogger("aiohttp.access")
     web.run_app(create_app(settings), sock=sock, ssl_context=ssl_context(settings), print=None,
                 access_log=access_log, handle_signals=True,

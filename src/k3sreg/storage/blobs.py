@@ -68,16 +68,20 @@ class Appender:
         return self._writer.size
 
     def write(self, data: bytes) -> None:
-        self.write_data(data)
-        self.hash_data(data)
+        self.write_parts([data])
+        self.hash_parts([data])
 
-    def write_data(self, data: bytes) -> None:
-        """Append to the file; may run in one thread while `hash_data` of the same bytes runs in another."""
-        self._writer.write(data)
+    def write_parts(self, parts: list[bytes]) -> None:
+        """Append to the file; may run in one thread while `hash_parts` of the same bytes runs in another.
 
-    def hash_data(self, data: bytes) -> None:
-        self._state.hasher.update(data)
-        self._state.offset += len(data)
+        The request body arrives in pieces; writing them one by one spares a copy into one big buffer."""
+        for part in parts:
+            self._writer.write(part)
+
+    def hash_parts(self, parts: list[bytes]) -> None:
+        for part in parts:
+            self._state.hasher.update(part)
+            self._state.offset += len(part)
 
     def finish(self) -> int:
         """Close the file and keep the hash for the next request of this session; returns the size."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -86,6 +87,7 @@ class ManifestStore:
         self.blobs = blobs
         self.driver = blobs.driver
         self._cache = _ManifestCache(cache_bytes)
+        self._tag_lists: dict[str, tuple[float, list[str], list[str]]] = {}
 
     # --- read ------------------------------------------------------------------------------------------
     def resolve(self, repo: str, reference: str) -> Digest:
@@ -132,11 +134,30 @@ class ManifestStore:
 
         Only tags with a `current` link count: a crash between writing a tag's index link and its current
         link leaves a directory that names nothing, and listing it would promise a tag nobody can pull.
+        Checking each tag costs a stat, so the complete tags are remembered per repository, valid while the
+        `tags/` directory keeps its mtime (adding or deleting a tag changes it; a tag that is complete stays
+        so). A directory touched within the last second is rescanned, as its mtime may not have ticked yet.
         """
-        if self.driver.stat(paths.tags(repo)) is None:
+        info = self.driver.stat(paths.tags(repo))
+        if info is None:
             raise errors.NameUnknown(detail={"name": repo})
-        return sorted(t for t in self.driver.list(paths.tags(repo))
-                      if is_valid_tag(t) and self.driver.stat(paths.tag_current_link(repo, t)) is not None)
+        cached = self._tag_lists.get(repo)
+        if cached is not None and cached[0] == info.mtime:
+            _, complete, incomplete = cached
+            finished = [t for t in incomplete if self._tag_complete(repo, t)]
+            if not finished:
+                return complete
+            complete = sorted(complete + finished)
+        else:
+            names = [t for t in self.driver.list(paths.tags(repo)) if is_valid_tag(t)]
+            complete = sorted(t for t in names if self._tag_complete(repo, t))
+            incomplete = sorted(set(names) - set(complete))
+        if time.time() - info.mtime > 1.0:
+            self._tag_lists[repo] = (info.mtime, complete, [t for t in incomplete if t not in complete])
+        return complete
+
+    def _tag_complete(self, repo: str, tag: str) -> bool:
+        return self.driver.stat(paths.tag_current_link(repo, tag)) is not None
 
     def referrers(self, repo: str, subject: Digest, artifact_type: str | None) -> list[Descriptor]:
         """Descriptors of the manifests in `repo` whose subject is `subject`, optionally filtered."""

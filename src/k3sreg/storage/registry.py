@@ -96,28 +96,30 @@ class Registry:
         appender = await self._run(self.blobs.begin_append, repo, uuid, start)
         begin = appender.size
         pending: asyncio.Future[tuple[None, None]] | None = None
-        buf = bytearray()
+        parts: list[bytes] = []
+        buffered = 0
         received = 0
 
-        def submit(data: bytes) -> asyncio.Future[tuple[None, None]]:
-            return asyncio.gather(self._run(appender.write_data, data), self._run(appender.hash_data, data))
+        def submit(batch: list[bytes]) -> asyncio.Future[tuple[None, None]]:
+            return asyncio.gather(self._run(appender.write_parts, batch), self._run(appender.hash_parts, batch))
 
         try:
             async for chunk in body:
                 received += len(chunk)
                 if self.blob_limit and begin + received > self.blob_limit:
                     raise errors.TooLarge(f"blob exceeds the limit of {self.blob_limit} bytes")
-                buf += chunk
-                if len(buf) >= _WRITE_BUFFER:
+                parts.append(chunk)
+                buffered += len(chunk)
+                if buffered >= _WRITE_BUFFER:
                     if pending is not None:
                         await pending
-                    pending = submit(bytes(buf))
-                    buf.clear()
+                    pending = submit(parts)
+                    parts, buffered = [], 0
             if pending is not None:
                 await pending
                 pending = None
-            if buf:
-                await submit(bytes(buf))
+            if parts:
+                await submit(parts)
             if length is not None and received != length:
                 raise errors.SizeInvalid(f"received {received} bytes, Content-Length said {length}")
         except BaseException:

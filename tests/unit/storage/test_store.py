@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -194,3 +195,21 @@ def test_purge_removes_only_old_uploads(driver: Driver) -> None:
     assert driver.list(paths.uploads("r")) != []
     purge_uploads(driver, age=3600)
     assert driver.list(paths.uploads("r")) == [new]
+
+
+def test_tag_list_cache_follows_changes(driver: Driver) -> None:
+    """The remembered tag list sees new, deleted and finished tags even when the directory looks unchanged."""
+    blobs = BlobStore(driver)
+    store = ManifestStore(blobs)
+    d = store.put("r", "a", image(push_blob(blobs, "r", b"{}"), []), None).digest
+    driver.put_content(paths.tag_index_link("r", "half", d), str(d).encode())
+    if isinstance(driver, FilesystemDriver):  # age the directory so the list is remembered
+        old = driver.root / paths.tags("r")
+        os.utime(old, (1, 1))
+    assert store.tags("r") == ["a"]
+    assert store.tags("r") == ["a"]  # from memory
+    driver.put_content(paths.tag_current_link("r", "half"), str(d).encode())
+    assert store.tags("r") == ["a", "half"]
+    store.put("r", "b", image(push_blob(blobs, "r", b"{}"), []), None)
+    store.delete("r", "a")
+    assert store.tags("r") == ["b", "half"]

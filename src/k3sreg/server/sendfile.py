@@ -1,0 +1,71 @@
+"""Blob downloads with sendfile(2), under uvloop too.
+
+aiohttp's FileResponse asks the event loop for sendfile; uvloop has none, so aiohttp falls back to reading
+256 KiB pieces in threads and writing them through the transport (twice the CPU per byte, and a copy through
+user space). Here the response headers go out through aiohttp as usual, then a thread runs sendfile(2)
+straight from the blob file to the socket, waiting with poll(2) when the socket is full. The loop does not
+write to that connection meanwhile (the response is in progress), and the socket stays non-blocking, so
+uvloop's own reads are unaffected. TLS connections, and the rare moment when every sendfile thread is busy,
+take aiohttp's own path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import select
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import IO, Any
+
+from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
+
+_THREADS = 64
+_pool = ThreadPoolExecutor(max_workers=_THREADS, thread_name_prefix="k3sreg-sendfile")
+_slots = threading.BoundedSemaphore(_THREADS)
+STALL_TIMEOUT = 60.0  # a client that takes nothing for this long is dropped
+
+
+class BlobFileResponse(web.FileResponse):
+    """A FileResponse whose body always moves with sendfile(2) on plain-TCP connections."""
+
+    async def _sendfile(self, request: web.BaseRequest, fobj: IO[Any], offset: int, count: int
+                        ) -> AbstractStreamWriter:
+        transport = request.transport
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        if (transport is None or sock is None or count <= 0 or self.compression
+                or transport.get_extra_info("sslcontext") is not None or not _slots.acquire(blocking=False)):
+            return await super()._sendfile(request, fobj, offset, count)
+        try:
+            writer = await web.StreamResponse.prepare(self, request)
+            assert writer is not None
+            send_headers = getattr(writer, "send_headers", None)
+            if send_headers is not None:
+                send_headers()
+            # The headers must be on the wire before the body bytes that bypass the transport.
+            while transport.get_write_buffer_size() and not transport.is_closing():
+                await writer.drain()
+                await asyncio.sleep(0)
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(_pool, _send_all, sock.fileno(), fobj.fileno(), offset, count)
+        finally:
+            _slots.release()
+        await web.StreamResponse.write_eof(self)
+        return writer
+
+
+def _send_all(sock_fd: int, file_fd: int, offset: int, count: int) -> None:
+    poller = select.poll()
+    poller.register(sock_fd, select.POLLOUT)
+    while count > 0:
+        try:
+            sent = os.sendfile(sock_fd, file_fd, offset, min(count, 1 << 30))
+        except BlockingIOError:
+            if not poller.poll(STALL_TIMEOUT * 1000):
+                raise ConnectionResetError("client stopped reading") from None
+            continue
+        if sent == 0:
+            raise ConnectionResetError("blob file ended early")
+        offset += sent
+        count -= sent
