@@ -23,6 +23,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--tags", type=int, help="tags in the tags/list repository (default 1000)")
     parser.add_argument("--workers", type=int, help="k3sreg --workers and nginx worker_processes (default 2)")
     parser.add_argument("--servers", help="comma-separated subset of k3sreg,docker-registry,nginx")
+    parser.add_argument(
+        "--k3sreg-env",
+        action="append",
+        metavar="NAME=VALUE",
+        help="add to k3sreg's environment (repeatable), e.g. MALLOC_MMAP_THRESHOLD_=1048576",
+    )
     parser.add_argument("--scenarios", help="comma-separated scenarios to run (default: all)")
     parser.add_argument("--tmpdir", help="where the temporary data directory goes (default: the system's)")
     parser.add_argument("--keep", action="store_true", help="keep the data directory and server logs")
@@ -31,5 +37,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _run() -> int:
+    args = _parser().parse_args()
+    try:
+        return asyncio.run(main(args))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("interrupted; servers stopped and temporary files removed", file=sys.stderr)
+        return 130
+
+
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main(_parser().parse_args())))
+    sys.exit(_run())

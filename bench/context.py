@@ -28,6 +28,8 @@ class BenchConfig:
     pulls_per_round: int = 3
     workers: int = 2
     servers: tuple[str, ...] = ALL_SERVERS
+    # Extra environment for k3sreg (`--k3sreg-env`), to try allocator or loop settings without a code change.
+    k3sreg_env: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def quick(cls, **overrides: object) -> BenchConfig:

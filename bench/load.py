@@ -10,6 +10,7 @@ Any non-2xx answer or socket error fails the figure, because an error page serve
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import zlib
 from dataclasses import dataclass
@@ -77,7 +78,7 @@ async def run_wrk(
         url,
     ]
     proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    out, _ = await proc.communicate()
+    out = await _communicate(proc)
     text = out.decode(errors="replace")
     line = next((ln for ln in text.splitlines() if ln.startswith("WRK-JSON ")), None)
     if proc.returncode != 0 or line is None:
@@ -119,7 +120,7 @@ async def run_ab_head(
         url,
     ]
     proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    out, _ = await proc.communicate()
+    out = await _communicate(proc)
     text = out.decode(errors="replace")
     fields = _ab_fields(text)
     if proc.returncode != 0 or "Complete requests" not in fields or "Time taken for tests" not in fields:
@@ -152,3 +153,15 @@ def _ab_fields(text: str) -> dict[str, str]:
 def _ab_percentiles(csv: Path) -> dict[int, float]:
     rows = csv.read_text().splitlines()[1:]
     return {int(p): float(ms) for p, _, ms in (row.partition(",") for row in rows if row)}
+
+
+async def _communicate(proc: asyncio.subprocess.Process) -> bytes:
+    """The tool's output; a cancelled run (SIGTERM, Ctrl-C) kills the tool instead of leaving it loading."""
+    try:
+        out, _ = await proc.communicate()
+    except asyncio.CancelledError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+        raise
+    return out

@@ -54,21 +54,54 @@ class Proc:
             return ""
         return "\n".join(text.splitlines()[-lines:])
 
+    def exit_status(self) -> int | None:
+        """The exit code (a negative signal number if killed) once the process has exited, else None.
+
+        The process is not reaped, so stop() can still sweep its group safely.
+        """
+        if self.popen.returncode is not None:
+            return self.popen.returncode
+        try:
+            info = os.waitid(os.P_PID, self.popen.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return self.popen.poll()
+        if info is None:
+            return None
+        return info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
+
     def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM the process group, then SIGKILL it if it lingers; idempotent."""
-        if self.popen.poll() is not None:
+        """SIGTERM the process group, SIGKILL it if it lingers, sweep leftover workers; idempotent.
+
+        Signals go to the group only while its leader is not yet reaped (alive or a zombie): until then the
+        kernel cannot hand its pid, our group id, to another process, so no one else's processes are hit.
+        """
+        pid = self.popen.pid
+        if self.popen.returncode is not None:
             return
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.popen.pid, signal.SIGTERM)
-        try:
-            self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
+            os.killpg(pid, signal.SIGTERM)
+        if not _exited_unreaped(pid, timeout):
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.popen.pid, signal.SIGKILL)
-            self.popen.wait(timeout)
+                os.killpg(pid, signal.SIGKILL)
+            _exited_unreaped(pid, timeout)
         # Workers that outlived their parent are still in the group.
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.popen.pid, signal.SIGKILL)
+            os.killpg(pid, signal.SIGKILL)
+        self.popen.wait()
+
+
+def _exited_unreaped(pid: int, timeout: float) -> bool:
+    """Wait up to timeout for child pid to exit, leaving it unreaped (a zombie keeps its pid reserved)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                return True
+        except ChildProcessError:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
 
 
 def launch(name: str, argv: Sequence[str], log: Path, env: dict[str, str] | None = None) -> Proc:
@@ -90,8 +123,9 @@ def wait_http(proc: Proc, url: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:
-        if proc.popen.poll() is not None:
-            raise StartError(f"{proc.name} exited with {proc.popen.returncode}:\n{proc.log_tail()}")
+        code = proc.exit_status()
+        if code is not None:
+            raise StartError(f"{proc.name} exited with {code}:\n{proc.log_tail()}")
         try:
             with urllib.request.urlopen(url, timeout=2) as resp:
                 if resp.status < 500:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import os
 import platform
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -40,6 +42,11 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
             overrides[name] = value
     if args.servers:
         overrides["servers"] = parse_servers(args.servers)
+    if args.k3sreg_env:
+        pairs = [item.partition("=") for item in args.k3sreg_env]
+        if any(not sep or not name for name, sep, _ in pairs):
+            raise ValueError("--k3sreg-env takes NAME=VALUE")
+        overrides["k3sreg_env"] = tuple((name, value) for name, _, value in pairs)
     if "blob_mib" in overrides:
         overrides["small_blob_mib"] = min(cfg.small_blob_mib, int(str(overrides["blob_mib"])))
     return replace(cfg, **overrides)  # type: ignore[arg-type]
@@ -100,6 +107,11 @@ async def main(args: argparse.Namespace) -> int:
     if missing:
         print(f"error: missing programs {', '.join(missing)} (run `make peers`)", file=sys.stderr)
         return 2
+    # SIGTERM (a timeout, a CI runner) cancels the run like Ctrl-C does, so the servers and files still go.
+    task = asyncio.current_task()
+    if task is not None:
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            asyncio.get_running_loop().add_signal_handler(sig, task.cancel)
     base = args.tmpdir or _default_base(cfg)
     workdir = Path(tempfile.mkdtemp(prefix="k3sreg-bench-", dir=base))
     ctx = Context(cfg, workdir, verbose=not args.quiet)
@@ -140,7 +152,8 @@ def _print(args: argparse.Namespace, cfg: BenchConfig, results: Results, elapsed
         notes = "".join(f"\n- {note}" for note in results.notes)
         print(f"{title}\n\n{render_markdown(results)}\n{notes}")
         return
-    render_table(results, Console(width=200), title)
+    # A log or a pipe gets the whole table on one line per row; a terminal gets its own width.
+    render_table(results, Console(width=None if sys.stdout.isatty() else 200), title)
 
 
 def _replay(args: argparse.Namespace, path: Path) -> int:

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from collections.abc import Mapping
@@ -107,15 +108,17 @@ def start_docker_registry(
     return server
 
 
-def start_k3sreg(workdir: Path, workers: int, overlay: Mapping[str, object] | None = None) -> Server:
-    """k3sreg --workers N serving workdir/data, config overlay on top; waits for GET /v2/."""
+def start_k3sreg(
+    workdir: Path, workers: int, overlay: Mapping[str, object] | None = None, env: Mapping[str, str] | None = None
+) -> Server:
+    """k3sreg --workers N serving workdir/data, config overlay on top, env added to ours; waits for GET /v2/."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     data = workdir / "data"
     config_path = workdir / "config.yml"
     config_path.write_text(yaml.safe_dump(_registry_config(data, port, overlay)))
     argv = [str(k3sreg_binary()), "serve", "--config", str(config_path), "--workers", str(workers)]
-    proc = launch(K3SREG, argv, workdir / "server.log")
+    proc = launch(K3SREG, argv, workdir / "server.log", {**os.environ, **env} if env else None)
     server = Server(K3SREG, f"http://127.0.0.1:{port}", proc, data)
     _wait_or_stop(server)
     return server

@@ -71,7 +71,7 @@ async def _start(ctx: Context, results: Results, stack: contextlib.ExitStack) ->
     cfg, servers = ctx.config, {}
     starters: list[tuple[str, Callable[[], Server]]] = [
         (DOCKER_REGISTRY, lambda: start_docker_registry(ctx.subdir("core", "docker-registry"))),
-        (K3SREG, lambda: start_k3sreg(ctx.subdir("core", "k3sreg"), cfg.workers)),
+        (K3SREG, lambda: start_k3sreg(ctx.subdir("core", "k3sreg"), cfg.workers, env=dict(cfg.k3sreg_env))),
     ]
     for name, start in starters:
         if not ctx.wants(name):
@@ -151,7 +151,7 @@ async def _round(ctx: Context, results: Results, order: list[Server], big: BlobF
 
 def _alive(ctx: Context, results: Results, server: Server) -> bool:
     """False (once noted, with the log's tail) when the server's root process has exited."""
-    code = server.proc.popen.poll()
+    code = server.proc.exit_status()
     if code is None:
         return True
     message = f"{server.name} exited with code {code} during the run; its log ends with:\n{server.proc.log_tail(30)}"
@@ -178,6 +178,8 @@ async def run(ctx: Context, results: Results) -> None:
     ctx.log(f"writing {cfg.small_blob_mib} MiB and {cfg.blob_mib} MiB blobs")
     small = await asyncio.to_thread(content.write_blob, blobs_dir / "small", cfg.small_blob_mib, 1)
     big = await asyncio.to_thread(content.write_blob, blobs_dir / "big", cfg.blob_mib, 2)
+    if cfg.k3sreg_env:
+        results.notes.append("k3sreg ran with " + " ".join(f"{k}={v}" for k, v in cfg.k3sreg_env))
     with contextlib.ExitStack() as stack:
         servers = await _start(ctx, results, stack)
         if not servers:
