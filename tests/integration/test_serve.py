@@ -102,7 +102,7 @@ def test_env_overrides_and_start_message(tmp_path: Path, procs: list[subprocess.
 
 
 def test_workers_share_the_port_and_are_restarted(tmp_path: Path, procs: list[subprocess.Popen[str]]) -> None:
-    """--workers 2 forks two servers on one port; a killed worker is replaced and service continues."""
+    """--workers 2 forks two servers on one port; a killed worker is replaced; a killed master ends them all."""
     port = free_port()
     cfg = tmp_path / "config.yml"
     cfg.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path}/d\nhttp:\n"
@@ -127,6 +127,14 @@ def test_workers_share_the_port_and_are_restarted(tmp_path: Path, procs: list[su
     assert len(children()) == 2 and first[0] not in children()
     for _ in range(10):
         wait_up(f"http://127.0.0.1:{port}", timeout=5)
+    # A master killed outright takes its workers with it (no orphan keeps the port).
+    workers = children()
+    p.kill()
+    p.wait(10)
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{w}").exists() for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(Path(f"/proc/{w}").exists() for w in workers)
 
 
 def make_cert(tmp: Path) -> tuple[Path, Path]:

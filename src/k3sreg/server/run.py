@@ -97,12 +97,14 @@ def serve(settings: Settings, sock: socket.socket, workers: int) -> None:
         return
     children: dict[int, int] = {}
     stopping = False
+    parent = os.getpid()
 
     def spawn(slot: int) -> None:
         pid = os.fork()
         if pid == 0:
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            _die_with_parent(parent)
             try:
                 _serve_one(settings, sock)
             finally:
@@ -111,6 +113,8 @@ def serve(settings: Settings, sock: socket.socket, workers: int) -> None:
 
     def stop(signum: int, _frame: object) -> None:
         nonlocal stopping
+        if not stopping:
+            log.warning("stopping on signal %d", signum)
         stopping = True
         for pid in list(children):
             with contextlib.suppress(ProcessLookupError):
@@ -130,3 +134,14 @@ def serve(settings: Settings, sock: socket.socket, workers: int) -> None:
             log.error("worker %d exited (status %d); starting a new one", pid, status)
             time.sleep(0.2)
             spawn(ended)
+
+
+def _die_with_parent(parent: int) -> None:
+    """A worker must not outlive a master killed with SIGKILL: ask Linux for SIGTERM when the parent dies."""
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() != parent:  # the master died before the request took effect
+        os._exit(0)

@@ -236,9 +236,10 @@ class FillCoordinator:
             size = await self.registry.run(_read_size, size_file)
             if size is not None:
                 break
+            lock_free = await self.registry.run(_lock_free, self.root / f"{d.hex}.lock")
             if await self.registry.run(self.registry.blobs.stat_global, d) is not None:
                 raise _Committed()
-            if await self.registry.run(_lock_free, self.root / f"{d.hex}.lock") or loop.time() > deadline:
+            if lock_free or loop.time() > deadline:
                 raise errors.Unavailable(f"the download of {d} in another worker did not start")
             await asyncio.sleep(_POLL)
         return Source(size, lambda offset: self._tail(d, partial, size, offset))
@@ -252,8 +253,10 @@ class FillCoordinator:
                     offset += len(data)
                     yield data
                     continue
-                if await self.registry.run(self.registry.blobs.stat_global, d) is None and \
-                        await self.registry.run(_lock_free, self.root / f"{d.hex}.lock"):
+                # The leader commits before it lets go of the lock: ask about the lock first, then the store,
+                # or a commit between the two questions would look like a failure.
+                if await self.registry.run(_lock_free, self.root / f"{d.hex}.lock") and \
+                        await self.registry.run(self.registry.blobs.stat_global, d) is None:
                     raise errors.Unavailable(f"the download of {d} failed in another worker")
                 await asyncio.sleep(_POLL)
         finally:
