@@ -174,15 +174,15 @@ class Relay:
         self.delay = 0.0  # seconds to hold every answer back (a slow upstream)
         self.status: int | None = None  # answer every request with this status instead (a failing upstream)
         self._open: set[asyncio.StreamWriter] = set()
+        self.cuts = 0
+        self.progress: list[tuple[float, int]] = []
+        self.server: asyncio.Server | None = None
 
     def fail_with(self, status: int) -> None:
         """From now on answer `status`; pooled connections to the real upstream are dropped."""
         self.status = status
         for writer in self._open:
             writer.close()
-        self.cuts = 0
-        self.progress: list[tuple[float, int]] = []
-        self.server: asyncio.Server | None = None
 
     async def start(self, port: int) -> None:
         self.server = await asyncio.start_server(self._handle, "127.0.0.1", port)
