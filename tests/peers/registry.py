@@ -248,12 +248,25 @@ class RegistryProcess:
         self.proc = None
 
     def _reap_group(self) -> None:
-        # Workers may outlive the parent for a moment; SIGKILL whatever is left of our own group.
+        """Wait for the workers of a reaped master (they die with it: PR_SET_PDEATHSIG), killing stragglers.
+
+        No killpg here: once the leader is reaped its pid, and so the group id, may be reused by another test's
+        server, and a signal to the group would hit that one. Stragglers are picked one by one instead: members
+        of the old group that are not its leader and were orphaned (their parent is gone).
+        """
         assert self.proc is not None
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, 0)
-            time.sleep(0.1)
-            os.killpg(self.proc.pid, signal.SIGKILL)
+        pgid = self.proc.pid
+        deadline = time.monotonic() + 10
+        while True:
+            left = _orphaned_members(pgid)
+            if not left:
+                return
+            if time.monotonic() > deadline:
+                for pid in left:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                return
+            time.sleep(0.05)
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after 10 s; idempotent."""
@@ -356,3 +369,20 @@ def make_variant(variant: str, workdir: Path, **kwargs: Any) -> RegistryProcess:
     """A registry for the test id ``variant`` (a key of ``VARIANTS``), not started yet."""
     impl, extra = VARIANTS[variant]
     return make_registry(impl, workdir, **extra, **kwargs)
+
+
+def _orphaned_members(pgid: int) -> list[int]:
+    """Pids in process group `pgid`, other than its leader, whose parent is init (their master was reaped)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == pgid:
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # fields: state, ppid, pgrp, ...
+        if int(fields[2]) == pgid and int(fields[1]) == 1:
+            found.append(int(entry))
+    return found
