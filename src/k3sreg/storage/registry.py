@@ -42,14 +42,13 @@ class Registry:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, functools.partial(fn, *args))
 
-    _run = run
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     # --- blobs ----------------------------------------------------------------------------------------
     async def stat_blob(self, repo: str, d: Digest) -> BlobInfo:
-        return await self._run(self.blobs.stat, repo, d)
+        return await self.run(self.blobs.stat, repo, d)
 
     def local_path(self, info: BlobInfo) -> Path | None:
         return self.driver.local_path(info.path)
@@ -57,33 +56,33 @@ class Registry:
     async def read_blob(self, info: BlobInfo, offset: int = 0, length: int | None = None,
                         chunk: int = 1 << 20) -> AsyncIterator[bytes]:
         """Stream a blob from a driver without local files."""
-        f = await self._run(self.driver.reader, info.path, offset)
+        f = await self.run(self.driver.reader, info.path, offset)
         remaining = info.size - offset if length is None else length
         try:
             while remaining > 0:
-                data = await self._run(f.read, min(chunk, remaining))
+                data = await self.run(f.read, min(chunk, remaining))
                 if not data:
                     break
                 remaining -= len(data)
                 yield data
         finally:
-            await self._run(f.close)
+            await self.run(f.close)
 
     async def delete_blob(self, repo: str, d: Digest) -> None:
-        await self._run(self.blobs.delete, repo, d)
+        await self.run(self.blobs.delete, repo, d)
 
     async def mount_blob(self, repo: str, d: Digest, source: str | None) -> BlobInfo | None:
-        return await self._run(self.blobs.mount, repo, d, source)
+        return await self.run(self.blobs.mount, repo, d, source)
 
     # --- uploads --------------------------------------------------------------------------------------
     async def create_upload(self, repo: str, uuid: str | None = None) -> str:
-        return await self._run(self.blobs.create_upload, repo, uuid)
+        return await self.run(self.blobs.create_upload, repo, uuid)
 
     async def upload_size(self, repo: str, uuid: str) -> int:
-        return await self._run(self.blobs.upload_size, repo, uuid)
+        return await self.run(self.blobs.upload_size, repo, uuid)
 
     async def cancel_upload(self, repo: str, uuid: str) -> None:
-        await self._run(self.blobs.cancel_upload, repo, uuid)
+        await self.run(self.blobs.cancel_upload, repo, uuid)
 
     async def append_upload(self, repo: str, uuid: str, body: AsyncIterator[bytes], start: int | None = None,
                             length: int | None = None) -> int:
@@ -93,7 +92,7 @@ class Registry:
         it (another thread; both release the GIL). `length`, when given, is what the client announced: a body
         of another size is SIZE_INVALID and nothing of it is kept.
         """
-        appender = await self._run(self.blobs.begin_append, repo, uuid, start)
+        appender = await self.run(self.blobs.begin_append, repo, uuid, start)
         begin = appender.size
         pending: asyncio.Future[tuple[None, None]] | None = None
         parts: list[bytes] = []
@@ -101,7 +100,7 @@ class Registry:
         received = 0
 
         def submit(batch: list[bytes]) -> asyncio.Future[tuple[None, None]]:
-            return asyncio.gather(self._run(appender.write_parts, batch), self._run(appender.hash_parts, batch))
+            return asyncio.gather(self.run(appender.write_parts, batch), self.run(appender.hash_parts, batch))
 
         try:
             async for chunk in body:
@@ -126,9 +125,9 @@ class Registry:
             if pending is not None:
                 with contextlib.suppress(BaseException):
                     await pending
-            await asyncio.shield(self._run(self._rollback, appender, repo, uuid, begin))
+            await asyncio.shield(self.run(self._rollback, appender, repo, uuid, begin))
             raise
-        return await self._run(appender.finish)
+        return await self.run(appender.finish)
 
     def _rollback(self, appender: Appender, repo: str, uuid: str, size: int) -> None:
         """A failed chunk leaves the upload as it was before the request."""
@@ -137,37 +136,37 @@ class Registry:
             self.driver.truncate(paths.upload_data(repo, uuid), size)
 
     async def commit_upload(self, repo: str, uuid: str, d: Digest) -> BlobInfo:
-        return await self._run(self.blobs.commit_upload, repo, uuid, d)
+        return await self.run(self.blobs.commit_upload, repo, uuid, d)
 
     # --- manifests ------------------------------------------------------------------------------------
     async def get_manifest(self, repo: str, reference: str) -> StoredManifest:
-        return await self._run(self.manifests.get, repo, reference)
+        return await self.run(self.manifests.get, repo, reference)
 
     async def get_manifest_by_digest(self, d: Digest) -> StoredManifest:
-        return await self._run(self.manifests.load, d)
+        return await self.run(self.manifests.load, d)
 
     async def put_manifest(self, repo: str, reference: str, data: bytes, content_type: str | None,
                            check_references: bool = True) -> StoredManifest:
-        return await self._run(self.manifests.put, repo, reference, data, content_type, check_references)
+        return await self.run(self.manifests.put, repo, reference, data, content_type, check_references)
 
     async def delete_manifest(self, repo: str, reference: str) -> None:
-        await self._run(self.manifests.delete, repo, reference)
+        await self.run(self.manifests.delete, repo, reference)
 
     async def tags(self, repo: str) -> list[str]:
-        return await self._run(self.manifests.tags, repo)
+        return await self.run(self.manifests.tags, repo)
 
     async def referrers(self, repo: str, subject: Digest, artifact_type: str | None) -> list[Descriptor]:
-        return await self._run(self.manifests.referrers, repo, subject, artifact_type)
+        return await self.run(self.manifests.referrers, repo, subject, artifact_type)
 
     async def purge_uploads(self, age: float, dry_run: bool) -> list[str]:
-        return await self._run(purge.purge_uploads, self.driver, age, dry_run)
+        return await self.run(purge.purge_uploads, self.driver, age, dry_run)
 
     async def catalog_root(self) -> None:
         """Touch the store (the storage health check); raises OSError when it does not answer."""
-        await self._run(self.driver.list, paths.REPOSITORIES)
+        await self.run(self.driver.list, paths.REPOSITORIES)
 
     async def catalog(self) -> list[str]:
-        return await self._run(catalog.repositories, self.driver)
+        return await self.run(catalog.repositories, self.driver)
 
 
 class Repository(Protocol):
