@@ -48,7 +48,7 @@ def serve(
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else (f"[{host}]" if ":" in host else host)
         where = f"{shown}:{port}"
     scheme = "https" if settings.http.tls and settings.http.tls.certificate else "http"
-    storage = (str(settings.storage.filesystem.rootdirectory) if settings.storage.filesystem
+    storage = (str(settings.storage.filesystem.rootdirectory.resolve()) if settings.storage.filesystem
                else settings.storage.driver)
     tls_flag = "" if scheme == "https" else " --dest-tls-verify=false"
     typer.echo(f"k3sreg listening on {scheme}://{where} (storage: {storage}, workers: {workers})", err=True)
