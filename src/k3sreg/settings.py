@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator, model_v
 
 from k3sreg.errors import ConfigError
 from k3sreg.settings_env import Loc, apply_env, nearest, type_at
-from k3sreg.settings_http import HealthSettings, HTTPSettings, LogSettings
+from k3sreg.settings_http import HealthSettings, HTTPSettings, LogSettings, normalise_level
 from k3sreg.settings_storage import (
     OTHER_DRIVERS,
     AuthSettings,
@@ -112,10 +112,7 @@ class Settings(Section):
     @field_validator("loglevel", mode="before")
     @classmethod
     def _loglevel(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            low = value.strip().lower()
-            return "warn" if low == "warning" else low
-        return value
+        return normalise_level(value)
 
     @field_validator("names", mode="before")
     @classmethod

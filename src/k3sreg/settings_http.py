@@ -40,6 +40,14 @@ def check_registry_host(name: str) -> str:
     return name.lower()
 
 
+def normalise_level(value: Any) -> Any:
+    """Log levels as Distribution (logrus) accepts them: any case, and `warning` for `warn`."""
+    if isinstance(value, str):
+        low = value.strip().lower()
+        return "warn" if low == "warning" else low
+    return value
+
+
 class AccessLogSettings(Section):
     """`log.accesslog`."""
 
@@ -59,10 +67,7 @@ class LogSettings(Section):
     @field_validator("level", mode="before")
     @classmethod
     def _level(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            low = value.strip().lower()
-            return "warn" if low == "warning" else low
-        return value
+        return normalise_level(value)
 
     @field_validator("formatter", mode="before")
     @classmethod

@@ -20,9 +20,6 @@ API:
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import subprocess
 import time
 from collections.abc import Sequence
@@ -34,6 +31,7 @@ from typing import Any, Self
 import tomli_w
 
 from tests.peers.netns import NetNs, network_namespace
+from tests.peers.process import end_group
 
 __all__ = ["Containerd", "CtrError", "HostEntry", "NetNs", "network_namespace", "write_hosts_toml"]
 
@@ -130,14 +128,7 @@ class Containerd:
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after 10 s; unmounts anything left under ``workdir``; idempotent."""
         if self.proc is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
+            end_group(self.proc)
             self.proc = None
         for mount_point in self._mounts_below():
             subprocess.run(["umount", "-l", mount_point], check=False, capture_output=True)

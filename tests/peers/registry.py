@@ -47,6 +47,7 @@ from typing import Any, ClassVar, Self
 import yaml
 
 from tests.peers.netns import NetNs
+from tests.peers.process import end_group
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 K3SREG_BIN = REPO_ROOT / ".venv" / "bin" / "k3sreg"
@@ -236,14 +237,7 @@ class RegistryProcess:
         """Send ``sig`` to the whole process group at once and reap the main process."""
         if self.proc is None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, sig)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
+        end_group(self.proc, sig)
         self._reap_group()
         self.proc = None
 
@@ -270,18 +264,7 @@ class RegistryProcess:
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after 10 s; idempotent."""
-        if self.proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
-        self._reap_group()
-        self.proc = None
+        self.kill(signal.SIGTERM)
 
     def restart(self, timeout: float = 20.0) -> Self:
         """Stop if running, then start again with the same port, config and root."""
