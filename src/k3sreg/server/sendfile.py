@@ -14,6 +14,7 @@ take aiohttp's own path.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import select
 import socket
@@ -64,10 +65,8 @@ class BlobFileResponse(web.FileResponse):
 
 
 def _cork(sock: Any, on: bool) -> None:
-    try:
+    with contextlib.suppress(OSError):  # a unix socket, or a connection the client already closed
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, int(on))
-    except OSError:  # a unix socket, or a connection the client already closed
-        pass
 
 
 def _send_all(sock_fd: int, file_fd: int, offset: int, count: int) -> None:
