@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -21,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.integration.api_harness import running
+from tests.integration.api_harness import Api, running
 
 K3SREG = str(Path(sys.executable).parent / "k3sreg")
 
@@ -181,17 +182,25 @@ def test_tls(tmp_path: Path, procs: list[subprocess.Popen[str]]) -> None:
     assert "x509" not in r.stderr and "404" in r.stderr, r.stderr
 
 
+async def poll(api: Api, path: str, status: int, timeout: float = 15) -> tuple[int, Any, bytes]:
+    """GET path until it answers `status` (a background task has to run first), or the last answer at timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = await api.req("GET", path)
+        if answer[0] == status or time.monotonic() > deadline:
+            return answer
+        await asyncio.sleep(0.1)
+
+
 async def test_health_file_check_makes_registry_unavailable(tmp_path: Path) -> None:
     """While a health.file check's file exists, requests answer 503 UNAVAILABLE; after removal, 200."""
     flag = tmp_path / "down"
     flag.write_text("")
     async with running(tmp_path, health={"file": [{"file": str(flag), "interval": "100ms"}]}) as api:
-        await asyncio.sleep(0.4)
-        status, _, body = await api.req("GET", "/v2/")
+        status, _, body = await poll(api, "/v2/", 503)
         assert status == 503 and b"UNAVAILABLE" in body
         flag.unlink()
-        await asyncio.sleep(0.4)
-        assert (await api.req("GET", "/v2/"))[0] == 200
+        assert (await poll(api, "/v2/", 200))[0] == 200
 
 
 async def test_upload_purging_removes_abandoned_uploads(tmp_path: Path) -> None:
@@ -201,8 +210,7 @@ async def test_upload_purging_removes_abandoned_uploads(tmp_path: Path) -> None:
         _, headers, _ = await api.req("POST", "/v2/r/blobs/uploads/")
         loc = headers["Location"]
         assert (await api.req("GET", loc))[0] == 204
-        await asyncio.sleep(2.0)
-        assert (await api.req("GET", loc))[0] == 404
+        assert (await poll(api, loc, 404))[0] == 404
 
 
 async def test_unix_socket_not_required_for_client(tmp_path: Path) -> None:

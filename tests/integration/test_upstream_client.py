@@ -221,12 +221,12 @@ async def test_unknown_manifest_and_blob(plain: DockerRegistry) -> None:
 
 
 async def test_upstream_down_is_unavailable_quickly() -> None:
-    """A refused connection gives Unavailable naming the upstream, after the retries, within a second."""
+    """A refused connection gives Unavailable naming the upstream after the retries' short backoffs (0.1 + 0.2 s)."""
     started = time.monotonic()
     async with upstream(f"http://127.0.0.1:{free_port()}", retries=2) as client:
         with pytest.raises(Unavailable, match=r"upstream upstream\.test .*Cannot connect"):
             await client.head_manifest("org/app", "1", [OCI_MANIFEST])
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 2.5  # no connect timeout or long backoff waited for
 
 
 async def test_silent_upstream_times_out() -> None:
@@ -296,14 +296,14 @@ async def test_token_without_access_is_unauthorized(bearer: DockerRegistry, issu
 
 async def test_bearer_access_token_field_and_expiry(bearer: DockerRegistry, issuer: TokenIssuer) -> None:
     """`access_token` answers work, and an expired token is fetched again."""
-    issuer.field, issuer.lifetime = "access_token", 2
+    issuer.field, issuer.lifetime = "access_token", 4  # used for 3 s (a margin of a quarter)
     try:
         before = len(issuer.requests)
         async with upstream(bearer.url, username=USER, password=PASSWORD) as client:
             await client.head_manifest("org/app", "1", [OCI_MANIFEST])
             await client.head_manifest("org/app", "1", [OCI_MANIFEST])
             assert len(issuer.requests) - before == 1
-            await asyncio.sleep(1.6)
+            await asyncio.sleep(3.1)
             await client.head_manifest("org/app", "1", [OCI_MANIFEST])
             assert len(issuer.requests) - before == 2
     finally:
