@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import functools
 import hashlib
 import logging
 import os
@@ -38,6 +39,7 @@ _BUFFER = 1 << 20
 _POLL = 0.02
 _RECENT = 8
 _SIZE_WAIT = 30.0
+_ATTEMPTS = 3
 
 
 @dataclass(eq=False)
@@ -52,6 +54,7 @@ class Fill:
     error: BaseException | None = None
     started: asyncio.Event = field(default_factory=asyncio.Event)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    finished: asyncio.Event = field(default_factory=asyncio.Event)  # cleaned up and the lock let go
     # The last buffers written, (offset, bytes): followers that keep up are fed from memory, not the file.
     recent: deque[tuple[int, bytes]] = field(default_factory=lambda: deque(maxlen=_RECENT))
 
@@ -90,25 +93,34 @@ class FillCoordinator:
         self._on_fetched = on_fetched or (lambda _upstream, _n: None)
 
     async def open(self, client: UpstreamClient, upstream_repo: str, cache_repo: str, d: Digest) -> Source:
-        """Serve `d`: follow a running fill, or become the leader of a new one."""
-        fill = self._fills.get(d)
-        if fill is None:
-            lock = await self.registry.run(try_lock, self.root / f"{d.hex}.lock")
-            if lock is None:
-                return await self._follow_other_process(d, cache_repo)
-            if await self.registry.run(self.registry.blobs.stat_global, d) is not None:
-                lock.close()  # finished a moment ago by another process
-                raise _Committed()
-            fill = Fill(d, self.root / f"{d.hex}.partial")
-            self._fills[d] = fill
-            task = asyncio.create_task(self._lead(fill, lock, client, upstream_repo, cache_repo))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        await fill.started.wait()
-        if fill.error is not None:
-            raise _as_registry_error(fill.error)
-        assert fill.size is not None
-        return Source(fill.size, lambda offset: self._follow(fill, offset))
+        """Serve `d`: follow a running fill, or become the leader of a new one. A request that arrives after a
+        fill failed, while it is still being cleaned up, waits for that and then starts a new fill."""
+        for _ in range(_ATTEMPTS):
+            fill = self._fills.get(d)
+            if fill is not None and fill.error is not None:
+                await fill.finished.wait()
+                continue
+            if fill is None:
+                lock = await self.registry.run(try_lock, self.root / f"{d.hex}.lock")
+                if lock is None:
+                    source = await self._follow_other_process(d)
+                    if source is None:
+                        continue
+                    return source
+                if await self.registry.run(self.registry.blobs.stat_global, d) is not None:
+                    lock.close()  # finished a moment ago by another process
+                    raise _Committed()
+                fill = Fill(d, self.root / f"{d.hex}.partial")
+                self._fills[d] = fill
+                task = asyncio.create_task(self._lead(fill, lock, client, upstream_repo, cache_repo))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            await fill.started.wait()
+            if fill.error is not None:
+                raise _as_registry_error(fill.error)
+            assert fill.size is not None
+            return Source(fill.size, functools.partial(self._follow, fill))
+        raise errors.Unavailable(f"the download of {d} failed {_ATTEMPTS} times while this request waited")
 
     async def close(self) -> None:
         for task in list(self._tasks):
@@ -151,6 +163,7 @@ class FillCoordinator:
             fill.started.set()
             fill.notify()
             lock.close()  # after the rename or the removal, so other processes see the outcome
+            fill.finished.set()
 
     async def _pump(self, stream: AsyncIterable[bytes], out: BinaryIO, hasher: hashlib._Hash, fill: Fill) -> None:
         """Copy the upstream body to the partial file. Receiving the next buffer overlaps with writing and
@@ -228,7 +241,8 @@ class FillCoordinator:
         finally:
             await self.registry.run(f.close)
 
-    async def _follow_other_process(self, d: Digest, cache_repo: str) -> Source:
+    async def _follow_other_process(self, d: Digest) -> Source | None:
+        """Tail the fill another process leads; None when that fill ended without the blob (start anew)."""
         size_file, partial = self.root / f"{d.hex}.size", self.root / f"{d.hex}.partial"
         loop = asyncio.get_running_loop()
         deadline = loop.time() + _SIZE_WAIT
@@ -239,7 +253,9 @@ class FillCoordinator:
             lock_free = await self.registry.run(_lock_free, self.root / f"{d.hex}.lock")
             if await self.registry.run(self.registry.blobs.stat_global, d) is not None:
                 raise _Committed()
-            if lock_free or loop.time() > deadline:
+            if lock_free:
+                return None
+            if loop.time() > deadline:
                 raise errors.Unavailable(f"the download of {d} in another worker did not start")
             await asyncio.sleep(_POLL)
         return Source(size, lambda offset: self._tail(d, partial, size, offset))
@@ -315,10 +331,12 @@ def _write(out: BinaryIO, data: bytes) -> None:
 
 
 def _discard(out: BinaryIO | None, partial: Path) -> None:
+    # The size file first: a request in another process that finds no size file waits for the lock and then
+    # starts a new fill, instead of tailing this doomed one.
+    partial.with_suffix(".size").unlink(missing_ok=True)
     if out is not None:
         out.close()
     partial.unlink(missing_ok=True)
-    partial.with_suffix(".size").unlink(missing_ok=True)
 
 
 def _open_either(partial: Path, final: Path) -> BinaryIO:

@@ -1,0 +1,91 @@
+"""Single-flight fills: a request that arrives while a failed fill is still being cleaned up starts a new one."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from k3sreg import errors
+from k3sreg.oci.digest import Digest
+from k3sreg.storage.filesystem import FilesystemDriver
+from k3sreg.storage.registry import Registry
+from k3sreg.upstream import fill as fill_module
+from k3sreg.upstream.fill import FillCoordinator
+
+DATA = bytes(range(256)) * 16384  # 4 MiB
+CUT = (2 << 20) + (256 << 10)  # past the second 1 MiB buffer, so the first one has reached the client
+
+
+class Stream:
+    """The part of BlobStream a fill uses: `size` and the chunks, optionally breaking off after `cut` bytes."""
+
+    def __init__(self, data: bytes, cut: int | None) -> None:
+        self.size: int | None = len(data)
+        self._data, self._cut = data, cut
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        end = len(self._data) if self._cut is None else self._cut
+        for i in range(0, end, 256 << 10):
+            yield self._data[i:min(i + (256 << 10), end)]
+        if self._cut is not None:
+            raise errors.Unavailable("upstream cut the connection")
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._chunks()
+
+
+class Upstream:
+    """An upstream whose first `cuts` downloads break off half-way; counts the downloads."""
+
+    name = "docker.io"
+
+    def __init__(self, cuts: int) -> None:
+        self.cuts, self.downloads = cuts, 0
+
+    @asynccontextmanager
+    async def open_blob(self, _repo: str, _d: Digest) -> AsyncIterator[Stream]:
+        self.downloads += 1
+        yield Stream(DATA, CUT if self.downloads <= self.cuts else None)
+
+
+async def read(coordinator: FillCoordinator, upstream: Any, d: Digest, pause: float = 0.0) -> bytes:
+    """The blob as a client receives it; `pause` after each piece makes a slow client."""
+    source = await coordinator.open(upstream, "library/x", "docker.io/library/x", d)
+    received = []
+    async for chunk in source.chunks(0):
+        received.append(chunk)
+        await asyncio.sleep(pause)
+    return b"".join(received)
+
+
+async def test_request_after_a_failed_fill_waits_for_its_cleanup_and_fetches_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The failed fill's follower gets an error; a request made during the (slow) cleanup gets the whole blob."""
+    slow_discard = fill_module._discard
+
+    def discard(*args: Any) -> None:
+        time.sleep(0.3)  # a busy disk: the failed fill is still in place when the next request arrives
+        slow_discard(*args)
+
+    monkeypatch.setattr(fill_module, "_discard", discard)
+    registry = Registry(FilesystemDriver(tmp_path))
+    coordinator = FillCoordinator(registry)
+    upstream = Upstream(cuts=1)
+    d = Digest.of(DATA)
+    try:
+        # A slow client is between two pieces when the fill fails: it sees the failure during the cleanup.
+        with pytest.raises(errors.Unavailable):
+            await read(coordinator, upstream, d, pause=0.05)
+        assert await read(coordinator, upstream, d) == DATA
+        assert upstream.downloads == 2
+        assert registry.blobs.stat_global(d) is not None
+        assert not list((tmp_path / fill_module.FILLS.lstrip("/")).glob("*.partial"))
+    finally:
+        await coordinator.close()
+        registry.close()
