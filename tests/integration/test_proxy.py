@@ -128,6 +128,18 @@ def test_local_push_and_pull_on_same_endpoint(site: Site, oci_layout: TestLayout
     assert inside.inspect(f"docker://{site.cache.host}/team/app:1")["Digest"] == oci_layout.single.digest
 
 
+def test_tags_list_asks_the_upstream(site: Site, oci_layout: TestLayout) -> None:
+    """tags/list of an upstream repository lists the upstream's tags, also those never pulled through the cache."""
+    inside = Skopeo(site.netns)
+    inside.copy(oci_layout.oci_ref(), f"docker://{site.quay.host}/org/listed:never-pulled")
+    inside.copy(oci_layout.oci_ref(), f"docker://{site.quay.host}/org/listed:2")
+    assert inside.list_tags(f"docker://{site.cache.host}/quay.io/org/listed") == ["2", "never-pulled"]
+    status, _, body = http(site.netns, "GET", f"{site.cache.url}/v2/org/listed/tags/list?ns=quay.io&n=1")
+    assert status == 200 and json.loads(body) == {"name": "org/listed", "tags": ["2"]}
+    status, _, body = http(site.netns, "GET", f"{site.cache.url}/v2/org/missing/tags/list?ns=quay.io")
+    assert status == 404 and json.loads(body)["errors"][0]["code"] == "NAME_UNKNOWN"
+
+
 def push_blob(netns: NetNs, registry: DockerRegistry, repo: str, data: bytes) -> str:
     """Push with POST then PUT (docker-registry 2.8 resets a monolithic POST with a body)."""
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
@@ -319,6 +331,9 @@ def test_cache_serves_when_upstreams_are_down(netns: NetNs, oci_layout: TestLayo
                 ctd.pull(f"docker.io/library/demo@{oci_layout.single.digest}", hosts)
                 assert ctd.images()["docker.io/library/demo:1"] == oci_layout.single.digest
             assert "stale" in cache.log_text()
+            # The tag list falls back to what is cached.
+            assert inside.list_tags(f"docker://{cache.host}/docker.io/library/demo") == ["1"]
+            assert "tags of library/demo served stale" in cache.log_text()
         finally:
             cache.stop()
     assert os.path.isdir(tmp_path)

@@ -181,8 +181,34 @@ class ProxyRepository:
 
     # --- listings -------------------------------------------------------------------------------------
     async def tags(self) -> list[str]:
-        """The tags cached so far (the upstream's full list is not fetched)."""
-        return await self.registry.tags(self.repo)
+        """The upstream's tags, as Distribution's proxy answers; the cached ones when the upstream is offline,
+        down or failing (logged as stale). Tags pushed here under the default upstream's names are added."""
+        if self.settings.offline:
+            return await self.registry.tags(self.repo)
+        try:
+            upstream = await self.client.list_tags(self.target.upstream_repo)
+        except _UNREACHABLE as e:
+            log.warning("upstream %s: tags of %s served stale from the cache (%s)", self.settings.name,
+                        self.target.upstream_repo, e or "timed out")
+            metrics.record(self.settings.name, "tags", "stale")
+            return await self.registry.tags(self.repo)
+        except errors.NameUnknown:
+            if not self.target.default:
+                raise
+            upstream = []
+        metrics.record(self.settings.name, "tags", "miss")
+        if self.target.default:
+            upstream += await self._cached_tags()
+            if not upstream:
+                raise errors.NameUnknown(f"repository {self.target.upstream_repo} is not known here or upstream")
+        log.info("upstream %s: tags of %s listed (%d)", self.settings.name, self.target.upstream_repo, len(upstream))
+        return sorted(set(upstream))
+
+    async def _cached_tags(self) -> list[str]:
+        try:
+            return await self.registry.tags(self.repo)
+        except errors.NameUnknown:
+            return []
 
     async def referrers(self, subject: Digest, artifact_type: str | None) -> list[Descriptor]:
         return await self.registry.referrers(self.repo, subject, artifact_type)

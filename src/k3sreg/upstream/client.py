@@ -33,6 +33,7 @@ from k3sreg.errors import (
     BlobUnknown,
     Denied,
     ManifestUnknown,
+    NameUnknown,
     RegistryError,
     TooManyRequests,
     Unauthorized,
@@ -55,6 +56,8 @@ DEFAULT_ACCEPT = (*sorted(MANIFEST_TYPES),)
 MAX_MANIFEST_SIZE = 4 * 1024 * 1024
 CHUNK_SIZE = 256 * 1024
 READ_BUFFER = 1 << 20
+MAX_TAGS = 100_000
+_TAG_PAGE_BYTES = 16 * 1024 * 1024
 MAX_REDIRECTS = 5
 _RETRY_STATUSES = frozenset({500, 502, 503, 504})
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -234,6 +237,28 @@ class UpstreamClient:
         response.release()
         return response.content_length
 
+    async def list_tags(self, repo: str, limit: int = MAX_TAGS) -> list[str]:
+        """The upstream's tags of `repo`, following its `Link` pages (at most `limit`); NameUnknown when unknown."""
+        tags: list[str] = []
+        url: URL | None = None
+        while len(tags) < limit:
+            response = await self._request("GET", repo, "tags", "list", ("application/json",), NameUnknown, url)
+            try:
+                body = await _read_limited(response, _TAG_PAGE_BYTES)
+            except _NETWORK_ERRORS as exc:
+                raise Unavailable(f"{self._where(repo)}: the tag list download failed: {_reason(exc)}") from exc
+            finally:
+                response.release()
+            page = _tag_page(body)
+            if page is None:
+                raise Unavailable(f"{self._where(repo)}: the tag list is not a JSON object with a list of tags")
+            tags.extend(page)
+            following = response.links.get("next")
+            if not page or following is None:
+                break
+            url = response.url.join(URL(str(following["url"]), encoded=True))
+        return tags[:limit]
+
     def open_blob(self, repo: str, digest: Digest) -> AbstractAsyncContextManager[BlobStream]:
         """`async with client.open_blob(repo, digest) as blob:` streams the blob; entering raises BlobUnknown etc."""
         return self._open_blob(repo, digest)
@@ -276,9 +301,11 @@ class UpstreamClient:
         reference: str,
         accept: Sequence[str],
         missing: type[RegistryError],
+        url: URL | None = None,
     ) -> aiohttp.ClientResponse:
-        """A 2xx response (body unread) after auth, retries and redirects; every other outcome raises."""
-        url = self._url(repo, kind, reference)
+        """A 2xx response (body unread) after auth, retries and redirects; every other outcome raises.
+        `url` replaces the one built from repo/kind/reference (a `Link` to the next page)."""
+        url = url or self._url(repo, kind, reference)
         headers = {"Accept": ", ".join(accept)} if accept else {}
         upstream_repo = upstream_repository(self.name, repo)
         response = await self._send(method, url, headers, upstream_repo, self._where(repo))
@@ -394,6 +421,20 @@ async def _read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes:
     while len(body) < limit and (chunk := await response.content.read(limit - len(body))):
         body += chunk
     return body
+
+
+def _tag_page(body: bytes) -> list[str] | None:
+    """The `tags` of a tags/list answer (null counts as none); None when the document is not one."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict):
+        return None
+    tags = doc.get("tags") or []
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        return None
+    return tags
 
 
 def _backoff(attempt: int) -> float:

@@ -10,7 +10,7 @@ import pytest
 from k3sreg.errors import ConfigError
 from k3sreg.settings_upstreams import UpstreamSettings
 from k3sreg.upstream.auth import basic_authorization, tls_context
-from k3sreg.upstream.client import UpstreamClient, upstream_repository
+from k3sreg.upstream.client import UpstreamClient, _tag_page, upstream_repository
 
 
 @pytest.mark.parametrize(
@@ -64,3 +64,19 @@ def test_tls_settings_become_an_ssl_context() -> None:
     context = tls_context(settings(tls={"insecureskipverify": True}))
     assert isinstance(context, ssl.SSLContext)
     assert (context.check_hostname, context.verify_mode) == (False, ssl.CERT_NONE)
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b'{"name": "a", "tags": ["1", "2"]}', ["1", "2"]),
+        (b'{"name": "a", "tags": null}', []),
+        (b'{"name": "a"}', []),
+        (b'{"tags": [1]}', None),
+        (b'["1"]', None),
+        (b"<html>", None),
+    ],
+)
+def test_tag_page_reads_only_a_list_of_strings(body: bytes, expected: list[str] | None) -> None:
+    """An upstream tags/list page yields its tags; null means none; anything else is refused."""
+    assert _tag_page(body) == expected
