@@ -15,6 +15,7 @@ Tabs and unquoted `*` are repaired in a copy of the text so the rest of the file
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +35,9 @@ _NULL = {"", "~", "null", "Null", "NULL"}
 _STAR_KEY = re.compile(r"^(\s*(?:-\s+)?)\*(\s*:(?:\s|$))")
 _SECRET_FIELDS = {"username", "password", "auth", "identity_token"}
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+_BINARY_TAG = "tag:yaml.org,2002:binary"
+_EXPLICIT_TAG = re.compile(r"^(?:&\S+\s+)?!")
 
 
 @dataclass
@@ -60,6 +64,14 @@ def _short_tag(node: yaml.Node) -> str:
 
 def _is_null(node: yaml.Node) -> bool:
     return isinstance(node, yaml.ScalarNode) and node.style is None and node.value in _NULL
+
+
+def _merged_field(path: KeyPath, name: str) -> bool:
+    """Whether yaml.v2 decodes a repeated `name` into the same map/pointer (merging) rather than replacing it."""
+    if not path:
+        return name in ("mirrors", "configs", "auths")
+    return len(path) == 2 and ((path[0] == "mirrors" and name == "rewrite")
+                               or (path[0] == "configs" and name in ("auth", "tls")))
 
 
 class _Decoder:
@@ -99,9 +111,10 @@ class _Decoder:
             name = "" if _is_null(key) else str(key.value)
             if name in seen:
                 first = seen[name].start_mark.line + 1
+                effect = ("K3s merges the two blocks, a key in both taking the later value"
+                          if _merged_field(path, name) else "K3s keeps only the last one and silently drops the other")
                 self.add((*path, name), key, "error", "duplicate-key",
-                         f"`{name}` is given twice (first on line {first}); K3s keeps only the last one "
-                         "and silently drops the other",
+                         f"`{name}` is given twice (first on line {first}); {effect}",
                          "merge the two entries into one")
             seen[name] = key
             self.positions[(*path, name)] = (key.start_mark.line + 1, key.start_mark.column + 1)
@@ -116,12 +129,26 @@ class _Decoder:
             return []
         return self.pairs(path, node)
 
+    def explicit_tag(self, node: yaml.Node) -> bool:
+        """Whether the value is written with a `!tag` (PyYAML keeps the tag, not whether it was explicit)."""
+        line = node.start_mark.line
+        return line < len(self.lines) and bool(_EXPLICIT_TAG.match(self.lines[line][node.start_mark.column:]))
+
     def string(self, path: KeyPath, node: yaml.Node) -> str:
         if not isinstance(node, yaml.ScalarNode):
             self.wrong_type(path, node, "string", "write a single value, quoted if in doubt")
             return ""
         if _is_null(node):
             return ""
+        if node.tag == _BINARY_TAG:
+            # yaml.v2 stores the decoded bytes of a !!binary value in a string field
+            try:
+                return base64.b64decode(re.sub(r"[\r\n]", "", str(node.value)), validate=True).decode(
+                    errors="replace")
+            except ValueError:
+                self.wrong_type(path, node, "string (!!binary value contains invalid base64 data)",
+                                "write the value as plain text")
+                return ""
         if node.style is None and path and path[-1] in _SECRET_FIELDS:
             rest = self.lines[node.end_mark.line][node.end_mark.column:] if node.end_mark.line < len(
                 self.lines) else ""
@@ -135,7 +162,9 @@ class _Decoder:
     def boolean(self, path: KeyPath, node: yaml.Node) -> bool:
         if _is_null(node):
             return False
-        if isinstance(node, yaml.ScalarNode) and node.style is None:
+        # `!!str true` is a string to yaml.v2 (an error for a bool field) whatever the text says
+        tagged_other = self.explicit_tag(node) and node.tag != _BOOL_TAG
+        if isinstance(node, yaml.ScalarNode) and node.style is None and not tagged_other:
             if node.value in _TRUE:
                 return True
             if node.value in _FALSE:
@@ -181,15 +210,19 @@ class _Decoder:
         if root is None:
             return out
         for name, key, value in self.mapping((), root, "registries.Registry"):
+            # A repeated map-typed field is decoded into the same Go map (entries merge, later ones win);
+            # an explicit null resets it.
             if name == "mirrors":
-                out["mirrors"] = self.entries(("mirrors",), value, self.mirror, "map[string]Mirror")
+                found = self.entries(("mirrors",), value, self.mirror, "map[string]Mirror")
             elif name == "configs":
-                out["configs"] = self.entries(("configs",), value, self.config, "map[string]RegistryConfig")
+                found = self.entries(("configs",), value, self.config, "map[string]RegistryConfig")
             elif name == "auths":
-                out["auths"] = self.entries(("auths",), value, self.auth, "map[string]AuthConfig")
+                found = self.entries(("auths",), value, self.auth, "map[string]AuthConfig")
             else:
                 self.unknown((), key, name, "top")
                 ignored.append(name)
+                continue
+            out[name] = {} if _is_null(value) else {**out[name], **found}
         if ignored and not out["mirrors"] and not out["configs"]:
             self.add((), root, "error", "nothing-configured",
                      "K3s ignores " + ", ".join(f"`{n}`" for n in ignored) + " and sees no mirror and no config: "
@@ -210,8 +243,9 @@ class _Decoder:
             if name == "endpoint":
                 out["endpoint"] = self.str_list((*path, name), value)
             elif name == "rewrite":
-                out["rewrite"] = {k: self.string((*path, name, k), v)
-                                  for k, _kn, v in self.mapping((*path, name), value, "map[string]string")}
+                found = {k: self.string((*path, name, k), v)
+                         for k, _kn, v in self.mapping((*path, name), value, "map[string]string")}
+                out["rewrite"] = {} if _is_null(value) else {**out["rewrite"], **found}
             else:
                 self.unknown(path, key, name, "mirror")
         return out

@@ -23,7 +23,14 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from k3sreg.k3s.endpoints import DOCKER_HUB, DOCKER_HUB_HOST, is_localhost, split_host_port
+from k3sreg.k3s.endpoints import (
+    DOCKER_HUB,
+    DOCKER_HUB_HOST,
+    EndpointError,
+    is_localhost,
+    parse_url,
+    split_host_port,
+)
 from k3sreg.k3s.model import Registries
 from k3sreg.k3s.rewrites import apply_rewrites
 
@@ -150,9 +157,17 @@ class _Host:
 def _parse_server(server: str, table: Mapping[str, Any], source: str) -> _Host:
     if not server.startswith("http"):
         server = "https://" + server
-    scheme, _, rest = server.partition("://")
-    host, slash, path = rest.partition("/")
-    path = posixpath.normpath(slash + path) if (slash + path) else ""
+    try:
+        # containerd's url.Parse: query and fragment dropped, %-escapes of the path decoded
+        u = parse_url(server)
+        scheme, host, path = u.scheme, u.host, u.decoded_path
+    except EndpointError:
+        scheme, _, rest = server.partition("://")
+        host, slash, tail = rest.partition("/")
+        path = slash + tail
+    # Go's path.Clean, which (unlike POSIX normpath) also folds a leading "//"
+    path = "/" + posixpath.normpath(path).lstrip("/") if path.startswith("/") else (
+        posixpath.normpath(path) if path else "")
     override = bool(table.get("override_path"))
     if path and not path.endswith("/v2") and not override:
         path += "/v2"

@@ -12,9 +12,10 @@ The algorithm (K3s `getHostConfigs`, after `InjectMirror` when the embedded regi
     3. entries with no [host] endpoints and a bare default endpoint are dropped
     4. each entry → <entry>/hosts.toml (header line, server, capabilities, TLS, [host] stub, [host."url"]...)
 
-Values are written as TOML basic strings. K3s writes `[host."…"]` keys and rewrite patterns unescaped, so a
-`\\` or `"` there makes its file invalid TOML (containerd then ignores it); the validator reports that as an
-error, and we escape, so our file parses and means what K3s's would have meant.
+K3s writes `server`, the `[host."…"]` keys and rewrites between quotes without escaping, and `ca`/`client`
+Go-quoted. We write the same text wherever it is valid TOML, so containerd reads the same values (a rewrite
+`\\\\d` is read as `\\d`); where K3s's file would be invalid TOML (a `\\.` in a rewrite) containerd ignores
+it whole, and we escape instead so ours still parses; the validator reports such values as errors.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 
 from k3sreg.k3s.endpoints import EndpointError, default_host, is_localhost, normalize_endpoint
 from k3sreg.k3s.model import Mirror, Registries, RegistryConfig, TLSConfig
+from k3sreg.k3s.rewrites import as_containerd_reads
 
 PROGRAMS = ("k3s", "rke2")
 SUPERVISOR_PORTS = {"k3s": 6443, "rke2": 9345}
@@ -133,7 +135,8 @@ def host_configs(registries: Registries, options: RenderOptions) -> tuple[dict[s
     """Entries keyed by directory name (`_default` for "*"), and the warnings K3s would log."""
     notes: list[str] = []
     registries = inject_embedded_mirror(registries, options)
-    mirror_addr = options.effective_mirror_address()
+    # Without the embedded registry K3s still compares against JoinHostPort("", "") = ":".
+    mirror_addr = options.effective_mirror_address() or ":"
     hosts: dict[str, HostConfig] = {}
     for key, config in registries.configs.items():
         try:
@@ -213,6 +216,12 @@ def toml_string(value: str) -> str:
     return "".join(out)
 
 
+def verbatim_string(value: str) -> str:
+    """`value` quoted as K3s's template writes URLs and rewrites (not escaped) where that is valid TOML, so
+    containerd reads the same value from ours; escaped where K3s's file would be invalid TOML."""
+    return f'"{value}"' if as_containerd_reads(value) is not None else toml_string(value)
+
+
 def _tls_lines(config: RegistryConfig, indent: str) -> list[str]:
     tls = config.tls
     if tls is None:
@@ -232,12 +241,12 @@ def render_hosts_toml(entry: HostConfig, program: str = "k3s") -> str:
     lines = [header_line(program)]
     if entry.default is not None:
         if entry.default.url is not None:
-            lines.append(f"server = {toml_string(entry.default.url)}")
+            lines.append(f"server = {verbatim_string(entry.default.url)}")
             lines.append('capabilities = ["pull", "resolve", "push"]')
         lines.extend(_tls_lines(entry.default.config, ""))
     lines.append("[host]")
     for ep in entry.endpoints:
-        table = f"host.{toml_string(ep.url or '')}"
+        table = f"host.{verbatim_string(ep.url or '')}"
         lines.append(f"[{table}]")
         lines.append('  capabilities = ["pull", "resolve"]')
         if ep.override_path:
@@ -246,7 +255,7 @@ def render_hosts_toml(entry: HostConfig, program: str = "k3s") -> str:
         if ep.rewrites:
             lines.append(f"  [{table}.rewrite]")
             for pattern in sorted(ep.rewrites):
-                lines.append(f"    {toml_string(pattern)} = {toml_string(ep.rewrites[pattern])}")
+                lines.append(f"    {verbatim_string(pattern)} = {verbatim_string(ep.rewrites[pattern])}")
     out = []
     for line in lines:
         if line.startswith("["):

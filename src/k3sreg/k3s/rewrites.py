@@ -9,6 +9,7 @@ expansion, where `$1_x` means the group named `1_x` (empty), not group 1 followe
 from __future__ import annotations
 
 import re
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -33,6 +34,17 @@ class RewriteProblem:
     code: str
     message: str
     fix: str
+
+
+def as_containerd_reads(text: str) -> str | None:
+    """What containerd reads back from K3s's unescaped `"<text>"` in hosts.toml; None when that is invalid TOML."""
+    if '"' in text.replace("\\\\", "").replace('\\"', ""):
+        return None
+    try:
+        value = tomllib.loads(f'k = "{text}"')["k"]
+    except tomllib.TOMLDecodeError:
+        return None
+    return value if isinstance(value, str) else None
 
 
 def to_python(pattern: str) -> re.Pattern[str]:
@@ -102,11 +114,13 @@ def check_rewrites(rewrites: Mapping[str, str]) -> list[RewriteProblem]:
     for pattern, replacement in rewrites.items():
         for text, what in ((pattern, "pattern"), (replacement, "replacement")):
             if "\\" in text or '"' in text:
+                read = as_containerd_reads(text)
+                effect = ("the file becomes invalid TOML and containerd ignores it entirely (no mirror at all)"
+                          if read is None else f"containerd reads it as `{read}`, not as written")
                 problems.append(RewriteProblem(
                     pattern, "error", "rewrite-breaks-toml",
-                    f"the {what} contains `\\` or `\"`: K3s writes rewrites into hosts.toml unescaped, the "
-                    "file becomes invalid TOML and containerd ignores it entirely (no mirror at all)",
-                    "avoid `\\` and `\"`: use `[.]` for a literal dot and `[0-9]` for `\\d`"))
+                    f"the {what} contains `\\` or `\"`: K3s writes rewrites into hosts.toml unescaped, so "
+                    + effect, "avoid `\\` and `\"`: use `[.]` for a literal dot and `[0-9]` for `\\d`"))
         unsupported = [what for token, what in _NOT_RE2 if token in pattern]
         if unsupported:
             problems.append(RewriteProblem(

@@ -120,9 +120,11 @@ def _rule_endpoints(ctx: _Context) -> Iterator[Finding]:
             if u.userinfo:
                 yield ctx.finding(path, "warning", "endpoint-userinfo", "credentials in an endpoint URL are not "
                                   "used for registry authentication", f"move them to `configs.\"{ep.host}\".auth`")
-            if u.query:
+            if u.query or u.fragment:
+                part = "query string" if u.query else "fragment"
                 yield ctx.finding(path, "warning", "endpoint-query", "containerd keeps only the scheme, host "
-                                  "and path of an endpoint: the query string is dropped", "remove the `?...` part")
+                                  f"and path of an endpoint: the {part} is dropped",
+                                  "remove the `?...` part" if u.query else "remove the `#...` part")
             if ep.override_path:
                 yield ctx.finding(path, "warning", "endpoint-path", f"path `{u.path}` is not `/v2`: containerd "
                                   f"uses it verbatim as the API root (override_path), e.g. "

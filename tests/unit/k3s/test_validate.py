@@ -231,3 +231,10 @@ def test_config_for_the_mirrored_registry_itself_is_matched() -> None:
     text = 'mirrors:\n  docker.io:\n    endpoint: ["http://127.0.0.1:30500"]\n' \
            'configs:\n  registry-1.docker.io:\n    auth: {username: u, password: p}\n'
     assert found(text) == set()
+
+
+def test_endpoint_query_and_fragment_are_reported() -> None:
+    """containerd drops an endpoint's `?query` and `#fragment`: both are warned about."""
+    text = ('mirrors:\n  docker.io:\n    endpoint: ["https://m.example.com/v2?x=1", "https://n.example.com#frag"]\n')
+    base = 'mirrors."docker.io".endpoint'
+    assert {("warning", "endpoint-query", f"{base}[0]"), ("warning", "endpoint-query", f"{base}[1]")} <= found(text)
