@@ -152,6 +152,7 @@ class RegistryProcess:
         if tls:
             base["http"]["tls"] = {"certificate": str(tls[0]), "key": str(tls[1])}
         self.config = deep_merge(base, config or {})
+        self.env: dict[str, str] = {}  # added to the server's environment (e.g. HTTP_PROXY)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -185,7 +186,7 @@ class RegistryProcess:
         cmd = self.command()
         if self.netns:
             cmd = self.netns.wrap(cmd)
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
         log_start = len(self.log_text())
         with self.log_path.open("ab") as log:
             # A session of its own lets kill() reach every worker with one killpg.

@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from k3sreg.errors import UsageError
-from k3sreg.settings import load_settings
+from k3sreg.settings import Settings, load_settings
 
 
 def serve(
@@ -53,8 +53,22 @@ def serve(
     tls_flag = "" if scheme == "https" else " --dest-tls-verify=false"
     typer.echo(f"k3sreg listening on {scheme}://{where} (storage: {storage}, workers: {workers})", err=True)
     typer.echo(f"push an image:  skopeo copy{tls_flag} oci:./layout:1 docker://{where}/library/demo:1", err=True)
+    _show_upstreams(settings)
     try:
         run(settings, sock, workers)
     finally:
         if workers > 1:
             shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _show_upstreams(settings: Settings) -> None:
+    """One line per upstream: its registry name, URL and whether it is reached through an HTTP(S)_PROXY."""
+    from yarl import URL
+
+    from k3sreg.upstream.proxyenv import ProxyEnv
+
+    proxies = ProxyEnv.from_env(os.environ)
+    for upstream in settings.effective_upstreams:
+        url = URL(upstream.url)
+        route = "offline" if upstream.offline else proxies.describe(url)
+        typer.echo(f"upstream {upstream.name}: {url.with_user(None)} ({route})", err=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ from k3sreg.upstream.auth import (
     tls_context,
     token_query,
 )
+from k3sreg.upstream.proxyenv import ProxyEnv
 
 DEFAULT_ACCEPT = (*sorted(MANIFEST_TYPES),)
 MAX_MANIFEST_SIZE = 4 * 1024 * 1024
@@ -156,6 +158,8 @@ class UpstreamClient:
             total=None, connect=settings.timeout, sock_connect=settings.timeout, sock_read=settings.timeout
         )
         self._session: aiohttp.ClientSession | None = None
+        # Read once, as Go's http.ProxyFromEnvironment does: HTTP_PROXY / HTTPS_PROXY / NO_PROXY.
+        self._proxies = ProxyEnv.from_env(os.environ)
         self.auth = Authenticator(str(self._origin), username, password, self._fetch_token)
 
     async def __aenter__(self) -> Self:
@@ -374,7 +378,8 @@ class UpstreamClient:
             authorization = await self.auth.authorization(str(url.origin()), repository)
             if authorization:
                 sent["Authorization"] = authorization
-            response = await self._http().request(method, url, headers=sent, allow_redirects=False)
+            response = await self._http().request(method, url, headers=sent, allow_redirects=False,
+                                                  proxy=self._proxies.for_url(url))
             location = response.headers.get("Location")
             if response.status not in _REDIRECTS or not location:
                 return response
@@ -392,7 +397,8 @@ class UpstreamClient:
         while True:
             headers = {"Authorization": basic} if basic else {}
             try:
-                async with self._http().get(url, headers=headers, allow_redirects=True) as response:
+                async with self._http().get(url, headers=headers, allow_redirects=True,
+                                            proxy=self._proxies.for_url(url)) as response:
                     body = await _read_limited(response, 1024 * 1024)
                     status = response.status
             except _NETWORK_ERRORS as exc:
