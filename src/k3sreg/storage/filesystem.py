@@ -41,6 +41,7 @@ class FilesystemDriver:
     """Files under `root`; small writes go through `_tmp/` and a rename, so they are all-or-nothing."""
 
     name = "filesystem"
+    cheap_reads = True
 
     def __init__(self, root: Path):
         self.root = root.resolve()

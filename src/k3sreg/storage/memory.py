@@ -32,6 +32,7 @@ class MemoryDriver:
     """A dict of path -> bytes; directories are implied by the paths."""
 
     name = "inmemory"
+    cheap_reads = True
 
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}

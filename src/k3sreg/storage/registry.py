@@ -1,4 +1,5 @@
-"""The async face of the store: each operation is one hop to a worker thread.
+"""The async face of the store: each operation is one hop to a worker thread, except the read-only lookups
+behind blob HEAD/GET and manifest GET, which run inline when the driver's reads are cheap (see `driver`).
 
 Handlers see only `Registry` (and, later, the pull-through cache that implements the same methods), never
 a driver. Request bodies arrive as async iterators of bytes; blob bodies leave as a local path (for
@@ -47,8 +48,14 @@ class Registry:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     # --- blobs ----------------------------------------------------------------------------------------
+    async def lookup(self, fn: Callable[..., T], *args: Any) -> T:
+        """A read-only lookup of a few small files: inline when the driver's reads are cheap, else one hop."""
+        if self.driver.cheap_reads:
+            return fn(*args)
+        return await self.run(fn, *args)
+
     async def stat_blob(self, repo: str, d: Digest) -> BlobInfo:
-        return await self.run(self.blobs.stat, repo, d)
+        return await self.lookup(self.blobs.stat, repo, d)
 
     def local_path(self, info: BlobInfo) -> Path | None:
         return self.driver.local_path(info.path)
@@ -140,7 +147,7 @@ class Registry:
 
     # --- manifests ------------------------------------------------------------------------------------
     async def get_manifest(self, repo: str, reference: str) -> StoredManifest:
-        return await self.run(self.manifests.get, repo, reference)
+        return await self.lookup(self.manifests.get, repo, reference)
 
     async def get_manifest_by_digest(self, d: Digest) -> StoredManifest:
         return await self.run(self.manifests.load, d)
