@@ -21,8 +21,9 @@ install: $(VENV)/.installed
 serve: install
 	$(VENV)/bin/k3sreg serve $(ARGS)
 
-# Debian packages of the real peers the tests drive (needs root, as in CI).
-$(APT_MARKER): | $(VENV)/.installed
+# Debian packages of the real peers the tests drive (needs root, as in CI). Checked again when the Makefile
+# (and so the list) changes.
+$(APT_MARKER): Makefile | $(VENV)/.installed
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
