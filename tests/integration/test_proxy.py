@@ -185,14 +185,17 @@ class Relay:
         self.target_port, self.cut_after, self.rate = target_port, cut_after, rate
         self.delay = 0.0  # seconds to hold every answer back (a slow upstream)
         self.status: int | None = None  # answer every request with this status instead (a failing upstream)
+        self.status_headers = ""
+        self.refused = 0  # requests answered with `status`
         self._open: set[asyncio.StreamWriter] = set()
         self.cuts = 0
         self.progress: list[tuple[float, int]] = []
         self.server: asyncio.Server | None = None
 
-    def fail_with(self, status: int) -> None:
-        """From now on answer `status`; pooled connections to the real upstream are dropped."""
+    def fail_with(self, status: int, headers: dict[str, str] | None = None) -> None:
+        """From now on answer `status` (with `headers`); pooled connections to the real upstream are dropped."""
         self.status = status
+        self.status_headers = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
         for writer in self._open:
             writer.close()
 
@@ -206,7 +209,9 @@ class Relay:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.status is not None:
             while await reader.readuntil(b"\r\n\r\n"):
-                writer.write(f"HTTP/1.1 {self.status} Failing\r\nContent-Length: 0\r\n\r\n".encode())
+                self.refused += 1
+                writer.write(f"HTTP/1.1 {self.status} Failing\r\n{self.status_headers}Content-Length: 0\r\n\r\n"
+                             .encode())
                 await writer.drain()
             return
         up_r, up_w = await asyncio.open_connection("127.0.0.1", self.target_port)
@@ -509,3 +514,35 @@ def test_failing_upstream_serves_cached_tag(site: Site, tmp_path: Path, failure:
 
     served, took, log = site.netns.call(asyncio.run, scenario())
     assert served == digest and took < 4.0 and "stale" in log
+
+
+def test_rate_limited_upstream_is_left_alone_for_retry_after(site: Site, tmp_path: Path) -> None:
+    """After a 429 with Retry-After: cached tags are served stale, misses answer 429 with Retry-After at once,
+    and the upstream is not asked again meanwhile."""
+    digest = push_image(site.netns, site.hub, "library/limited", "1", [tar_layer("l", b"limited")])
+    relay = Relay(site.hub.port)
+
+    async def scenario() -> tuple[list[int], str, str, int, str]:
+        async with relayed_cache(relay, tmp_path, tagttl="1ms") as cache:
+            base = f"{cache.url}/v2/library/limited/manifests"
+            async with aiohttp.ClientSession(headers=MANIFEST_ACCEPT) as s:
+                async with s.get(f"{base}/1?ns=docker.io") as r:
+                    assert r.status == 200
+                relay.fail_with(429, {"Retry-After": "120"})
+                statuses = []
+                async with s.get(f"{base}/1?ns=docker.io") as r:  # the re-check meets the 429: stale
+                    statuses.append(r.status)
+                    served = r.headers["Docker-Content-Digest"]
+                asked = relay.refused
+                async with s.get(f"{base}/2?ns=docker.io") as r:  # a miss while the upstream rests
+                    statuses.append(r.status)
+                    retry_after = r.headers.get("Retry-After", "")
+                    body = await r.text()
+                async with s.get(f"{base}/1?ns=docker.io") as r:
+                    statuses.append(r.status)
+                return statuses, served, retry_after, relay.refused - asked, body
+
+    statuses, served, retry_after, asked_again, body = site.netns.call(asyncio.run, scenario())
+    assert statuses == [200, 429, 200] and served == digest
+    assert "TOOMANYREQUESTS" in body and 110 <= int(retry_after) <= 120
+    assert asked_again == 0

@@ -7,7 +7,9 @@ by hand so that each host gets only its own `Authorization`: the upstream's cred
 or another registry a redirect leads to (that host gets a token of its own only if it challenges; see `auth`).
 
 Errors: 404 → ManifestUnknown / BlobUnknown (with the upstream's message); 401 / 403 after the auth retry →
-Unauthorized / Denied; 429 → TooManyRequests; anything else that went wrong (refused, timed out, 5xx, cut) →
+Unauthorized / Denied; 429 → TooManyRequests, and the upstream is then not asked again for its Retry-After
+(10 s when it names none): requests meanwhile fail at once with the time left, so a rate-limited Docker Hub is
+not hammered while the cache serves what it holds; anything else that went wrong (refused, timed out, 5xx, cut) →
 Unavailable naming the upstream and the reason. A blob cut mid-body raises Unavailable from the iterator.
 
 Repository names are those clients use; `upstream_repository` maps them to the upstream's (Docker Hub's
@@ -17,14 +19,15 @@ one-component names live under `library/`), and every method applies it, so call
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
+import math
 import os
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
 import aiohttp
 from yarl import URL
@@ -43,6 +46,14 @@ from k3sreg.errors import (
 from k3sreg.oci.digest import Digest, InvalidDigest, is_digest
 from k3sreg.oci.mediatypes import DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED, MANIFEST_TYPES
 from k3sreg.settings_upstreams import UpstreamSettings
+from k3sreg.upstream.answers import (
+    backoff,
+    reason,
+    retry_after_seconds,
+    tag_page,
+    upstream_message,
+    upstream_repository,
+)
 from k3sreg.upstream.auth import (
     Authenticator,
     BearerRealm,
@@ -68,13 +79,6 @@ USER_AGENT = f"k3sreg/{__version__}"
 log = logging.getLogger("k3sreg.upstream")
 
 
-def upstream_repository(registry: str, repository: str) -> str:
-    """The upstream's name for `repository`: Docker Hub keeps one-component names under `library/`."""
-    if registry == "docker.io" and "/" not in repository:
-        return f"library/{repository}"
-    return repository
-
-
 @dataclass(frozen=True, slots=True)
 class ManifestHead:
     """What a HEAD on a manifest tells: its digest, media type and size in bytes."""
@@ -91,23 +95,6 @@ class FetchedManifest:
     data: bytes
     media_type: str
     digest: Digest
-
-
-def _reason(exc: BaseException) -> str:
-    text = str(exc)
-    if isinstance(exc, TimeoutError) and not text:
-        return "timed out"
-    return text or type(exc).__name__
-
-
-def _upstream_message(body: bytes) -> str | None:
-    """The first `message` of an OCI error document, if the body is one."""
-    try:
-        doc: Any = json.loads(body)
-        first = doc["errors"][0]
-        return f"{first.get('code', '')}: {first['message']}".lstrip(": ")
-    except (ValueError, LookupError, TypeError, AttributeError):
-        return None
 
 
 class BlobStream:
@@ -134,7 +121,7 @@ class BlobStream:
                 yield chunk
         except _NETWORK_ERRORS as exc:
             raise Unavailable(
-                f"{self._where}: the blob download broke off after {received} bytes: {_reason(exc)}"
+                f"{self._where}: the blob download broke off after {received} bytes: {reason(exc)}"
             ) from exc
         if self.size is not None and received != self.size:
             raise Unavailable(f"{self._where}: the blob download ended after {received} of {self.size} bytes")
@@ -158,6 +145,7 @@ class UpstreamClient:
             total=None, connect=settings.timeout, sock_connect=settings.timeout, sock_read=settings.timeout
         )
         self._session: aiohttp.ClientSession | None = None
+        self._quiet_until = 0.0  # monotonic time before which a rate-limited upstream is not asked
         # Read once, as Go's http.ProxyFromEnvironment does: HTTP_PROXY / HTTPS_PROXY / NO_PROXY.
         self._proxies = ProxyEnv.from_env(os.environ)
         self.auth = Authenticator(str(self._origin), username, password, self._fetch_token)
@@ -219,11 +207,11 @@ class UpstreamClient:
                 break
             except _NETWORK_ERRORS as exc:
                 if attempt >= self.settings.retries:
-                    raise Unavailable(f"{self._where(repo)}: the manifest download failed: {_reason(exc)}") from exc
+                    raise Unavailable(f"{self._where(repo)}: the manifest download failed: {reason(exc)}") from exc
             finally:
                 response.release()
             attempt += 1
-            await asyncio.sleep(_backoff(attempt))
+            await asyncio.sleep(backoff(attempt))
         media_type = _media_type(response)
         header = response.headers.get("Docker-Content-Digest")
         expected = reference if is_digest(reference) else header
@@ -250,10 +238,10 @@ class UpstreamClient:
             try:
                 body = await _read_limited(response, _TAG_PAGE_BYTES)
             except _NETWORK_ERRORS as exc:
-                raise Unavailable(f"{self._where(repo)}: the tag list download failed: {_reason(exc)}") from exc
+                raise Unavailable(f"{self._where(repo)}: the tag list download failed: {reason(exc)}") from exc
             finally:
                 response.release()
-            page = _tag_page(body)
+            page = tag_page(body)
             if page is None:
                 raise Unavailable(f"{self._where(repo)}: the tag list is not a JSON object with a list of tags")
             tags.extend(page)
@@ -309,6 +297,7 @@ class UpstreamClient:
     ) -> aiohttp.ClientResponse:
         """A 2xx response (body unread) after auth, retries and redirects; every other outcome raises.
         `url` replaces the one built from repo/kind/reference (a `Link` to the next page)."""
+        self._check_backoff(repo)
         url = url or self._url(repo, kind, reference)
         headers = {"Accept": ", ".join(accept)} if accept else {}
         upstream_repo = upstream_repository(self.name, repo)
@@ -325,10 +314,28 @@ class UpstreamClient:
                 if 200 <= response.status < 300:
                     return response
                 body = await self._drain(response)
+        if response.status == 429:
+            raise self._rate_limited(repo, upstream_message(body), response.headers.get("Retry-After"))
         raise self._error(response.status, body, missing, repo, f"{kind[:-1]} {reference}")
 
+    def _check_backoff(self, repo: str) -> None:
+        """While the upstream's Retry-After runs, refuse at once instead of asking (and being counted) again."""
+        left = self._quiet_until - time.monotonic()
+        if left > 0:
+            wait = math.ceil(left)
+            raise TooManyRequests(f"{self._where(repo)}: rate limited by the upstream; not asked again for {wait} s",
+                                  headers={"Retry-After": str(wait)})
+
+    def _rate_limited(self, repo: str, said: str | None, retry_after: str | None) -> TooManyRequests:
+        wait = retry_after_seconds(retry_after, time.time())
+        self._quiet_until = time.monotonic() + wait
+        log.warning("upstream %s: rate limited (%s); no requests to it for %d s", self.name,
+                    said or "HTTP 429", wait)
+        return TooManyRequests(f"{self._where(repo)}: {said or TooManyRequests.default_message}",
+                               headers={"Retry-After": str(wait)})
+
     def _error(self, status: int, body: bytes, missing: type[RegistryError], repo: str, what: str) -> RegistryError:
-        said = _upstream_message(body)
+        said = upstream_message(body)
         where = self._where(repo)
         if status == 404:
             return missing(f"{where}: {said or missing.default_message}")
@@ -358,18 +365,18 @@ class UpstreamClient:
             except _NETWORK_ERRORS as exc:
                 # A certificate that does not verify will not verify on the next attempt either.
                 if attempt >= self.settings.retries or isinstance(exc, aiohttp.ClientSSLError):
-                    raise Unavailable(f"{where}: {_reason(exc)}") from exc
-                reason = _reason(exc)
+                    raise Unavailable(f"{where}: {reason(exc)}") from exc
+                why = reason(exc)
             else:
                 if response.status not in _RETRY_STATUSES or attempt >= self.settings.retries:
                     return response
                 await self._drain(response)
-                reason = f"HTTP {response.status}"
+                why = f"HTTP {response.status}"
             attempt += 1
             log.warning(
-                "%s: %s %s failed (%s), retry %d of %d", where, method, url, reason, attempt, self.settings.retries
+                "%s: %s %s failed (%s), retry %d of %d", where, method, url, why, attempt, self.settings.retries
             )
-            await asyncio.sleep(_backoff(attempt))
+            await asyncio.sleep(backoff(attempt))
 
     async def _follow(self, method: str, url: URL, headers: dict[str, str], repository: str) -> aiohttp.ClientResponse:
         """Send, following redirects by hand so that each host gets only its own `Authorization` (or none)."""
@@ -403,13 +410,13 @@ class UpstreamClient:
                     status = response.status
             except _NETWORK_ERRORS as exc:
                 if attempt >= self.settings.retries:
-                    raise Unavailable(f"{where}: {_reason(exc)}") from exc
+                    raise Unavailable(f"{where}: {reason(exc)}") from exc
             else:
                 if status not in _RETRY_STATUSES or attempt >= self.settings.retries:
                     break
             attempt += 1
-            await asyncio.sleep(_backoff(attempt))
-        said = _upstream_message(body) or body[:200].decode(errors="replace").strip()
+            await asyncio.sleep(backoff(attempt))
+        said = upstream_message(body) or body[:200].decode(errors="replace").strip()
         if status in (401, 403):
             cls = Unauthorized if status == 401 else Denied
             raise cls(f"{where} refused a token for {scope!r} (HTTP {status}{': ' + said if said else ''})")
@@ -427,25 +434,6 @@ async def _read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes:
     while len(body) < limit and (chunk := await response.content.read(limit - len(body))):
         body += chunk
     return body
-
-
-def _tag_page(body: bytes) -> list[str] | None:
-    """The `tags` of a tags/list answer (null counts as none); None when the document is not one."""
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        return None
-    if not isinstance(doc, dict):
-        return None
-    tags = doc.get("tags") or []
-    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-        return None
-    return tags
-
-
-def _backoff(attempt: int) -> float:
-    """Seconds before retry number `attempt` (1-based): 0.1, 0.2, 0.4 ... capped at 2."""
-    return min(2.0, 0.1 * 2.0 ** (attempt - 1))
 
 
 def _media_type(response: aiohttp.ClientResponse) -> str:

@@ -9,8 +9,9 @@ import pytest
 
 from k3sreg.errors import ConfigError
 from k3sreg.settings_upstreams import UpstreamSettings
+from k3sreg.upstream.answers import retry_after_seconds, tag_page, upstream_repository
 from k3sreg.upstream.auth import basic_authorization, tls_context
-from k3sreg.upstream.client import UpstreamClient, _tag_page, upstream_repository
+from k3sreg.upstream.client import UpstreamClient
 
 
 @pytest.mark.parametrize(
@@ -79,4 +80,23 @@ def test_tls_settings_become_an_ssl_context() -> None:
 )
 def test_tag_page_reads_only_a_list_of_strings(body: bytes, expected: list[str] | None) -> None:
     """An upstream tags/list page yields its tags; null means none; anything else is refused."""
-    assert _tag_page(body) == expected
+    assert tag_page(body) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("120", 120),
+        (" 5 ", 5),
+        ("0", 1),
+        (None, 10),
+        ("soon", 10),
+        ("Sun, 29 Nov 2026 12:00:30 GMT", 30),
+        ("Sun, 29 Nov 2026 11:00:00 GMT", 1),
+        ("999999", 3600),
+    ],
+)
+def test_retry_after_seconds(value: str | None, expected: int) -> None:
+    """Retry-After in seconds or as an HTTP date, 10 s when absent or unreadable, kept within 1 s .. 1 h."""
+    now = 1_795_953_600.0  # Sun, 29 Nov 2026 12:00:00 GMT
+    assert retry_after_seconds(value, now) == expected
