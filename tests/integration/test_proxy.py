@@ -11,8 +11,10 @@ import hashlib
 import json
 import os
 import random
+import re
+import time
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,6 +189,8 @@ class Relay:
         self.status: int | None = None  # answer every request with this status instead (a failing upstream)
         self.status_headers = ""
         self.refused = 0  # requests answered with `status`
+        self.strip_range = False  # drop Range headers: an upstream that always sends the whole blob
+        self.requests: list[bytes] = []  # the first bytes of every relayed connection's request
         self._open: set[asyncio.StreamWriter] = set()
         self.cuts = 0
         self.progress: list[tuple[float, int]] = []
@@ -226,13 +230,18 @@ class Relay:
         sent = 0
         try:
             while data := await src.read(65536):
+                if not answer:
+                    if not sent:
+                        self.requests.append(data)
+                    if self.strip_range:
+                        data = re.sub(rb"(?im)^range: [^\r\n]*\r\n", b"", data)
                 if answer and self.delay:
                     await asyncio.sleep(self.delay)
                 if limit is not None and sent + len(data) > limit:
                     dst.write(data[: limit - sent])
                     await dst.drain()
                     return
-                sent += len(data)
+                sent += len(data) if answer else 1
                 dst.write(data)
                 await dst.drain()
                 if answer:
@@ -270,6 +279,44 @@ def test_cut_upstream_caches_nothing_and_retry_succeeds(site: Site, tmp_path: Pa
     first_failed, cached_after_cut, second = site.netns.call(asyncio.run, scenario())
     assert relay.cuts == 1 and first_failed and not cached_after_cut
     assert hashlib.sha256(second).hexdigest() == digest[7:]
+
+
+@pytest.mark.parametrize("upstream_ranges", [True, False], ids=["range-206", "no-range-200"])
+def test_cut_upstream_is_resumed_within_the_retries(site: Site, tmp_path: Path, upstream_ranges: bool) -> None:
+    """With a retry left, a fill cut half-way continues where it stopped (Range, or skipping what an upstream
+    without ranges sends again): the client gets the whole blob from its first request."""
+    data = random.Random(8).randbytes(4 << 20)
+    digest = push_blob(site.netns, site.hub, f"library/resumed{int(upstream_ranges)}", data)
+    # Paced, so that k3sreg has taken in (and kept) most of the first MiB when the cut comes.
+    relay = Relay(site.hub.port, cut_after=(1 << 20) + 12345, rate=4 << 20)
+    relay.strip_range = not upstream_ranges
+
+    async def scenario() -> tuple[int, bytes, bool, str]:
+        async with relayed_cache(relay, tmp_path, retries=1) as cache:
+            url = f"{cache.url}/v2/library/resumed{int(upstream_ranges)}/blobs/{digest}?ns=docker.io"
+            async with aiohttp.ClientSession() as s, s.get(url) as r:
+                body = await r.read()
+            # The body can be complete a moment before the fill has committed the blob.
+            cached = await asyncio.to_thread(eventually, blob_file(cache, digest).exists)
+            return r.status, body, cached, cache.log_text()
+
+    status, body, cached, log = site.netns.call(asyncio.run, scenario())
+    assert status == 200 and hashlib.sha256(body).hexdigest() == digest[7:] and cached
+    assert relay.cuts == 1 and "resuming" in log
+    blob_requests = [r for r in relay.requests if f"/blobs/{digest}".encode() in r]
+    assert len(blob_requests) == 2
+    resumed_at = re.search(rb"(?i)\r\nrange: bytes=(\d+)-\r\n", blob_requests[1])
+    assert resumed_at is not None and 0 < int(resumed_at.group(1)) <= (1 << 20) + 12345
+
+
+def eventually(check: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Whether `check` becomes true within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def blob_file(cache: K3sregServer, digest: str) -> Path:

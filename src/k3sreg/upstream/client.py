@@ -48,6 +48,7 @@ from k3sreg.oci.mediatypes import DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED, MANIFES
 from k3sreg.settings_upstreams import UpstreamSettings
 from k3sreg.upstream.answers import (
     backoff,
+    content_range,
     reason,
     retry_after_seconds,
     tag_page,
@@ -98,25 +99,42 @@ class FetchedManifest:
 
 
 class BlobStream:
-    """A blob being downloaded: `size` from Content-Length (None when not sent); iterate for chunks as they come.
+    """A blob being downloaded from `offset` on: `size` is the whole blob's (None when the upstream does not say);
+    iterate for chunks as they come.
 
     Iterate once. A connection cut or a short body raises Unavailable from the iterator; the bytes are not
-    verified here (the caller hashes them against the digest it asked for).
+    verified here (the caller hashes them against the digest it asked for). An upstream that ignores the Range
+    of a resumed download sends the whole blob: the bytes before `offset` are skipped here.
     """
 
-    def __init__(self, response: aiohttp.ClientResponse, where: str) -> None:
+    def __init__(self, response: aiohttp.ClientResponse, where: str, offset: int = 0) -> None:
         self._response = response
         self._where = where
+        self.offset = offset
         self.size: int | None = response.content_length
+        self._skip = 0
+        if offset and response.status == 206:
+            span = content_range(response.headers.get("Content-Range", ""))
+            if span is None or span[0] != offset:
+                raise Unavailable(f"{where}: asked for bytes from {offset}, got Content-Range "
+                                  f"{response.headers.get('Content-Range')!r}")
+            self.size = span[2]
+        elif offset:
+            self._skip = offset
         self.media_type: str = response.headers.get("Content-Type", "application/octet-stream")
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._chunks()
 
     async def _chunks(self) -> AsyncIterator[bytes]:
-        received = 0
+        received, skip = self.offset, self._skip
         try:
             async for chunk in self._response.content.iter_any():  # what arrived, bounded by READ_BUFFER
+                if skip:
+                    dropped = min(skip, len(chunk))
+                    chunk, skip = chunk[dropped:], skip - dropped
+                    if not chunk:
+                        continue
                 received += len(chunk)
                 yield chunk
         except _NETWORK_ERRORS as exc:
@@ -251,15 +269,17 @@ class UpstreamClient:
             url = response.url.join(URL(str(following["url"]), encoded=True))
         return tags[:limit]
 
-    def open_blob(self, repo: str, digest: Digest) -> AbstractAsyncContextManager[BlobStream]:
-        """`async with client.open_blob(repo, digest) as blob:` streams the blob; entering raises BlobUnknown etc."""
-        return self._open_blob(repo, digest)
+    def open_blob(self, repo: str, digest: Digest, offset: int = 0) -> AbstractAsyncContextManager[BlobStream]:
+        """`async with client.open_blob(repo, digest) as blob:` streams the blob (from `offset`, with a Range);
+        entering raises BlobUnknown etc."""
+        return self._open_blob(repo, digest, offset)
 
     @asynccontextmanager
-    async def _open_blob(self, repo: str, digest: Digest) -> AsyncIterator[BlobStream]:
-        response = await self._request("GET", repo, "blobs", str(digest), (), BlobUnknown)
+    async def _open_blob(self, repo: str, digest: Digest, offset: int) -> AsyncIterator[BlobStream]:
+        extra = {"Range": f"bytes={offset}-"} if offset else None
+        response = await self._request("GET", repo, "blobs", str(digest), (), BlobUnknown, extra=extra)
         try:
-            yield BlobStream(response, self._where(repo))
+            yield BlobStream(response, self._where(repo), offset)
         finally:
             # Closing (not releasing) drops a half-read connection instead of draining it into the pool.
             response.close()
@@ -294,12 +314,14 @@ class UpstreamClient:
         accept: Sequence[str],
         missing: type[RegistryError],
         url: URL | None = None,
+        extra: dict[str, str] | None = None,
     ) -> aiohttp.ClientResponse:
         """A 2xx response (body unread) after auth, retries and redirects; every other outcome raises.
         `url` replaces the one built from repo/kind/reference (a `Link` to the next page)."""
         self._check_backoff(repo)
         url = url or self._url(repo, kind, reference)
         headers = {"Accept": ", ".join(accept)} if accept else {}
+        headers.update(extra or {})
         upstream_repo = upstream_repository(self.name, repo)
         response = await self._send(method, url, headers, upstream_repo, self._where(repo))
         if 200 <= response.status < 300:

@@ -7,8 +7,10 @@
                    more)               follow the same .partial file by polling its size
 
 Followers send bytes as they arrive, before the download ends. The leader does not depend on any client: a
-client that disconnects stops only its own response. A failed or cut download leaves nothing in the cache;
-every follower gets an error (a cut connection once headers were sent) and the next request starts anew.
+client that disconnects stops only its own response. A download cut half-way continues with a Range from the
+bytes already written (up to the upstream's `retries` times), unseen by the followers. One that still fails
+leaves nothing in the cache; every follower gets an error (a cut connection once headers were sent) and the
+next request starts anew.
 Renaming the finished file keeps its inode, so followers that opened the partial file read on undisturbed.
 """
 
@@ -134,15 +136,32 @@ class FillCoordinator:
                     cache_repo: str) -> None:
         hasher = hashlib.new(fill.digest.algorithm)
         out: BinaryIO | None = None
+        resumes = 0
         try:
-            async with client.open_blob(upstream_repo, fill.digest) as stream:
-                if stream.size is None:
-                    raise errors.Unavailable(f"{client.name} sent blob {fill.digest} without a Content-Length")
-                fill.size = stream.size
-                out = await self.registry.run(_create, fill.partial, self.root / f"{fill.digest.hex}.size",
-                                              stream.size)
-                fill.started.set()
-                await self._pump(stream, out, hasher, fill)
+            while True:
+                try:
+                    async with client.open_blob(upstream_repo, fill.digest, fill.written) as stream:
+                        if out is None:
+                            if stream.size is None:
+                                raise errors.Unavailable(
+                                    f"{client.name} sent blob {fill.digest} without a Content-Length")
+                            fill.size = stream.size
+                            out = await self.registry.run(_create, fill.partial,
+                                                          self.root / f"{fill.digest.hex}.size", stream.size)
+                            fill.started.set()
+                        elif stream.size != fill.size:
+                            raise errors.Unavailable(f"{client.name} changed the size of {fill.digest} "
+                                                     f"from {fill.size} to {stream.size} while resuming")
+                        await self._pump(stream, out, hasher, fill)
+                    break
+                except errors.Unavailable as e:
+                    # A cut once the download had started: ask for the rest with a Range (as many times as
+                    # `retries` allows); the followers keep being fed from the same partial file.
+                    if out is None or resumes >= client.settings.retries:
+                        raise
+                    resumes += 1
+                    log.warning("upstream %s: download of %s %s cut at %d of %d bytes (%s); resuming",
+                                client.name, upstream_repo, fill.digest, fill.written, fill.size, e)
             if fill.written != fill.size:
                 raise errors.Unavailable(f"{client.name} sent {fill.written} of {fill.size} bytes of {fill.digest}")
             if hasher.hexdigest() != fill.digest.hex:
@@ -188,13 +207,21 @@ class FillCoordinator:
         parts: list[bytes] = []
         size = 0
         try:
-            async for chunk in stream:
-                parts.append(chunk)
-                size += len(chunk)
-                if size >= _BUFFER:
+            try:
+                async for chunk in stream:
+                    parts.append(chunk)
+                    size += len(chunk)
+                    if size >= _BUFFER:
+                        await settle()
+                        submit(b"".join(parts))  # one copy; a growing bytearray would copy twice
+                        parts, size = [], 0
+            except errors.Unavailable:
+                # Cut: keep what did arrive, so a resumed download continues right after it.
+                await settle()
+                if parts:
+                    submit(b"".join(parts))
                     await settle()
-                    submit(b"".join(parts))  # one copy; a growing bytearray would copy twice
-                    parts, size = [], 0
+                raise
             await settle()
             if parts:
                 submit(b"".join(parts))

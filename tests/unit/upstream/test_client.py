@@ -9,7 +9,7 @@ import pytest
 
 from k3sreg.errors import ConfigError
 from k3sreg.settings_upstreams import UpstreamSettings
-from k3sreg.upstream.answers import retry_after_seconds, tag_page, upstream_repository
+from k3sreg.upstream.answers import content_range, retry_after_seconds, tag_page, upstream_repository
 from k3sreg.upstream.auth import basic_authorization, tls_context
 from k3sreg.upstream.client import UpstreamClient
 
@@ -100,3 +100,18 @@ def test_retry_after_seconds(value: str | None, expected: int) -> None:
     """Retry-After in seconds or as an HTTP date, 10 s when absent or unreadable, kept within 1 s .. 1 h."""
     now = 1_795_953_600.0  # Sun, 29 Nov 2026 12:00:00 GMT
     assert retry_after_seconds(value, now) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("bytes 100-199/1000", (100, 199, 1000)),
+        ("bytes 0-0/*", (0, 0, None)),
+        ("bytes */1000", None),
+        ("items 1-2/3", None),
+        ("", None),
+    ],
+)
+def test_content_range(value: str, expected: tuple[int, int, int | None] | None) -> None:
+    """The span of a 206 answer to a resumed download; anything else is not one."""
+    assert content_range(value) == expected

@@ -7,6 +7,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -23,15 +24,15 @@ CUT = (2 << 20) + (256 << 10)  # past the second 1 MiB buffer, so the first one 
 
 
 class Stream:
-    """The part of BlobStream a fill uses: `size` and the chunks, optionally breaking off after `cut` bytes."""
+    """The part of BlobStream a fill uses: `size` and the chunks from `offset`, optionally breaking off at `cut`."""
 
-    def __init__(self, data: bytes, cut: int | None) -> None:
+    def __init__(self, data: bytes, offset: int, cut: int | None) -> None:
         self.size: int | None = len(data)
-        self._data, self._cut = data, cut
+        self._data, self._offset, self._cut = data, offset, cut
 
     async def _chunks(self) -> AsyncIterator[bytes]:
         end = len(self._data) if self._cut is None else self._cut
-        for i in range(0, end, 256 << 10):
+        for i in range(self._offset, end, 256 << 10):
             yield self._data[i:min(i + (256 << 10), end)]
         if self._cut is not None:
             raise errors.Unavailable("upstream cut the connection")
@@ -41,17 +42,22 @@ class Stream:
 
 
 class Upstream:
-    """An upstream whose first `cuts` downloads break off half-way; counts the downloads."""
+    """An upstream whose first `cuts` downloads break off at CUT; records the offset each download asked for."""
 
     name = "docker.io"
 
-    def __init__(self, cuts: int) -> None:
-        self.cuts, self.downloads = cuts, 0
+    def __init__(self, cuts: int, retries: int = 0) -> None:
+        self.cuts, self.offsets = cuts, list[int]()
+        self.settings = SimpleNamespace(retries=retries)
+
+    @property
+    def downloads(self) -> int:
+        return len(self.offsets)
 
     @asynccontextmanager
-    async def open_blob(self, _repo: str, _d: Digest) -> AsyncIterator[Stream]:
-        self.downloads += 1
-        yield Stream(DATA, CUT if self.downloads <= self.cuts else None)
+    async def open_blob(self, _repo: str, _d: Digest, offset: int = 0) -> AsyncIterator[Stream]:
+        self.offsets.append(offset)
+        yield Stream(DATA, offset, CUT if self.downloads <= self.cuts else None)
 
 
 async def read(coordinator: FillCoordinator, upstream: Any, d: Digest, pause: float = 0.0) -> bytes:
@@ -86,6 +92,37 @@ async def test_request_after_a_failed_fill_waits_for_its_cleanup_and_fetches_aga
         assert upstream.downloads == 2
         assert registry.blobs.stat_global(d) is not None
         assert not list((tmp_path / fill_module.FILLS.lstrip("/")).glob("*.partial"))
+    finally:
+        await coordinator.close()
+        registry.close()
+
+
+async def test_cut_download_resumes_from_what_arrived(tmp_path: Path) -> None:
+    """With retries left, a cut download continues with a Range from the bytes kept; the client sees no error."""
+    registry = Registry(FilesystemDriver(tmp_path))
+    coordinator = FillCoordinator(registry)
+    upstream = Upstream(cuts=1, retries=1)
+    d = Digest.of(DATA)
+    try:
+        assert await read(coordinator, upstream, d) == DATA
+        assert upstream.offsets == [0, CUT]
+        assert registry.blobs.stat_global(d) is not None
+    finally:
+        await coordinator.close()
+        registry.close()
+
+
+async def test_cuts_beyond_the_retries_fail_and_cache_nothing(tmp_path: Path) -> None:
+    """Each resume counts against `retries`: cut more often than that, the fill fails and leaves nothing."""
+    registry = Registry(FilesystemDriver(tmp_path))
+    coordinator = FillCoordinator(registry)
+    upstream = Upstream(cuts=3, retries=1)
+    d = Digest.of(DATA)
+    try:
+        with pytest.raises(errors.Unavailable):
+            await read(coordinator, upstream, d)
+        assert upstream.downloads == 2
+        assert registry.blobs.stat_global(d) is None
     finally:
         await coordinator.close()
         registry.close()
