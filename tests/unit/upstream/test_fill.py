@@ -70,8 +70,21 @@ async def read(coordinator: FillCoordinator, upstream: Any, d: Digest, pause: fl
     return b"".join(received)
 
 
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[tuple[Registry, FillCoordinator]]:
+    """A filesystem registry under tmp_path and its fill coordinator, closed afterwards."""
+    registry = Registry(FilesystemDriver(tmp_path))
+    coordinator = FillCoordinator(registry)
+    yield registry, coordinator
+    await coordinator.close()
+    registry.close()
+
+
+D = Digest.of(DATA)
+
+
 async def test_request_after_a_failed_fill_waits_for_its_cleanup_and_fetches_again(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        store: tuple[Registry, FillCoordinator], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The failed fill's follower gets an error; a request made during the (slow) cleanup gets the whole blob."""
     slow_discard = fill_module._discard
 
@@ -80,49 +93,31 @@ async def test_request_after_a_failed_fill_waits_for_its_cleanup_and_fetches_aga
         slow_discard(*args)
 
     monkeypatch.setattr(fill_module, "_discard", discard)
-    registry = Registry(FilesystemDriver(tmp_path))
-    coordinator = FillCoordinator(registry)
+    registry, coordinator = store
     upstream = Upstream(cuts=1)
-    d = Digest.of(DATA)
-    try:
-        # A slow client is between two pieces when the fill fails: it sees the failure during the cleanup.
-        with pytest.raises(errors.Unavailable):
-            await read(coordinator, upstream, d, pause=0.05)
-        assert await read(coordinator, upstream, d) == DATA
-        assert upstream.downloads == 2
-        assert registry.blobs.stat_global(d) is not None
-        assert not list((tmp_path / fill_module.FILLS.lstrip("/")).glob("*.partial"))
-    finally:
-        await coordinator.close()
-        registry.close()
+    # A slow client is between two pieces when the fill fails: it sees the failure during the cleanup.
+    with pytest.raises(errors.Unavailable):
+        await read(coordinator, upstream, D, pause=0.05)
+    assert await read(coordinator, upstream, D) == DATA
+    assert upstream.downloads == 2
+    assert registry.blobs.stat_global(D) is not None
+    assert not list((tmp_path / fill_module.FILLS.lstrip("/")).glob("*.partial"))
 
 
-async def test_cut_download_resumes_from_what_arrived(tmp_path: Path) -> None:
+async def test_cut_download_resumes_from_what_arrived(store: tuple[Registry, FillCoordinator]) -> None:
     """With retries left, a cut download continues with a Range from the bytes kept; the client sees no error."""
-    registry = Registry(FilesystemDriver(tmp_path))
-    coordinator = FillCoordinator(registry)
+    registry, coordinator = store
     upstream = Upstream(cuts=1, retries=1)
-    d = Digest.of(DATA)
-    try:
-        assert await read(coordinator, upstream, d) == DATA
-        assert upstream.offsets == [0, CUT]
-        assert registry.blobs.stat_global(d) is not None
-    finally:
-        await coordinator.close()
-        registry.close()
+    assert await read(coordinator, upstream, D) == DATA
+    assert upstream.offsets == [0, CUT]
+    assert registry.blobs.stat_global(D) is not None
 
 
-async def test_cuts_beyond_the_retries_fail_and_cache_nothing(tmp_path: Path) -> None:
+async def test_cuts_beyond_the_retries_fail_and_cache_nothing(store: tuple[Registry, FillCoordinator]) -> None:
     """Each resume counts against `retries`: cut more often than that, the fill fails and leaves nothing."""
-    registry = Registry(FilesystemDriver(tmp_path))
-    coordinator = FillCoordinator(registry)
+    registry, coordinator = store
     upstream = Upstream(cuts=3, retries=1)
-    d = Digest.of(DATA)
-    try:
-        with pytest.raises(errors.Unavailable):
-            await read(coordinator, upstream, d)
-        assert upstream.downloads == 2
-        assert registry.blobs.stat_global(d) is None
-    finally:
-        await coordinator.close()
-        registry.close()
+    with pytest.raises(errors.Unavailable):
+        await read(coordinator, upstream, D)
+    assert upstream.downloads == 2
+    assert registry.blobs.stat_global(D) is None
