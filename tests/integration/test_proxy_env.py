@@ -71,10 +71,12 @@ def proxied(oci_layout: TestLayout, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 def cache_for(p: Proxied, name: str, env: dict[str, str]) -> K3sregServer:
-    """A k3sreg whose docker.io upstream is the registry's non-loopback address, with `env` added."""
+    """A k3sreg whose docker.io upstream is the registry's non-loopback address, with `env` as its only proxy
+    settings (whatever proxy variables this machine has are blanked)."""
     cfg = {"upstreams": [{"name": "docker.io", "url": f"http://{UPSTREAM_IP}:{p.upstream.port}"}]}
     cache = K3sregServer(p.workdir / name, netns=p.netns, config=cfg)
-    cache.env = env
+    blank = {v: "" for v in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy")}
+    cache.env = {**blank, **env}
     return cache
 
 
