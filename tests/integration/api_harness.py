@@ -13,8 +13,8 @@ import aiohttp
 import yaml
 from aiohttp.test_utils import TestServer
 
+from k3sreg.config import load_settings
 from k3sreg.server.app import create_app
-from k3sreg.settings import load_settings
 
 
 def digest(data: bytes) -> str:

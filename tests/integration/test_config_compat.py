@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from k3sreg.settings import load_settings
+from k3sreg.config import load_settings
 from tests.peers.api import request
 from tests.peers.registry import IMPLS, make_registry
 

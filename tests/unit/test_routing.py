@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from k3sreg import errors
-from k3sreg.settings_upstreams import UpstreamSettings
+from k3sreg.config.upstreams import UpstreamSettings
 from k3sreg.upstream.routing import Router
 
 HUB = UpstreamSettings(name="docker.io", url="https://registry-1.docker.io")

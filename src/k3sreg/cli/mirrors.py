@@ -216,7 +216,7 @@ def init_cmd(
         rewrites[pattern] = replacement
     mirrors = list(mirror)
     if from_config is not None:
-        from k3sreg.settings import load_settings
+        from k3sreg.config import load_settings
 
         mirrors += [u.name for u in load_settings(from_config).effective_upstreams]
     text = generate(InitSpec(endpoints=endpoint, mirrors=mirrors, insecure_skip_verify=insecure_skip_verify,

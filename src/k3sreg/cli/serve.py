@@ -9,8 +9,8 @@ from pathlib import Path
 
 import typer
 
+from k3sreg.config import Settings, load_settings
 from k3sreg.errors import UsageError
-from k3sreg.settings import Settings, load_settings
 
 
 def serve(

@@ -14,10 +14,10 @@ from typing import Any
 from aiohttp import web
 
 from k3sreg import errors
+from k3sreg.config import Settings
 from k3sreg.server import blob_handlers, health, manifest_handlers, metrics, routes
 from k3sreg.server.context import CONTEXT, Context, Limits, Resolved
 from k3sreg.server.middleware import make_middlewares
-from k3sreg.settings import Settings
 from k3sreg.storage.driver import Driver
 from k3sreg.storage.filesystem import FilesystemDriver
 from k3sreg.storage.memory import MemoryDriver

@@ -16,7 +16,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from k3sreg.settings_http import HealthSettings
+from k3sreg.config.health import HealthSettings
 from k3sreg.storage.registry import Registry
 
 log = logging.getLogger("k3sreg.health")

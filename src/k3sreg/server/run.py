@@ -20,8 +20,8 @@ import time
 
 from aiohttp import web
 
+from k3sreg.config import Settings
 from k3sreg.server.app import create_app
-from k3sreg.settings import Settings
 
 log = logging.getLogger("k3sreg.server")
 _LEVELS = {"error": logging.ERROR, "warn": logging.WARNING, "info": logging.INFO, "debug": logging.DEBUG}

@@ -26,8 +26,8 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from k3sreg.config.upstreams import UpstreamSettings
 from k3sreg.errors import ConfigError
-from k3sreg.settings_upstreams import UpstreamSettings
 
 # RFC 9110 token characters; values are also accepted unquoted up to the next comma, as some registries send URLs.
 _TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"

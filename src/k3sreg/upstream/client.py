@@ -33,6 +33,7 @@ import aiohttp
 from yarl import URL
 
 from k3sreg import __version__
+from k3sreg.config.upstreams import UpstreamSettings
 from k3sreg.errors import (
     BlobUnknown,
     Denied,
@@ -45,7 +46,6 @@ from k3sreg.errors import (
 )
 from k3sreg.oci.digest import Digest, InvalidDigest, is_digest
 from k3sreg.oci.mediatypes import DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED, MANIFEST_TYPES
-from k3sreg.settings_upstreams import UpstreamSettings
 from k3sreg.upstream.answers import (
     backoff,
     content_range,

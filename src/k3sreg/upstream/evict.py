@@ -17,9 +17,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from k3sreg import errors
+from k3sreg.config.upstreams import UpstreamSettings
 from k3sreg.oci.digest import Digest, InvalidDigest
 from k3sreg.oci.manifest import InvalidManifest, parse_manifest
-from k3sreg.settings_upstreams import UpstreamSettings
 from k3sreg.storage import catalog, paths
 from k3sreg.storage.driver import Driver
 from k3sreg.storage.manifests import ManifestStore

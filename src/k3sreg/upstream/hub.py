@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
-from k3sreg.settings_upstreams import UpstreamSettings
+from k3sreg.config.upstreams import UpstreamSettings
 from k3sreg.storage.manifests import StoredManifest
 from k3sreg.storage.registry import LocalRepository, Registry, Repository
 from k3sreg.upstream import metrics

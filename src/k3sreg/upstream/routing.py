@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from k3sreg import errors
-from k3sreg.settings_upstreams import UpstreamSettings
+from k3sreg.config.upstreams import UpstreamSettings
 
 DOCKER_HUB = "docker.io"
 

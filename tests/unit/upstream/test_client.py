@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from k3sreg.config.upstreams import UpstreamSettings
 from k3sreg.errors import ConfigError
-from k3sreg.settings_upstreams import UpstreamSettings
 from k3sreg.upstream.answers import content_range, retry_after_seconds, tag_page, upstream_repository
 from k3sreg.upstream.auth import basic_authorization, tls_context
 from k3sreg.upstream.client import UpstreamClient

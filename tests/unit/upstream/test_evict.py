@@ -6,9 +6,9 @@ import json
 import os
 from pathlib import Path
 
+from k3sreg.config.upstreams import UpstreamSettings
 from k3sreg.oci import mediatypes as mt
 from k3sreg.oci.digest import Digest
-from k3sreg.settings_upstreams import UpstreamSettings
 from k3sreg.storage import paths
 from k3sreg.storage.blobs import BlobStore
 from k3sreg.storage.filesystem import FilesystemDriver

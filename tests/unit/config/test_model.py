@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from k3sreg.settings import EMBEDDED_DEFAULTS, Settings, load_settings
+from k3sreg.config import EMBEDDED_DEFAULTS, Settings, load_settings
 
 GUIDE_CONFIG = """\
 version: 0.1

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from k3sreg.config import load_settings
 from k3sreg.errors import ConfigError
-from k3sreg.settings import load_settings
 
 BASE = """\
 version: 0.1

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from k3sreg.config import Settings, load_settings
+from k3sreg.config.upstreams import UpstreamSettings
+from k3sreg.config.values import registry_name_for_url
 from k3sreg.errors import ConfigError
-from k3sreg.settings import Settings, load_settings
-from k3sreg.settings_upstreams import UpstreamSettings, registry_name_for_url
 
 ISSUE_EXAMPLE = """\
 version: 0.1

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from k3sreg.config import load_settings, parse_settings
 from k3sreg.errors import ConfigError
-from k3sreg.settings import load_settings, parse_settings
 
 
 def problems(tmp_path: Path, text: str, env: dict[str, str] | None = None) -> list[str]:

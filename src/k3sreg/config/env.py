@@ -15,7 +15,6 @@ ignores it), except the ones Kubernetes injects for a Service named `registry` (
 from __future__ import annotations
 
 import copy
-import difflib
 import re
 import types
 from collections.abc import Mapping
@@ -24,13 +23,14 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel
 
-from k3sreg.settings_storage import DRIVERS, OTHER_DRIVERS, AuthSettings, StorageSettings
-from k3sreg.settings_types import ConfigLoader
+from k3sreg.config.auth import AuthSettings
+from k3sreg.config.problems import Loc, nearest
+from k3sreg.config.storage import DRIVERS, OTHER_DRIVERS, StorageSettings
+from k3sreg.config.values import ConfigLoader
 
 PREFIX = "REGISTRY_"
 _KUBE_SERVICE_LINKS = re.compile(r"^REGISTRY_(PORT(_.*)?|SERVICE_(HOST|PORT)(_.*)?)$")
 
-Loc = tuple[str | int, ...]
 Kind = Literal["model", "map", "list", "free", "scalar"]
 
 
@@ -65,15 +65,6 @@ def model_keys(model: type[BaseModel]) -> dict[str, Any]:
         # Other drivers are real Distribution keys; the validation says they are unsupported, not unknown.
         keys.update(dict.fromkeys(OTHER_DRIVERS, Any))
     return keys
-
-
-def nearest(key: str, choices: list[str]) -> str | None:
-    """The valid key closest to a misspelt one, if any is close enough."""
-    lowered = {c.lower(): c for c in choices}
-    if key.lower() in lowered:
-        return lowered[key.lower()]
-    found = difflib.get_close_matches(key.lower(), list(lowered), n=1, cutoff=0.6)
-    return lowered[found[0]] if found else None
 
 
 def type_at(root: type[BaseModel], loc: Loc) -> tuple[Kind, Any]:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from k3sreg.settings_units import duration_seconds, format_duration, parse_go_duration, size_bytes
+from k3sreg.config.units import duration_seconds, format_duration, parse_go_duration, size_bytes
 
 
 @pytest.mark.parametrize(

@@ -10,10 +10,10 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from k3sreg.settings import Settings, parse_settings
-from k3sreg.settings_env import model_keys, unwrap
+from k3sreg.config import Settings, parse_settings
+from k3sreg.config.env import model_keys, unwrap
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
+DOC = Path(__file__).resolve().parents[3] / "docs" / "configuration.md"
 
 
 def _keys(model: type[BaseModel], prefix: str = "") -> list[str]:

@@ -1,4 +1,4 @@
-"""The `storage`, `proxy` and `auth` sections of config.yml, with Distribution's keys and defaults."""
+"""`storage`: exactly one driver (filesystem, inmemory, s3) and the driver-independent options, as Distribution."""
 
 from __future__ import annotations
 
@@ -7,15 +7,14 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from k3sreg.settings_types import Duration, GoStr, Section, Size, StrList, go_str, problem
-from k3sreg.settings_units import show_value
-from k3sreg.settings_upstreams import check_url
+from k3sreg.config.problems import problem
+from k3sreg.config.units import show_value
+from k3sreg.config.values import Duration, GoStr, Section, Size, go_str
 
 DRIVERS = ("filesystem", "inmemory", "s3")
 """The storage drivers k3sreg has."""
 OTHER_DRIVERS = ("azure", "gcs", "swift", "oss", "s3aws")
 """Drivers Distribution has (had) that k3sreg does not: reported as such, not as unknown keys."""
-AUTH_TYPES = ("htpasswd", "token", "silly")
 
 MiB = 1024 * 1024
 
@@ -195,98 +194,3 @@ def storage_problems(raw: Any) -> list[tuple[tuple[str | int, ...], str]]:
     if len(chosen) > 1 or (not chosen and not foreign and not unknown):
         found.append((("storage",), _driver_count_message(chosen)))
     return found
-
-
-class ExecSettings(Section):
-    """`proxy.exec`: a credential helper command (parsed; k3sreg uses `username`/`password`)."""
-
-    command: GoStr
-    lifetime: Duration | None = None
-
-
-class ProxySettings(Section):
-    """`proxy`: Distribution's single-upstream pull-through cache; `ttl` None means cached content never expires."""
-
-    remoteurl: GoStr
-    username: GoStr = ""
-    password: GoStr = ""
-    ttl: Duration | None = 168 * 3600.0
-    exec: ExecSettings | None = None
-    cachewritetimeout: Duration = 300.0
-
-    @field_validator("remoteurl")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        return check_url(value)
-
-    @field_validator("ttl")
-    @classmethod
-    def _ttl(cls, value: float | None) -> float | None:
-        return value or None
-
-
-class HtpasswdSettings(Section):
-    """`auth.htpasswd`: Basic auth against an htpasswd file (bcrypt entries)."""
-
-    realm: GoStr
-    path: GoStr
-
-
-class TokenSettings(Section):
-    """`auth.token`: Bearer tokens issued by an external service, checked against `rootcertbundle` or `jwks`."""
-
-    realm: GoStr
-    service: GoStr
-    issuer: GoStr
-    rootcertbundle: GoStr = ""
-    jwks: GoStr = ""
-    autoredirect: bool = False
-    autoredirectpath: GoStr = "/auth/token"
-    signingalgorithms: StrList = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _keys(self) -> TokenSettings:
-        if not self.rootcertbundle and not self.jwks:
-            raise problem("set 'rootcertbundle' (PEM certificates of the token signer) or 'jwks'")
-        return self
-
-
-class SillySettings(Section):
-    """`auth.silly`: any Authorization header is accepted (development only)."""
-
-    realm: GoStr
-    service: GoStr
-
-
-class AuthSettings(Section):
-    """`auth`: exactly one of htpasswd, token or silly."""
-
-    htpasswd: HtpasswdSettings | None = None
-    token: TokenSettings | None = None
-    silly: SillySettings | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _drop_nulls(cls, data: Any) -> Any:
-        if isinstance(data, str):
-            return {data: {}}
-        if isinstance(data, dict):
-            return {k: {} if v is None else v for k, v in data.items()}
-        return data
-
-    @model_validator(mode="after")
-    def _one(self) -> AuthSettings:
-        chosen = [k for k in AUTH_TYPES if getattr(self, k) is not None]
-        if len(chosen) != 1:
-            got = ", ".join(chosen) if chosen else "none"
-            raise problem(f"exactly one of htpasswd, token or silly is required, got {got}")
-        return self
-
-    @property
-    def kind(self) -> Literal["htpasswd", "token", "silly"]:
-        """The configured access controller's name."""
-        if self.token is not None:
-            return "token"
-        if self.silly is not None:
-            return "silly"
-        return "htpasswd"

@@ -1,4 +1,5 @@
-"""Building blocks of the settings models: the YAML loader and the value types config.yml uses.
+"""The value types config.yml uses (strings as Go reads them, durations, sizes, hosts, URLs), the YAML loader
+that keeps the text of numbers, and `Section`, the base of every section model.
 
 Distribution reads config.yml with Go's YAML decoder, which puts a scalar into a string field with its text
 as written (`version: 0.1` is "0.1", `secret: 0123` is "0123"). PyYAML would turn those into numbers, so the
@@ -7,15 +8,15 @@ loader here keeps the source text of every number, and `GoStr` gives it back.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, model_validator
-from pydantic_core import PydanticCustomError
 
-from k3sreg.settings_units import duration_seconds, show_value, size_bytes
-
-ERROR_TYPE = "k3sreg"
+from k3sreg.config.problems import problem
+from k3sreg.config.units import duration_seconds, show_value, size_bytes
 
 
 class YamlInt(int):
@@ -48,11 +49,6 @@ def _construct_float(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> YamlFloa
 
 ConfigLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 ConfigLoader.add_constructor("tag:yaml.org,2002:float", _construct_float)
-
-
-def problem(message: str) -> PydanticCustomError:
-    """A validation error whose message is shown to the user exactly as given."""
-    return PydanticCustomError(ERROR_TYPE, message)
 
 
 def go_str(value: Any) -> Any:
@@ -119,3 +115,68 @@ class Section(BaseModel):
             # Unknown keys stay, whatever their value, so that they are reported.
             return {k: v for k, v in data.items() if v is not None or k not in cls.model_fields}
         return data
+
+
+# --- hosts and URLs ---------------------------------------------------------------------------------------
+_PORT = r"(?P<port>\d{1,5})"
+_HOSTPORT = re.compile(rf"^(?:\[(?P<v6>[0-9A-Fa-f:.%\w]+)\]|(?P<host>[^\s:\[\]]*)):{_PORT}$")
+_DNS_LABEL = r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
+_REGISTRY_HOST = re.compile(rf"^(?:{_DNS_LABEL}(?:\.{_DNS_LABEL})*|\[[0-9A-Fa-f:.]+\])(?::(?P<port>\d{{1,5}}))?$")
+
+DOCKER_HUB_HOSTS = ("registry-1.docker.io", "index.docker.io", "registry.hub.docker.com", "docker.io")
+"""Hosts that are the registry image references call `docker.io`."""
+
+
+def split_host_port(addr: str) -> tuple[str | None, int]:
+    """`":5000"` -> (None, 5000), `"127.0.0.1:5000"` -> ("127.0.0.1", 5000), `"[::1]:5000"` -> ("::1", 5000).
+
+    Raises ValueError when `addr` is not host:port with a port from 0 to 65535.
+    """
+    m = _HOSTPORT.match(addr.strip())
+    if m is None or int(m.group("port")) > 65535:
+        raise ValueError(addr)
+    host = m.group("v6") or m.group("host") or None
+    return host, int(m.group("port"))
+
+
+def check_registry_host(name: str) -> str:
+    """A registry host as image references spell it (`docker.io`, `127.0.0.1:30500`), lower-cased.
+
+    Raises ValueError when `name` is not host[:port].
+    """
+    m = _REGISTRY_HOST.match(name)
+    if m is None or (m.group("port") is not None and int(m.group("port")) > 65535):
+        raise ValueError(name)
+    return name.lower()
+
+
+def _registry_host(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise problem(f"expected a registry host such as 'docker.io' or '127.0.0.1:5000', got {show_value(value)}")
+    try:
+        return check_registry_host(value.strip())
+    except ValueError:
+        raise problem(
+            f"expected a registry host such as 'docker.io' or '127.0.0.1:5000' (no scheme, no path), got {value!r}"
+        ) from None
+
+
+RegistryHost = Annotated[str, BeforeValidator(_registry_host)]
+"""A registry host as image references spell it (`docker.io`, `127.0.0.1:30500`), lower-cased."""
+
+
+def check_url(value: str) -> str:
+    """An upstream URL: http or https scheme and a host, no trailing slash. Raises a user-facing error."""
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise problem(f"expected an http:// or https:// URL such as 'https://registry-1.docker.io', got {value!r}")
+    return value.strip().rstrip("/")
+
+
+def registry_name_for_url(url: str) -> str:
+    """The registry name clients use for `url`: `docker.io` for Docker Hub, else the URL's host[:port]."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if host in DOCKER_HUB_HOSTS:
+        return "docker.io"
+    return parts.netloc.rsplit("@", 1)[-1].lower()

@@ -1,78 +1,15 @@
-"""The `log`, `http` and `health` sections of config.yml, with Distribution's keys and defaults."""
+"""`http`: where and how the registry listens (address, TLS, headers, debug listener), as Distribution reads it."""
 
 from __future__ import annotations
 
-import re
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from k3sreg.settings_types import Duration, GoStr, Section, StrList, problem
-from k3sreg.settings_units import show_value
-
-_PORT = r"(?P<port>\d{1,5})"
-_HOSTPORT = re.compile(rf"^(?:\[(?P<v6>[0-9A-Fa-f:.%\w]+)\]|(?P<host>[^\s:\[\]]*)):{_PORT}$")
-_DNS_LABEL = r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
-_REGISTRY_HOST = re.compile(rf"^(?:{_DNS_LABEL}(?:\.{_DNS_LABEL})*|\[[0-9A-Fa-f:.]+\])(?::(?P<port>\d{{1,5}}))?$")
-
-
-def split_host_port(addr: str) -> tuple[str | None, int]:
-    """`":5000"` -> (None, 5000), `"127.0.0.1:5000"` -> ("127.0.0.1", 5000), `"[::1]:5000"` -> ("::1", 5000).
-
-    Raises ValueError when `addr` is not host:port with a port from 0 to 65535.
-    """
-    m = _HOSTPORT.match(addr.strip())
-    if m is None or int(m.group("port")) > 65535:
-        raise ValueError(addr)
-    host = m.group("v6") or m.group("host") or None
-    return host, int(m.group("port"))
-
-
-def check_registry_host(name: str) -> str:
-    """A registry host as image references spell it (`docker.io`, `127.0.0.1:30500`), lower-cased.
-
-    Raises ValueError when `name` is not host[:port].
-    """
-    m = _REGISTRY_HOST.match(name)
-    if m is None or (m.group("port") is not None and int(m.group("port")) > 65535):
-        raise ValueError(name)
-    return name.lower()
-
-
-def normalise_level(value: Any) -> Any:
-    """Log levels as Distribution (logrus) accepts them: any case, and `warning` for `warn`."""
-    if isinstance(value, str):
-        low = value.strip().lower()
-        return "warn" if low == "warning" else low
-    return value
-
-
-class AccessLogSettings(Section):
-    """`log.accesslog`."""
-
-    disabled: bool = False
-
-
-class LogSettings(Section):
-    """`log`: level, formatter, static fields added to every line, access log switch."""
-
-    level: Literal["error", "warn", "info", "debug"] = "info"
-    formatter: Literal["text", "json", "logstash"] = "text"
-    fields: dict[str, Any] = Field(default_factory=dict)
-    accesslog: AccessLogSettings = Field(default_factory=AccessLogSettings)
-    hooks: list[Any] = Field(default_factory=list)
-    reportcaller: bool = False
-
-    @field_validator("level", mode="before")
-    @classmethod
-    def _level(cls, value: Any) -> Any:
-        return normalise_level(value)
-
-    @field_validator("formatter", mode="before")
-    @classmethod
-    def _formatter(cls, value: Any) -> Any:
-        return value.strip().lower() if isinstance(value, str) else value
+from k3sreg.config.problems import problem
+from k3sreg.config.units import show_value
+from k3sreg.config.values import Duration, GoStr, Section, StrList, split_host_port
 
 
 class LetsEncryptSettings(Section):
@@ -211,48 +148,3 @@ class HTTPSettings(Section):
         if self.net != "tcp":
             raise ValueError(f"http.net is {self.net!r}; listen on the socket path http.addr instead")
         return split_host_port(self.addr)
-
-
-class StorageDriverCheck(Section):
-    """`health.storagedriver`: periodically check that the storage answers."""
-
-    enabled: bool = False
-    interval: Duration = 10.0
-    threshold: int = Field(default=0, ge=0)
-
-
-class FileCheck(Section):
-    """`health.file[]`: unhealthy while `file` exists."""
-
-    file: GoStr
-    interval: Duration = 10.0
-    threshold: int = Field(default=0, ge=0)
-
-
-class HTTPCheck(Section):
-    """`health.http[]`: unhealthy while `uri` does not answer `statuscode`."""
-
-    uri: GoStr
-    headers: dict[str, StrList] = Field(default_factory=dict)
-    statuscode: int = 200
-    timeout: Duration = 1.0
-    interval: Duration = 10.0
-    threshold: int = Field(default=0, ge=0)
-
-
-class TCPCheck(Section):
-    """`health.tcp[]`: unhealthy while `addr` refuses connections."""
-
-    addr: GoStr
-    timeout: Duration = 1.0
-    interval: Duration = 10.0
-    threshold: int = Field(default=0, ge=0)
-
-
-class HealthSettings(Section):
-    """`health`: checks behind Distribution's `/debug/health`."""
-
-    storagedriver: StorageDriverCheck = Field(default_factory=StorageDriverCheck)
-    file: list[FileCheck] = Field(default_factory=list)
-    http: list[HTTPCheck] = Field(default_factory=list)
-    tcp: list[TCPCheck] = Field(default_factory=list)
