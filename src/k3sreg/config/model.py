@@ -103,6 +103,10 @@ class Settings(Section):
         if clash:
             raise problem(f"names: {clash[0]!r} is both this registry's own name and an upstream; remove one")
         proxied = self.proxy_upstream
+        if self.storage.driver == "inmemory" and self.effective_upstreams:
+            # Fills stage the download in a file that every worker can follow; memory has no such file.
+            raise problem("storage.inmemory cannot hold a pull-through cache (upstreams or proxy): "
+                          "use storage.filesystem")
         if proxied is not None and proxied.name in listed:
             raise problem(
                 f"proxy: the proxy section already makes the upstream {proxied.name!r}; "

@@ -101,12 +101,13 @@ def create_app(settings: Settings, registry: Registry | None = None) -> web.Appl
         read_only=settings.storage.maintenance.readonly.enabled,
         host=settings.http.host,
         relative_urls=settings.http.relativeurls,
-        catalog_max=settings.catalog.maxentries if settings.catalog.maxentries > 0 else 1000,
-        tags_max=settings.tags.maxtags if settings.tags.maxtags > 0 else 1000,
+        catalog_max=settings.catalog.maxentries,
+        tags_max=settings.tags.maxtags,
     )
     upstreams = settings.effective_upstreams
     if upstreams:
-        ctx.proxy = ProxyHub(registry, upstreams, settings.own_names, settings.proxy_upstream)
+        ctx.proxy = ProxyHub(registry, upstreams, settings.own_names, settings.proxy_upstream,
+                             settings.limits.manifestsize)
     state = health.Health()
     app = web.Application(middlewares=make_middlewares(settings.http.headers, state.problems),
                           client_max_size=1 << 20)

@@ -15,9 +15,11 @@ from k3sreg.upstream.routing import Target
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    manifest_bytes: int = 4 << 20
-    blob_bytes: int = 0
-    body_timeout: float = 60.0
+    """The `limits` section, in the units the handlers use (its defaults live in config/limits.py)."""
+
+    manifest_bytes: int
+    blob_bytes: int
+    body_timeout: float
 
 
 @dataclass(slots=True)
@@ -26,13 +28,13 @@ class Context:
 
     registry: Registry
     limits: Limits
+    catalog_max: int                 # catalog.maxentries: the largest page of /v2/_catalog
+    tags_max: int                    # tags.maxtags: the largest page of tags/list when `n` is given
     delete_enabled: bool = False
     read_only: bool = False
     host: str | None = None          # http.host: the external URL for Location headers
     relative_urls: bool = False
     proxy: ProxyHub | None = None
-    catalog_max: int = 1000          # catalog.maxentries: the largest page of /v2/_catalog
-    tags_max: int = 1000             # tags.maxtags: the largest page of tags/list when `n` is given
 
     def resolve(self, name: str, ns: str | None) -> Target:
         return self.proxy.resolve(name, ns) if self.proxy else Target(name)

@@ -33,6 +33,7 @@ import aiohttp
 from yarl import URL
 
 from k3sreg import __version__
+from k3sreg.config.limits import MANIFEST_SIZE
 from k3sreg.config.upstreams import UpstreamSettings
 from k3sreg.errors import (
     BlobUnknown,
@@ -67,7 +68,6 @@ from k3sreg.upstream.auth import (
 from k3sreg.upstream.proxyenv import ProxyEnv
 
 DEFAULT_ACCEPT = (*sorted(MANIFEST_TYPES),)
-MAX_MANIFEST_SIZE = 4 * 1024 * 1024
 CHUNK_SIZE = 256 * 1024
 READ_BUFFER = 1 << 20
 MAX_TAGS = 100_000
@@ -148,7 +148,7 @@ class BlobStream:
 class UpstreamClient:
     """The client of one upstream registry (`settings`); reuse it for every request, `close()` it at shutdown."""
 
-    def __init__(self, settings: UpstreamSettings, max_manifest_size: int = MAX_MANIFEST_SIZE) -> None:
+    def __init__(self, settings: UpstreamSettings, max_manifest_size: int = MANIFEST_SIZE) -> None:
         self.settings = settings
         self.name: str = settings.name
         url = URL(settings.url + "/")

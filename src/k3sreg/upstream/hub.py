@@ -23,22 +23,16 @@ class ProxyHub:
     """Resolves requests to local or cached repositories and owns the upstream clients."""
 
     def __init__(self, registry: Registry, upstreams: Sequence[UpstreamSettings], own_names: Sequence[str],
-                 proxy_upstream: UpstreamSettings | None):
+                 proxy_upstream: UpstreamSettings | None, max_manifest_size: int):
         self.registry = registry
         self.router = Router(upstreams, own_names, proxy_upstream)
-        self.clients = {u.name: UpstreamClient(u) for u in upstreams}
+        self.clients = {u.name: UpstreamClient(u, max_manifest_size) for u in upstreams}
         self.upstreams = list(upstreams)
-        self._fills: FillCoordinator | None = None
+        self.fills = FillCoordinator(registry, lambda name, n: metrics.BYTES_FETCHED.labels(name).inc(n))
         self._flights: dict[tuple[str, str], asyncio.Future[StoredManifest]] = {}
         ttls = [u.ttl for u in upstreams if u.ttl]
         # Record access often enough that eviction sees it: a tenth of the shortest TTL, at most an hour.
         self._access = AccessClock(min([t / 10 for t in ttls] + [3600.0]))
-
-    @property
-    def fills(self) -> FillCoordinator:
-        if self._fills is None:  # created lazily, inside the running loop
-            self._fills = FillCoordinator(self.registry, lambda name, n: metrics.BYTES_FETCHED.labels(name).inc(n))
-        return self._fills
 
     def resolve(self, name: str, ns: str | None) -> Target:
         return self.router.resolve(name, ns)
@@ -72,7 +66,6 @@ class ProxyHub:
             await asyncio.sleep(every)
 
     async def close(self) -> None:
-        if self._fills is not None:
-            await self._fills.close()
+        await self.fills.close()
         for client in self.clients.values():
             await client.close()

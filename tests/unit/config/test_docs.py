@@ -49,7 +49,7 @@ def test_every_example_loads(example: str) -> None:
     """Each YAML example of the reference is a valid config (with version and a driver added if absent)."""
     raw: dict[str, Any] = yaml.safe_load(example)
     raw.setdefault("version", "0.1")
-    raw.setdefault("storage", {"inmemory": None})
+    raw.setdefault("storage", {"filesystem": {"rootdirectory": "/var/lib/registry"}})
     parse_settings(raw, {})
 
 

@@ -92,7 +92,7 @@ def test_proxy_section_folds_in_before_the_list(tmp_path: Path) -> None:
     """With both `proxy:` and `upstreams:`, the proxy's upstream comes first and is the default for no `ns`."""
     s = load(
         tmp_path,
-        "version: 0.1\nstorage: inmemory\nproxy:\n  remoteurl: http://127.0.0.1:5099\n"
+        "version: 0.1\nstorage: {filesystem: {rootdirectory: /tmp/k3sreg-test}}\nproxy:\n  remoteurl: http://127.0.0.1:5099\n"
         "upstreams:\n  - name: ghcr.io\n    url: https://ghcr.io\n",
     )
     assert [u.name for u in s.effective_upstreams] == ["127.0.0.1:5099", "ghcr.io"]
@@ -194,7 +194,8 @@ upstreams:
 )
 def test_cross_checks(tmp_path: Path, tail: str, expected: str) -> None:
     """Unique upstream names, credential pairs, own names vs upstreams, proxy vs list: one line each."""
-    assert problems(tmp_path, "version: 0.1\nstorage: inmemory\n" + tail) == [expected]
+    base = "version: 0.1\nstorage: {filesystem: {rootdirectory: /tmp/k3sreg-test}}\n"
+    assert problems(tmp_path, base + tail) == [expected]
 
 
 def test_single_name_as_a_string(tmp_path: Path) -> None:
@@ -212,3 +213,13 @@ def test_http_host_counts_as_an_own_name(tmp_path: Path) -> None:
     )
     assert s.own_names == ["registry.localhost", "reg.example.com:8443"]
     assert s.is_own_name("reg.example.com:8443") and not s.is_own_name("reg.example.com")
+
+
+@pytest.mark.parametrize("cache", [
+    "upstreams:\n  - name: docker.io\n    url: http://127.0.0.1:5999\n",
+    "proxy:\n  remoteurl: http://127.0.0.1:5999\n",
+])
+def test_inmemory_storage_with_a_cache_is_refused_at_load(tmp_path: Path, cache: str) -> None:
+    """storage.inmemory with upstreams (or proxy:) is a config problem at load, not a 500 on the first pull."""
+    found = problems(tmp_path, "version: 0.1\nstorage:\n  inmemory:\n" + cache)
+    assert any("storage.inmemory cannot hold a pull-through cache" in p for p in found), found
