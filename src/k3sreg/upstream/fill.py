@@ -160,8 +160,8 @@ class FillCoordinator:
                     if out is None or resumes >= client.settings.retries:
                         raise
                     resumes += 1
-                    log.warning("upstream %s: download of %s %s cut at %d of %d bytes (%s); resuming",
-                                client.name, upstream_repo, fill.digest, fill.written, fill.size, e)
+                    log.info("upstream %s: download of %s %s cut at %d of %d bytes (%s); resuming",
+                             client.name, upstream_repo, fill.digest, fill.written, fill.size, e)
             if fill.written != fill.size:
                 raise errors.Unavailable(f"{client.name} sent {fill.written} of {fill.size} bytes of {fill.digest}")
             if hasher.hexdigest() != fill.digest.hex:
@@ -173,7 +173,8 @@ class FillCoordinator:
             log.info("upstream %s: fetched %s %s (%d bytes)", client.name, upstream_repo, fill.digest, fill.written)
         except BaseException as e:
             fill.error = e
-            log.warning("upstream %s: fetch of %s %s failed: %s", client.name, upstream_repo, fill.digest, e)
+            # Every request this fill fails reports the error itself: one line per request, not one more here.
+            log.debug("upstream %s: fetch of %s %s failed: %s", client.name, upstream_repo, fill.digest, e)
             await asyncio.shield(self.registry.run(_discard, out, fill.partial))
             if isinstance(e, asyncio.CancelledError):
                 raise

@@ -1,0 +1,107 @@
+"""The pull-through cache against upstreams that misbehave: wrong bytes or an HTML page with 200, manifests that
+do not match their digest, an upstream that does not answer at all.
+
+A docker-registry 2.8.2 holds the content; `tests.peers.hostile.HostileUpstream` stands in front of it and spoils
+chosen answers; k3sreg (one or two workers) uses that front as its docker.io upstream. Everything is on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.peers.hostile import HostileUpstream
+from tests.peers.registry import DockerRegistry, K3sregServer
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+ACCEPT = {"Accept": OCI_MANIFEST}
+_PROBLEM = re.compile(r"\b(WARNING|ERROR|CRITICAL)\b")
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerRegistry]:
+    """The real registry behind the hostile front."""
+    with DockerRegistry(tmp_path_factory.mktemp("hostile-hub")) as reg:
+        yield reg
+
+
+@asynccontextmanager
+async def cache_behind(upstream_url: str, workdir: Path, workers: int = 1, **upstream: Any
+                       ) -> AsyncIterator[K3sregServer]:
+    """A k3sreg whose docker.io upstream is `upstream_url`."""
+    cfg = {"upstreams": [{"name": "docker.io", "url": upstream_url, "retries": 0, **upstream}]}
+    cache = K3sregServer(workdir, config=cfg, workers=workers)
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, cache.start)
+    try:
+        yield cache
+    finally:
+        await loop.run_in_executor(None, cache.stop)
+
+
+async def push_blob(s: aiohttp.ClientSession, reg: DockerRegistry, repo: str, data: bytes) -> str:
+    """POST then PUT with the digest (docker-registry 2.8 resets a monolithic POST with a body)."""
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    async with s.post(f"{reg.url}/v2/{repo}/blobs/uploads/") as r:
+        assert r.status == 202
+        location = r.headers["Location"]
+    location = reg.url + location if location.startswith("/") else location
+    async with s.put(location, params={"digest": digest}, data=data) as r:
+        assert r.status == 201
+    return digest
+
+
+async def push_image(s: aiohttp.ClientSession, reg: DockerRegistry, repo: str, tag: str, layer: bytes) -> str:
+    """An OCI image of one layer under `repo:tag`; returns the manifest digest (the same for the same layer)."""
+    config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": []}}
+                        ).encode()
+    doc = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                      "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                                 "digest": await push_blob(s, reg, repo, config), "size": len(config)},
+                      "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                                  "digest": await push_blob(s, reg, repo, layer), "size": len(layer)}]}).encode()
+    async with s.put(f"{reg.url}/v2/{repo}/manifests/{tag}", data=doc,
+                     headers={"Content-Type": OCI_MANIFEST}) as r:
+        assert r.status == 201
+        return r.headers["Docker-Content-Digest"]
+
+
+def problems(log: str) -> list[str]:
+    """The log lines at warning level or above."""
+    return [line for line in log.splitlines() if _PROBLEM.search(line)]
+
+
+async def test_unreachable_upstream_logs_one_clear_line_per_request(hub: DockerRegistry, tmp_path: Path) -> None:
+    """With the upstream down, each request logs one line naming the request, the attempts and the cause (no
+    aiohttp internals such as ssl:default, no traceback): a 503 for what is not cached, stale for what is."""
+    missing = "sha256:" + "0" * 64
+    async with aiohttp.ClientSession() as s, HostileUpstream(hub.url) as up:
+        await push_image(s, hub, "library/down", "1", b"down")
+        port = up.url.rsplit(":", 1)[1]
+        async with cache_behind(up.url, tmp_path / "cache", retries=2, tagttl="1ms") as cache:
+            async with s.get(f"{cache.url}/v2/library/down/manifests/1?ns=docker.io", headers=ACCEPT) as r:
+                assert r.status == 200
+            await up.stop()  # its port refuses connections from now on
+            before = len(cache.log_text())
+            statuses = []
+            for method, path in (("GET", f"blobs/{missing}"), ("HEAD", f"blobs/{missing}"), ("GET", "manifests/2"),
+                                 ("GET", f"manifests/{missing}"), ("GET", "manifests/1"), ("GET", "tags/list")):
+                async with s.request(method, f"{cache.url}/v2/library/down/{path}?ns=docker.io",
+                                     headers=ACCEPT) as r:
+                    statuses.append(r.status)
+            log = cache.log_text()[before:]
+    assert statuses == [503, 503, 503, 503, 200, 200]
+    lines = problems(log)
+    assert len(lines) == len(statuses), lines
+    assert all(f"failed after 3 attempts: connection refused (127.0.0.1:{port})" in line for line in lines), lines
+    assert sum("stale" in line for line in lines) == 2
+    assert "ssl:default" not in log and "Traceback" not in log
