@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import random
 import re
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -24,6 +25,7 @@ from tests.peers.registry import DockerRegistry, K3sregServer
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 ACCEPT = {"Accept": OCI_MANIFEST}
+CLIENTS = 12
 _PROBLEM = re.compile(r"\b(WARNING|ERROR|CRITICAL)\b")
 
 
@@ -75,9 +77,84 @@ async def push_image(s: aiohttp.ClientSession, reg: DockerRegistry, repo: str, t
         return r.headers["Docker-Content-Digest"]
 
 
+async def get(s: aiohttp.ClientSession, url: str, **kw: Any) -> tuple[str, int, bytes]:
+    """("complete", status, body), or ("cut", status, bytes received) when the connection broke off mid-body."""
+    received = b""
+    status = 0
+    try:
+        async with s.get(url, **kw) as r:
+            status = r.status
+            async for chunk in r.content.iter_any():
+                received += chunk
+            await r.read()
+            return "complete", status, received
+    except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+        return "cut", status, received
+
+
+async def herd(s: aiohttp.ClientSession, url: str) -> list[tuple[str, int, bytes]]:
+    """CLIENTS requests for `url`, each on its own connection, started a little apart: a worker takes every
+    connection that is waiting when it wakes, so a burst would all land in one worker."""
+    tasks = []
+    for _ in range(CLIENTS):
+        tasks.append(asyncio.create_task(get(s, url)))
+        await asyncio.sleep(0.03)
+    return await asyncio.gather(*tasks)
+
+
 def problems(log: str) -> list[str]:
     """The log lines at warning level or above."""
     return [line for line in log.splitlines() if _PROBLEM.search(line)]
+
+
+def blob_file(cache: K3sregServer, digest: str) -> Path:
+    return cache.root / f"docker/registry/v2/blobs/sha256/{digest[7:9]}/{digest[7:]}/data"
+
+
+async def settle(cache: K3sregServer, digest: str) -> list[Path]:
+    """Wait until no fill of `digest` is in progress; returns what is left of it under _fills."""
+    fills = cache.root / "docker/registry/v2/_fills"
+    for _ in range(200):
+        left = [p for p in fills.glob(f"{digest[7:]}.*") if p.suffix != ".lock"] if fills.exists() else []
+        if not left:
+            break
+        await asyncio.sleep(0.05)
+    return left
+
+
+@pytest.mark.parametrize(("spoil", "workers"), [("flip", 1), ("flip", 2), ("html", 2)])
+async def test_blob_that_misses_its_digest_cuts_every_client(hub: DockerRegistry, tmp_path: Path, spoil: str,
+                                                             workers: int) -> None:
+    """Wrong bytes (or an HTML page) with 200 for a blob: every client fed from the fetch, in the leader's worker
+    and in the other one, sees a cut transfer, never a complete 200; nothing is cached; one log line per failed
+    request; once the upstream is right again the blob is served."""
+    data = random.Random(11).randbytes(3 << 20)
+    async with aiohttp.ClientSession() as s, HostileUpstream(hub.url) as up:
+        digest = await push_blob(s, hub, f"library/spoiled{spoil}{workers}", data)
+        async with cache_behind(up.url, tmp_path / "cache", workers) as cache:
+            url = f"{cache.url}/v2/library/spoiled{spoil}{workers}/blobs/{digest}?ns=docker.io"
+            up.blobs, up.rate = spoil, 4 << 20
+            outcomes = await herd(s, url)
+            left = await settle(cache, digest)
+            cached = blob_file(cache, digest).exists()
+            failed_log = cache.log_text()
+            up.blobs = None
+            fixed = await get(s, url)
+    fetches = [p for m, p in up.requests if m == "GET" and f"/blobs/{digest}" in p]
+    assert all(kind == "cut" or status >= 500 for kind, status, _ in outcomes), \
+        [(kind, status, len(body)) for kind, status, body in outcomes]
+    assert not any(kind == "complete" and status == 200 for kind, status, _ in outcomes)
+    assert sum(kind == "cut" for kind, _, _ in outcomes) > 0 and not cached and not left
+    if spoil == "flip":
+        # Still one fetch for all of them; each cut client had everything but the end.
+        assert len(fetches) == 2
+        assert all(0 < len(body) < len(data) for kind, _, body in outcomes if kind == "cut")
+    if spoil == "flip" and workers == 2:
+        assert "in another worker" in failed_log, "no client followed the fill from the other worker"
+    lines = problems(failed_log)
+    assert len(lines) == CLIENTS, lines
+    assert "Traceback" not in failed_log
+    assert fixed[:2] == ("complete", 200) and hashlib.sha256(fixed[2]).hexdigest() == digest[7:]
 
 
 async def test_unreachable_upstream_logs_one_clear_line_per_request(hub: DockerRegistry, tmp_path: Path) -> None:

@@ -166,8 +166,8 @@ class ProxyRepository:
 
     async def read_blob(self, info: BlobInfo, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
         remaining = info.size - offset if length is None else length
-        chunks = info.source.chunks(offset) if isinstance(info, FillingBlob) and info.source else \
-            self.registry.read_blob(info, offset, length)
+        chunks = info.source.chunks(offset, offset + remaining) if isinstance(info, FillingBlob) and info.source \
+            else self.registry.read_blob(info, offset, length)
         async for chunk in chunks:
             chunk = chunk[:remaining]
             remaining -= len(chunk)
