@@ -22,6 +22,7 @@ import pytest
 
 from tests.peers.hostile import HostileUpstream
 from tests.peers.registry import DockerRegistry, K3sregServer
+from tests.peers.skopeo import Skopeo
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 ACCEPT = {"Accept": OCI_MANIFEST}
@@ -155,6 +156,43 @@ async def test_blob_that_misses_its_digest_cuts_every_client(hub: DockerRegistry
     assert len(lines) == CLIENTS, lines
     assert "Traceback" not in failed_log
     assert fixed[:2] == ("complete", 200) and hashlib.sha256(fixed[2]).hexdigest() == digest[7:]
+
+
+@pytest.mark.parametrize("spoil", ["html", "flip", "wrong-digest"])
+async def test_manifest_garbage_is_an_upstream_failure(hub: DockerRegistry, tmp_path: Path, spoil: str) -> None:
+    """An HTML page with 200, a body that misses its digest, or a Docker-Content-Digest naming other content:
+    a cached tag is served stale, anything else answers 503 UNAVAILABLE (never 400, never the bytes), nothing
+    is stored, one log line per request; once the upstream is right again both tags are fetched."""
+    repo = f"library/manifest{spoil.replace('-', '')}"
+    async with aiohttp.ClientSession() as s, HostileUpstream(hub.url) as up:
+        first = await push_image(s, hub, repo, "1", b"first")
+        async with cache_behind(up.url, tmp_path / "cache", tagttl="1ms") as cache:
+            base = f"{cache.url}/v2/{repo}/manifests"
+            async with s.get(f"{base}/1?ns=docker.io", headers=ACCEPT) as r:
+                assert r.status == 200 and r.headers["Docker-Content-Digest"] == first
+            second = await push_image(s, hub, repo, "1", b"second")  # the tag moves upstream
+            assert await push_image(s, hub, repo, "2", b"second") == second
+            before = len(cache.log_text())
+            up.manifests = spoil
+            answers = {}
+            for ref in ("1", "2", second):
+                async with s.get(f"{base}/{ref}?ns=docker.io", headers=ACCEPT) as r:
+                    answers[ref] = (r.status, r.headers.get("Docker-Content-Digest"), await r.read())
+            log = cache.log_text()[before:]
+            stored = (cache.root / f"docker/registry/v2/repositories/docker.io/{repo}/_manifests/revisions/sha256/"
+                      f"{second[7:]}").exists()
+            up.manifests = None
+            inspected = await asyncio.to_thread(Skopeo().inspect, f"docker://{cache.host}/docker.io/{repo}:2")
+            async with s.get(f"{base}/1?ns=docker.io", headers=ACCEPT) as r:
+                refreshed = r.headers["Docker-Content-Digest"]
+    assert answers["1"][:2] == (200, first), answers["1"]
+    for ref in ("2", second):
+        status, _, body = answers[ref]
+        assert status == 503 and json.loads(body)["errors"][0]["code"] == "UNAVAILABLE", (ref, status, body)
+    assert not stored
+    lines = problems(log)
+    assert len(lines) == 3 and "stale" in lines[0] and "Traceback" not in log, lines
+    assert inspected["Digest"] == second and refreshed == second
 
 
 async def test_unreachable_upstream_logs_one_clear_line_per_request(hub: DockerRegistry, tmp_path: Path) -> None:

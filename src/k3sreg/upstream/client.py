@@ -237,14 +237,18 @@ class UpstreamClient:
             await asyncio.sleep(backoff(attempt))
         media_type = _media_type(response)
         header = response.headers.get("Docker-Content-Digest")
-        expected = reference if is_digest(reference) else header
-        if expected is None:
+        # The bytes must match both the digest asked for and the one the upstream names (when it names one).
+        expected = [self._parse_digest(d, repo, reference) for d in (reference, header) if d and is_digest(d)]
+        if not expected:
             return FetchedManifest(data, media_type, Digest.of(data))
-        want = self._parse_digest(expected, repo, reference)
-        # Schema 1 digests cover the payload without its signatures, so they cannot be checked on the bytes.
-        if media_type not in (DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED) and Digest.of(data, want.algorithm) != want:
-            raise Unavailable(f"{self._where(repo)}: the manifest for {reference} does not match the digest {want}")
-        return FetchedManifest(data, media_type, want)
+        for want in expected:
+            # Schema 1 digests cover the payload without its signatures, so they cannot be checked on the bytes.
+            if media_type in (DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED):
+                break
+            if Digest.of(data, want.algorithm) != want:
+                raise Unavailable(f"{self._where(repo)}: the manifest for {reference} does not match the digest "
+                                  f"{want}")
+        return FetchedManifest(data, media_type, expected[0])
 
     async def head_blob(self, repo: str, digest: Digest) -> int | None:
         """The size of a blob upstream (None when the upstream does not say), or BlobUnknown."""
