@@ -166,6 +166,9 @@ class FillCoordinator:
                     # A cut once the download had started: ask for the rest with a Range (as many times as
                     # `retries` allows); the followers keep being fed from the same partial file.
                     if out is None or resumes >= client.settings.retries:
+                        if resumes:
+                            raise errors.Unavailable(f"{e.message} (after {resumes} resume{'s' * (resumes > 1)} "
+                                                     "with a Range)") from e
                         raise
                     resumes += 1
                     log.info("upstream %s: download of %s %s cut at %d of %d bytes (%s); resuming",

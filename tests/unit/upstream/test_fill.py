@@ -129,7 +129,7 @@ async def test_cuts_beyond_the_retries_fail_and_cache_nothing(store: tuple[Regis
     """Each resume counts against `retries`: cut more often than that, the fill fails and leaves nothing."""
     registry, coordinator = store
     upstream = Upstream(cuts=3, retries=1)
-    with pytest.raises(errors.Unavailable):
+    with pytest.raises(errors.Unavailable, match=r"cut the connection \(after 1 resume with a Range\)$"):
         await read(coordinator, upstream, D)
     assert upstream.downloads == 2
     assert registry.blobs.stat_global(D) is None
