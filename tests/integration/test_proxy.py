@@ -324,18 +324,28 @@ def blob_file(cache: K3sregServer, digest: str) -> Path:
 
 
 @asynccontextmanager
-async def relayed_cache(relay: Relay, tmp_path: Path, **upstream: Any) -> AsyncIterator[K3sregServer]:
-    """A k3sreg (in the current namespace) whose docker.io upstream is reached through `relay`."""
-    port = free_port()
-    await relay.start(port)
-    cfg = {"upstreams": [{"name": "docker.io", "url": f"http://127.0.0.1:{port}", "retries": 0, **upstream}]}
-    cache = K3sregServer(tmp_path / "cache", config=cfg)
+async def cache_behind(upstream_url: str, workdir: Path, workers: int = 1, **upstream: Any
+                       ) -> AsyncIterator[K3sregServer]:
+    """A k3sreg (in the current namespace) whose docker.io upstream is `upstream_url` (no retries unless given)."""
+    cfg = {"upstreams": [{"name": "docker.io", "url": upstream_url, "retries": 0, **upstream}]}
+    cache = K3sregServer(workdir, config=cfg, workers=workers)
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, cache.start)
     try:
         yield cache
     finally:
         await loop.run_in_executor(None, cache.stop)
+
+
+@asynccontextmanager
+async def relayed_cache(relay: Relay, tmp_path: Path, **upstream: Any) -> AsyncIterator[K3sregServer]:
+    """A k3sreg (in the current namespace) whose docker.io upstream is reached through `relay`."""
+    port = free_port()
+    await relay.start(port)
+    try:
+        async with cache_behind(f"http://127.0.0.1:{port}", tmp_path / "cache", **upstream) as cache:
+            yield cache
+    finally:
         relay.close()
 
 

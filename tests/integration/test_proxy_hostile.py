@@ -12,14 +12,14 @@ import hashlib
 import json
 import random
 import re
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
+from tests.integration.test_proxy import cache_behind
 from tests.peers.hostile import HostileUpstream
 from tests.peers.registry import DockerRegistry, K3sregServer
 from tests.peers.skopeo import Skopeo
@@ -35,20 +35,6 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerRegistry]:
     """The real registry behind the hostile front."""
     with DockerRegistry(tmp_path_factory.mktemp("hostile-hub")) as reg:
         yield reg
-
-
-@asynccontextmanager
-async def cache_behind(upstream_url: str, workdir: Path, workers: int = 1, **upstream: Any
-                       ) -> AsyncIterator[K3sregServer]:
-    """A k3sreg whose docker.io upstream is `upstream_url`."""
-    cfg = {"upstreams": [{"name": "docker.io", "url": upstream_url, "retries": 0, **upstream}]}
-    cache = K3sregServer(workdir, config=cfg, workers=workers)
-    loop = asyncio.get_running_loop()
-    await loop.run_in_executor(None, cache.start)
-    try:
-        yield cache
-    finally:
-        await loop.run_in_executor(None, cache.stop)
 
 
 async def push_blob(s: aiohttp.ClientSession, reg: DockerRegistry, repo: str, data: bytes) -> str:
