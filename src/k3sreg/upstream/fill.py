@@ -153,7 +153,8 @@ class FillCoordinator:
                                     f"{client.name} sent blob {fill.digest} without a Content-Length")
                             if stream.size == 0 and Digest.of(b"", fill.digest.algorithm) != fill.digest:
                                 # An empty answer is complete as soon as its headers are out: refuse it first.
-                                raise errors.Unavailable(f"{client.name} sent an empty body for blob {fill.digest}")
+                                raise errors.Unavailable(f"upstream {client.name} sent an empty body for blob "
+                                                         f"{fill.digest}")
                             fill.size = stream.size
                             out = await self.registry.run(fill.files.create, stream.size)
                             fill.started.set()
