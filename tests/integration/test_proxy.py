@@ -324,18 +324,28 @@ def blob_file(cache: K3sregServer, digest: str) -> Path:
 
 
 @asynccontextmanager
-async def relayed_cache(relay: Relay, tmp_path: Path, **upstream: Any) -> AsyncIterator[K3sregServer]:
-    """A k3sreg (in the current namespace) whose docker.io upstream is reached through `relay`."""
-    port = free_port()
-    await relay.start(port)
-    cfg = {"upstreams": [{"name": "docker.io", "url": f"http://127.0.0.1:{port}", "retries": 0, **upstream}]}
-    cache = K3sregServer(tmp_path / "cache", config=cfg)
+async def cache_behind(upstream_url: str, workdir: Path, workers: int = 1, **upstream: Any
+                       ) -> AsyncIterator[K3sregServer]:
+    """A k3sreg (in the current namespace) whose docker.io upstream is `upstream_url` (no retries unless given)."""
+    cfg = {"upstreams": [{"name": "docker.io", "url": upstream_url, "retries": 0, **upstream}]}
+    cache = K3sregServer(workdir, config=cfg, workers=workers)
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, cache.start)
     try:
         yield cache
     finally:
         await loop.run_in_executor(None, cache.stop)
+
+
+@asynccontextmanager
+async def relayed_cache(relay: Relay, tmp_path: Path, **upstream: Any) -> AsyncIterator[K3sregServer]:
+    """A k3sreg (in the current namespace) whose docker.io upstream is reached through `relay`."""
+    port = free_port()
+    await relay.start(port)
+    try:
+        async with cache_behind(f"http://127.0.0.1:{port}", tmp_path / "cache", **upstream) as cache:
+            yield cache
+    finally:
         relay.close()
 
 
@@ -511,6 +521,31 @@ def test_distribution_proxy_section_serves_requests_without_ns(netns: NetNs, oci
             assert (cache.root / "docker/registry/v2/repositories/library/demo/_manifests").is_dir()
             # Pushes to plain names still work on the same endpoint (registry:2 would refuse them).
             inside.copy(oci_layout.oci_ref(), f"docker://{cache.host}/team/app:1")
+
+
+def test_proxy_section_with_a_mirror_takes_containerd_ns(netns: NetNs, oci_layout: TestLayout,
+                                                         tmp_path: Path) -> None:
+    """`proxy:` whose remoteurl is not Docker Hub (a docker-registry mirror): containerd's ?ns=docker.io goes to
+    it, as registry:2 ignores ns; an ns naming this registry stays local; the start-up line says so."""
+    inside = Skopeo(netns)
+    with DockerRegistry(tmp_path / "mirror", netns=netns) as mirror:
+        inside.copy(oci_layout.oci_ref(), f"docker://{mirror.host}/library/demo:1")
+        inside.copy(oci_layout.oci_ref(), f"docker://{mirror.host}/library/other:1")
+        cfg = {"proxy": {"remoteurl": mirror.url}, "names": ["registry.local"]}
+        with K3sregServer(tmp_path / "cache", netns=netns, config=cfg) as cache:
+            hosts = tmp_path / "certs.d"
+            write_hosts_toml(hosts, "docker.io", cache.url)
+            with Containerd(tmp_path / "ctd", netns) as ctd:
+                ctd.pull("docker.io/library/demo:1", hosts)
+                assert ctd.images()["docker.io/library/demo:1"] == oci_layout.single.digest
+            cache.wait_for("HEAD", "/v2/library/demo/manifests/1?ns=docker.io")
+            asked = len(mirror.requests())
+            other = f"{cache.url}/v2/library/other/manifests/1"
+            assert http(netns, "GET", f"{other}?ns=registry.local", headers=MANIFEST_ACCEPT)[0] == 404
+            assert len(mirror.requests()) == asked
+            assert http(netns, "GET", f"{other}?ns=ghcr.io", headers=MANIFEST_ACCEPT)[0] == 200
+            assert f"upstream {mirror.host}: {mirror.url} (direct; proxy: also every request without ns or whose " \
+                   "ns no other upstream claims)" in cache.log_text()
 
 
 def test_token_protected_upstream_through_cache(oci_layout: TestLayout, tmp_path: Path) -> None:

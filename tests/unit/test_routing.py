@@ -51,3 +51,21 @@ def test_proxy_section_is_default_and_caches_under_plain_names() -> None:
     """Distribution's proxy: upstream serves requests without ns, cached under the plain name."""
     t = router(HUB).resolve("library/nginx", None)
     assert t.upstream is HUB and t.default and t.cache_repo == "library/nginx"
+
+
+MIRROR = UpstreamSettings(name="mirror.example:5000", url="http://mirror.example:5000")
+
+
+@pytest.mark.parametrize("ns", ["docker.io", "ghcr.io"])
+def test_proxy_section_takes_every_ns_no_upstream_claims(ns: str) -> None:
+    """With proxy: (a Hub mirror not named docker.io), containerd's ns=docker.io goes to it, as registry:2
+    ignores ns: same upstream, same plain cache name as without ns."""
+    t = router(MIRROR).resolve("library/nginx", ns)
+    assert t.upstream is MIRROR and t.default and t.cache_repo == "library/nginx"
+
+
+def test_proxy_section_leaves_own_names_and_listed_upstreams_alone() -> None:
+    """With proxy:, an ns naming this registry stays local and an ns an upstreams entry claims goes there."""
+    routed = Router([MIRROR, QUAY], ["registry.local"], MIRROR)
+    assert routed.resolve("team/app", "registry.local").is_local
+    assert routed.resolve("org/app", "quay.io").upstream is QUAY

@@ -62,13 +62,17 @@ def serve(
 
 
 def _show_upstreams(settings: Settings) -> None:
-    """One line per upstream: its registry name, URL and whether it is reached through an HTTP(S)_PROXY."""
+    """One line per upstream: its registry name, URL, whether it is reached through an HTTP(S)_PROXY, and for
+    the `proxy:` upstream that it also takes what names no other upstream."""
     from yarl import URL
 
     from k3sreg.upstream.proxyenv import ProxyEnv
 
     proxies = ProxyEnv.from_env(os.environ)
+    proxy = settings.proxy_upstream
     for upstream in settings.effective_upstreams:
         url = URL(upstream.url)
         route = "offline" if upstream.offline else proxies.describe(url)
-        typer.echo(f"upstream {upstream.name}: {url.with_user(None)} ({route})", err=True)
+        default = proxy is not None and upstream.name == proxy.name
+        also = "; proxy: also every request without ns or whose ns no other upstream claims" if default else ""
+        typer.echo(f"upstream {upstream.name}: {url.with_user(None)} ({route}{also})", err=True)

@@ -74,8 +74,9 @@ async def _stream(request: web.Request, view: Repository, info: BlobInfo, header
     try:
         async for chunk in view.read_blob(info, start, length):
             await resp.write(chunk)
-    except errors.RegistryError:
-        # Headers are gone: the only honest signal left is a cut connection, never a short "complete" body.
+    except BaseException:
+        # Headers are gone: whatever failed (an upstream's bad bytes, a disk, a bug), the only honest signal
+        # left is a cut connection, never a short "complete" body.
         if request.transport is not None:
             request.transport.abort()
         raise

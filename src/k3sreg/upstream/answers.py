@@ -1,4 +1,5 @@
-"""Reading what upstream registries answer: repository names, error documents, tag pages, Retry-After.
+"""Reading what upstream registries answer: repository names, error documents, tag pages, Retry-After, and
+what went wrong, in words.
 
 Pure functions, kept apart from the HTTP client (`client`) so they are tested without a network.
 """
@@ -8,7 +9,10 @@ from __future__ import annotations
 import email.utils
 import json
 import math
+import os
 from typing import Any
+
+import aiohttp
 
 RATE_LIMIT_PAUSE = 10  # seconds without asking after a 429 that names no Retry-After
 MAX_RATE_LIMIT_PAUSE = 3600
@@ -26,6 +30,46 @@ def reason(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError) and not text:
         return "timed out"
     return text or type(exc).__name__
+
+
+def describe_failure(exc: BaseException, timeout: float) -> str:
+    """Why a request to an upstream failed, for operators: the cause and the address, without aiohttp's
+    internals (`ssl:default`, `[Connect call failed ...]`). `timeout` is the upstream's, in seconds."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return f"the TLS certificate of {exc.host}:{exc.port} does not verify: {exc.certificate_error}"
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return f"cannot resolve {exc.host}: {_os_error_text(exc.os_error)}"
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return f"TLS with {exc.host}:{exc.port} failed: {exc.os_error}"
+    if isinstance(exc, aiohttp.ClientProxyConnectionError):
+        return f"{_os_error_text(exc.os_error)} (the proxy {exc.host}:{exc.port})"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"{_os_error_text(exc.os_error)} ({exc.host}:{exc.port})"
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return f"no connection within {timeout:g} s"
+    if isinstance(exc, aiohttp.SocketTimeoutError):
+        return f"no data for {timeout:g} s"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "the upstream closed the connection"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return "the body broke off"
+    if isinstance(exc, aiohttp.TooManyRedirects):
+        return "too many redirects"
+    return reason(exc)
+
+
+def _os_error_text(exc: OSError) -> str:
+    if isinstance(exc, TimeoutError):
+        return "connecting timed out"
+    if exc.errno:
+        text = os.strerror(exc.errno)
+        return text[:1].lower() + text[1:]
+    return reason(exc)
+
+
+def attempts(n: int) -> str:
+    """`after 3 attempts`, for messages that say how hard a request was tried."""
+    return f"after {n} attempt{'' if n == 1 else 's'}"
 
 
 def upstream_message(body: bytes) -> str | None:

@@ -5,6 +5,11 @@ for `tagttl` after the upstream last confirmed it (the mtime of its `current` li
 a HEAD bounded by a short timeout, and when the upstream is down, slow or failing the cached tag is served
 and logged as stale. `offline: true` never contacts the upstream. Every access refreshes the mtime of the
 revision or layer link: eviction reads last access from there.
+
+What an upstream sends that is not what was asked for (bytes that do not match the digest asked for or the
+digest it names, an HTML page with 200 in place of a manifest) is an upstream failure, never the client's:
+nothing is stored, and the answer is the one given when the upstream is down (the cached tag, else
+UNAVAILABLE).
 """
 
 from __future__ import annotations
@@ -87,6 +92,16 @@ class ProxyRepository:
                 return self._served("manifest", tag, stored, "miss")
             async with asyncio.timeout(self._tag_timeout):
                 head = await self.client.head_manifest(self.target.upstream_repo, tag, accept)
+            if head.digest == cached.digest:
+                await self.registry.run(self.registry.driver.touch, paths.tag_current_link(self.repo, tag))
+                return self._served("manifest", tag, cached, "hit")
+            try:
+                stored = await self._single(tag, lambda: self._fetch(str(head.digest), tag, accept))
+            except errors.ManifestUnknown as e:
+                # The upstream named a digest for the tag that it then does not serve: its failure.
+                raise errors.Unavailable(f"upstream {self.settings.name}: {self.target.upstream_repo}:{tag} "
+                                         f"names {head.digest}, which it does not serve ({e.message})") from None
+            return self._served("manifest", tag, stored, "miss")
         except _UNREACHABLE as e:
             if cached is None:
                 raise _unavailable(e, self.settings.name) from None
@@ -97,17 +112,18 @@ class ProxyRepository:
             if cached is not None and self.target.default:
                 return self._served("manifest", tag, cached, "hit")  # pushed locally into the proxy's names
             raise
-        if head.digest == cached.digest:
-            await self.registry.run(self.registry.driver.touch, paths.tag_current_link(self.repo, tag))
-            return self._served("manifest", tag, cached, "hit")
-        stored = await self._single(tag, lambda: self._fetch(str(head.digest), tag, accept))
-        return self._served("manifest", tag, stored, "miss")
 
     async def _fetch(self, reference: str, tag: str | None, accept: Sequence[str]) -> StoredManifest:
         fetched = await self.client.get_manifest(self.target.upstream_repo, reference, accept)
         metrics.BYTES_FETCHED.labels(self.settings.name).inc(len(fetched.data))
-        return await self.registry.put_manifest(self.repo, tag or str(fetched.digest), fetched.data,
-                                                fetched.media_type, check_references=False)
+        try:
+            return await self.registry.put_manifest(self.repo, tag or str(fetched.digest), fetched.data,
+                                                    fetched.media_type, check_references=False)
+        except (errors.ManifestInvalid, errors.DigestInvalid) as e:
+            # What the upstream sent is no manifest (an HTML page with 200, say): its failure, not the client's.
+            raise errors.Unavailable(
+                f"upstream {self.settings.name}: what it sent for {self.target.upstream_repo}:{reference} "
+                f"({fetched.media_type}, {len(fetched.data)} bytes) is not a usable manifest: {e.message}") from None
 
     async def _single(self, reference: str, fetch: Callable[[], Awaitable[StoredManifest]]) -> StoredManifest:
         """Concurrent requests for one manifest share one upstream request."""
@@ -166,8 +182,8 @@ class ProxyRepository:
 
     async def read_blob(self, info: BlobInfo, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
         remaining = info.size - offset if length is None else length
-        chunks = info.source.chunks(offset) if isinstance(info, FillingBlob) and info.source else \
-            self.registry.read_blob(info, offset, length)
+        chunks = info.source.chunks(offset, offset + remaining) if isinstance(info, FillingBlob) and info.source \
+            else self.registry.read_blob(info, offset, length)
         async for chunk in chunks:
             chunk = chunk[:remaining]
             remaining -= len(chunk)

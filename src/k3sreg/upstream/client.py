@@ -10,7 +10,8 @@ Errors: 404 → ManifestUnknown / BlobUnknown (with the upstream's message); 401
 Unauthorized / Denied; 429 → TooManyRequests, and the upstream is then not asked again for its Retry-After
 (10 s when it names none): requests meanwhile fail at once with the time left, so a rate-limited Docker Hub is
 not hammered while the cache serves what it holds; anything else that went wrong (refused, timed out, 5xx, cut) →
-Unavailable naming the upstream and the reason. A blob cut mid-body raises Unavailable from the iterator.
+Unavailable naming the upstream, the request, the number of attempts and the reason. A blob cut mid-body raises
+Unavailable from the iterator. Retries are logged at debug only: the request that finally fails reports it once.
 
 Repository names are those clients use; `upstream_repository` maps them to the upstream's (Docker Hub's
 one-component names live under `library/`), and every method applies it, so callers pass names unchanged.
@@ -48,9 +49,10 @@ from k3sreg.errors import (
 from k3sreg.oci.digest import Digest, InvalidDigest, is_digest
 from k3sreg.oci.mediatypes import DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED, MANIFEST_TYPES
 from k3sreg.upstream.answers import (
+    attempts,
     backoff,
     content_range,
-    reason,
+    describe_failure,
     retry_after_seconds,
     tag_page,
     upstream_message,
@@ -107,9 +109,10 @@ class BlobStream:
     of a resumed download sends the whole blob: the bytes before `offset` are skipped here.
     """
 
-    def __init__(self, response: aiohttp.ClientResponse, where: str, offset: int = 0) -> None:
+    def __init__(self, response: aiohttp.ClientResponse, where: str, offset: int = 0, timeout: float = 0) -> None:
         self._response = response
         self._where = where
+        self._timeout = timeout
         self.offset = offset
         self.size: int | None = response.content_length
         self._skip = 0
@@ -139,7 +142,8 @@ class BlobStream:
                 yield chunk
         except _NETWORK_ERRORS as exc:
             raise Unavailable(
-                f"{self._where}: the blob download broke off after {received} bytes: {reason(exc)}"
+                f"{self._where}: the blob download broke off after {received} bytes: "
+                f"{describe_failure(exc, self._timeout)}"
             ) from exc
         if self.size is not None and received != self.size:
             raise Unavailable(f"{self._where}: the blob download ended after {received} of {self.size} bytes")
@@ -225,21 +229,26 @@ class UpstreamClient:
                 break
             except _NETWORK_ERRORS as exc:
                 if attempt >= self.settings.retries:
-                    raise Unavailable(f"{self._where(repo)}: the manifest download failed: {reason(exc)}") from exc
+                    raise Unavailable(f"{self._where(repo)}: the manifest download failed {attempts(attempt + 1)}: "
+                                      f"{self._describe(exc)}") from exc
             finally:
                 response.release()
             attempt += 1
             await asyncio.sleep(backoff(attempt))
         media_type = _media_type(response)
         header = response.headers.get("Docker-Content-Digest")
-        expected = reference if is_digest(reference) else header
-        if expected is None:
+        # The bytes must match both the digest asked for and the one the upstream names (when it names one).
+        expected = [self._parse_digest(d, repo, reference) for d in (reference, header) if d and is_digest(d)]
+        if not expected:
             return FetchedManifest(data, media_type, Digest.of(data))
-        want = self._parse_digest(expected, repo, reference)
-        # Schema 1 digests cover the payload without its signatures, so they cannot be checked on the bytes.
-        if media_type not in (DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED) and Digest.of(data, want.algorithm) != want:
-            raise Unavailable(f"{self._where(repo)}: the manifest for {reference} does not match the digest {want}")
-        return FetchedManifest(data, media_type, want)
+        for want in expected:
+            # Schema 1 digests cover the payload without its signatures, so they cannot be checked on the bytes.
+            if media_type in (DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED):
+                break
+            if Digest.of(data, want.algorithm) != want:
+                raise Unavailable(f"{self._where(repo)}: the manifest for {reference} does not match the digest "
+                                  f"{want}")
+        return FetchedManifest(data, media_type, expected[0])
 
     async def head_blob(self, repo: str, digest: Digest) -> int | None:
         """The size of a blob upstream (None when the upstream does not say), or BlobUnknown."""
@@ -256,7 +265,8 @@ class UpstreamClient:
             try:
                 body = await _read_limited(response, _TAG_PAGE_BYTES)
             except _NETWORK_ERRORS as exc:
-                raise Unavailable(f"{self._where(repo)}: the tag list download failed: {reason(exc)}") from exc
+                raise Unavailable(f"{self._where(repo)}: the tag list download failed: {self._describe(exc)}"
+                                  ) from exc
             finally:
                 response.release()
             page = tag_page(body)
@@ -279,13 +289,16 @@ class UpstreamClient:
         extra = {"Range": f"bytes={offset}-"} if offset else None
         response = await self._request("GET", repo, "blobs", str(digest), (), BlobUnknown, extra=extra)
         try:
-            yield BlobStream(response, self._where(repo), offset)
+            yield BlobStream(response, self._where(repo), offset, self.settings.timeout)
         finally:
             # Closing (not releasing) drops a half-read connection instead of draining it into the pool.
             response.close()
 
     def _where(self, repo: str) -> str:
         return f"upstream {self.name} ({self._display}), repository {upstream_repository(self.name, repo)}"
+
+    def _describe(self, exc: BaseException) -> str:
+        return describe_failure(exc, self.settings.timeout)
 
     def _parse_digest(self, value: str, repo: str, reference: str) -> Digest:
         try:
@@ -323,7 +336,7 @@ class UpstreamClient:
         headers = {"Accept": ", ".join(accept)} if accept else {}
         headers.update(extra or {})
         upstream_repo = upstream_repository(self.name, repo)
-        response = await self._send(method, url, headers, upstream_repo, self._where(repo))
+        response, tries = await self._send(method, url, headers, upstream_repo)
         if 200 <= response.status < 300:
             return response
         body = await self._drain(response)
@@ -332,13 +345,13 @@ class UpstreamClient:
             challenges = parse_challenges(response.headers.getall("WWW-Authenticate", []))
             sent = response.request_info.headers.get("Authorization")
             if await self.auth.answer(challenges, str(response.url.origin()), upstream_repo, sent):
-                response = await self._send(method, url, headers, upstream_repo, self._where(repo))
+                response, tries = await self._send(method, url, headers, upstream_repo)
                 if 200 <= response.status < 300:
                     return response
                 body = await self._drain(response)
         if response.status == 429:
             raise self._rate_limited(repo, upstream_message(body), response.headers.get("Retry-After"))
-        raise self._error(response.status, body, missing, repo, f"{kind[:-1]} {reference}")
+        raise self._error(response.status, body, missing, repo, f"{method} {url.path}", tries)
 
     def _check_backoff(self, repo: str) -> None:
         """While the upstream's Retry-After runs, refuse at once instead of asking (and being counted) again."""
@@ -356,7 +369,8 @@ class UpstreamClient:
         return TooManyRequests(f"{self._where(repo)}: {said or TooManyRequests.default_message}",
                                headers={"Retry-After": str(wait)})
 
-    def _error(self, status: int, body: bytes, missing: type[RegistryError], repo: str, what: str) -> RegistryError:
+    def _error(self, status: int, body: bytes, missing: type[RegistryError], repo: str, what: str,
+               tries: int) -> RegistryError:
         said = upstream_message(body)
         where = self._where(repo)
         if status == 404:
@@ -365,7 +379,8 @@ class UpstreamClient:
         if status in known:
             cls = known[status]
             return cls(f"{where}: {said or cls.default_message}")
-        return Unavailable(f"{where}: {what} answered HTTP {status}" + (f" ({said})" if said else ""))
+        return Unavailable(f"upstream {self.name} ({self._display}): {what} answered HTTP {status} "
+                           f"{attempts(tries)}" + (f" ({said})" if said else ""))
 
     async def _drain(self, response: aiohttp.ClientResponse) -> bytes:
         """The start of an answer that is not going to be used further (an error document); releases it."""
@@ -377,27 +392,28 @@ class UpstreamClient:
             response.release()
 
     async def _send(
-        self, method: str, url: URL, headers: dict[str, str], repository: str, where: str
-    ) -> aiohttp.ClientResponse:
-        """One logical request with retries on network errors and retryable 5xx; the last answer is returned."""
+        self, method: str, url: URL, headers: dict[str, str], repository: str
+    ) -> tuple[aiohttp.ClientResponse, int]:
+        """One logical request with retries on network errors and retryable 5xx: the last answer, and how many
+        attempts it took. A request that fails outright raises Unavailable saying so, in one message."""
         attempt = 0
         while True:
             try:
                 response = await self._follow(method, url, headers, repository)
             except _NETWORK_ERRORS as exc:
+                why = self._describe(exc)
                 # A certificate that does not verify will not verify on the next attempt either.
                 if attempt >= self.settings.retries or isinstance(exc, aiohttp.ClientSSLError):
-                    raise Unavailable(f"{where}: {reason(exc)}") from exc
-                why = reason(exc)
+                    raise Unavailable(f"upstream {self.name} ({self._display}): {method} {url.path} failed "
+                                      f"{attempts(attempt + 1)}: {why}") from exc
             else:
                 if response.status not in _RETRY_STATUSES or attempt >= self.settings.retries:
-                    return response
+                    return response, attempt + 1
                 await self._drain(response)
                 why = f"HTTP {response.status}"
             attempt += 1
-            log.warning(
-                "%s: %s %s failed (%s), retry %d of %d", where, method, url, why, attempt, self.settings.retries
-            )
+            log.debug("upstream %s: %s %s failed (%s), retry %d of %d", self.name, method, url, why, attempt,
+                      self.settings.retries)
             await asyncio.sleep(backoff(attempt))
 
     async def _follow(self, method: str, url: URL, headers: dict[str, str], repository: str) -> aiohttp.ClientResponse:
@@ -432,7 +448,7 @@ class UpstreamClient:
                     status = response.status
             except _NETWORK_ERRORS as exc:
                 if attempt >= self.settings.retries:
-                    raise Unavailable(f"{where}: {reason(exc)}") from exc
+                    raise Unavailable(f"{where} failed {attempts(attempt + 1)}: {self._describe(exc)}") from exc
             else:
                 if status not in _RETRY_STATUSES or attempt >= self.settings.retries:
                     break

@@ -5,20 +5,24 @@
     client C ─┘   (read what is     │    it into blobs/… and links it into the cache repository
                    there, wait for  └─ other worker processes: flock(_fills/<hex>.lock) fails, so they
                    more)               follow the same .partial file by polling its size
+                                       (the files of a fill: see `fillfiles`)
 
-Followers send bytes as they arrive, before the download ends. The leader does not depend on any client: a
-client that disconnects stops only its own response. A download cut half-way continues with a Range from the
-bytes already written (up to the upstream's `retries` times), unseen by the followers. One that still fails
+Followers send bytes as they arrive, before the download ends, except the bytes that end their answer: those
+wait until the leader has checked the digest of the whole blob, so that no client can take wrong bytes for a
+complete blob (a client whose transfer is cut retries; one given a complete answer does not). The leader
+renames the checked file to `<hex>.verified`, which is how followers in other processes learn the verdict,
+then commits it. The leader does not depend on any client: a client that disconnects stops only its own
+response. A download cut half-way continues with a Range from the bytes already written (up to the upstream's
+`retries` times), unseen by the followers. One that still fails, or whose bytes do not match the digest,
 leaves nothing in the cache; every follower gets an error (a cut connection once headers were sent) and the
 next request starts anew.
-Renaming the finished file keeps its inode, so followers that opened the partial file read on undisturbed.
+Renaming the file keeps its inode, so followers that opened the partial file read on undisturbed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import functools
 import hashlib
 import logging
@@ -26,7 +30,6 @@ import os
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import BinaryIO
 
 from k3sreg import errors
@@ -34,6 +37,7 @@ from k3sreg.oci.digest import Digest
 from k3sreg.storage import paths
 from k3sreg.storage.registry import Registry
 from k3sreg.upstream.client import UpstreamClient
+from k3sreg.upstream.fillfiles import FillFiles, pread, try_lock, write
 
 log = logging.getLogger("k3sreg.upstream")
 FILLS = f"{paths.V2}/_fills"
@@ -46,13 +50,13 @@ _ATTEMPTS = 3
 
 @dataclass(eq=False)
 class Fill:
-    """An in-process download: followers read `written` bytes of `partial` and wait on `changed`."""
+    """An in-process download: followers read `written` bytes of its file and wait on `changed`."""
 
     digest: Digest
-    partial: Path
+    files: FillFiles
     size: int | None = None
     written: int = 0
-    done: bool = False
+    verified: bool = False  # every byte is in and matches the digest: the final bytes may go out
     error: BaseException | None = None
     started: asyncio.Event = field(default_factory=asyncio.Event)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -74,10 +78,12 @@ class Fill:
 
 @dataclass(frozen=True, slots=True)
 class Source:
-    """A blob being served while it fills: `size` for Content-Length and the chunks from `offset` on."""
+    """A blob being served while it fills: `size` for Content-Length, and `chunks(offset, end)` for the bytes
+    from `offset` up to `end`; the chunk that reaches `end` comes only once the whole blob matched its digest
+    (or the iterator raises)."""
 
     size: int
-    chunks: Callable[[int], AsyncIterator[bytes]]
+    chunks: Callable[[int, int], AsyncIterator[bytes]]
 
 
 class FillCoordinator:
@@ -103,7 +109,7 @@ class FillCoordinator:
                 await fill.finished.wait()
                 continue
             if fill is None:
-                lock = await self.registry.run(try_lock, self.root / f"{d.hex}.lock")
+                lock = await self.registry.run(try_lock, self._files(d).lock)
                 if lock is None:
                     source = await self._follow_other_process(d)
                     if source is None:
@@ -112,7 +118,7 @@ class FillCoordinator:
                 if await self.registry.run(self.registry.blobs.stat_global, d) is not None:
                     lock.close()  # finished a moment ago by another process
                     raise _Committed()
-                fill = Fill(d, self.root / f"{d.hex}.partial")
+                fill = Fill(d, self._files(d))
                 self._fills[d] = fill
                 task = asyncio.create_task(self._lead(fill, lock, client, upstream_repo, cache_repo))
                 self._tasks.add(task)
@@ -145,9 +151,12 @@ class FillCoordinator:
                             if stream.size is None:
                                 raise errors.Unavailable(
                                     f"{client.name} sent blob {fill.digest} without a Content-Length")
+                            if stream.size == 0 and Digest.of(b"", fill.digest.algorithm) != fill.digest:
+                                # An empty answer is complete as soon as its headers are out: refuse it first.
+                                raise errors.Unavailable(f"upstream {client.name} sent an empty body for blob "
+                                                         f"{fill.digest}")
                             fill.size = stream.size
-                            out = await self.registry.run(_create, fill.partial,
-                                                          self.root / f"{fill.digest.hex}.size", stream.size)
+                            out = await self.registry.run(fill.files.create, stream.size)
                             fill.started.set()
                         elif stream.size != fill.size:
                             raise errors.Unavailable(f"{client.name} changed the size of {fill.digest} "
@@ -158,23 +167,31 @@ class FillCoordinator:
                     # A cut once the download had started: ask for the rest with a Range (as many times as
                     # `retries` allows); the followers keep being fed from the same partial file.
                     if out is None or resumes >= client.settings.retries:
+                        if resumes:
+                            raise errors.Unavailable(f"{e.message} (after {resumes} resume{'s' * (resumes > 1)} "
+                                                     "with a Range)") from e
                         raise
                     resumes += 1
-                    log.warning("upstream %s: download of %s %s cut at %d of %d bytes (%s); resuming",
-                                client.name, upstream_repo, fill.digest, fill.written, fill.size, e)
+                    log.info("upstream %s: download of %s %s cut at %d of %d bytes (%s); resuming",
+                             client.name, upstream_repo, fill.digest, fill.written, fill.size, e)
             if fill.written != fill.size:
                 raise errors.Unavailable(f"{client.name} sent {fill.written} of {fill.size} bytes of {fill.digest}")
             if hasher.hexdigest() != fill.digest.hex:
-                raise errors.Unavailable(f"{client.name} sent content that does not match {fill.digest}")
+                raise errors.Unavailable(f"upstream {client.name}: the {fill.written} bytes it sent for "
+                                         f"{upstream_repo} blob {fill.digest} do not match that digest "
+                                         f"({fill.digest.algorithm}:{hasher.hexdigest()})")
+            await self.registry.run(os.replace, fill.files.partial, fill.files.verified)
+            fill.verified = True
+            fill.notify()
             await self.registry.run(self._commit, out, fill, cache_repo)
             out = None
-            fill.done = True
             self._on_fetched(client.name, fill.written)
             log.info("upstream %s: fetched %s %s (%d bytes)", client.name, upstream_repo, fill.digest, fill.written)
         except BaseException as e:
             fill.error = e
-            log.warning("upstream %s: fetch of %s %s failed: %s", client.name, upstream_repo, fill.digest, e)
-            await asyncio.shield(self.registry.run(_discard, out, fill.partial))
+            # Every request this fill fails reports the error itself: one line per request, not one more here.
+            log.debug("upstream %s: fetch of %s %s failed: %s", client.name, upstream_repo, fill.digest, e)
+            await asyncio.shield(self.registry.run(fill.files.discard, out))
             if isinstance(e, asyncio.CancelledError):
                 raise
         finally:
@@ -201,7 +218,7 @@ class FillCoordinator:
 
         def submit(data: bytes) -> None:
             nonlocal pending, pending_data
-            pending, pending_data = asyncio.gather(self.registry.run(_write, out, data),
+            pending, pending_data = asyncio.gather(self.registry.run(write, out, data),
                                                    self.registry.run(hasher.update, data)), data
 
         parts: list[bytes] = []
@@ -235,49 +252,55 @@ class FillCoordinator:
         out.flush()
         os.fsync(out.fileno())
         out.close()
-        rel = f"{FILLS}/{fill.digest.hex}.partial"
+        rel = f"{FILLS}/{fill.files.verified.name}"
         if self.registry.blobs.stat_global(fill.digest) is None:
             self.registry.driver.move(rel, paths.blob_data(fill.digest))
         else:
             self.registry.driver.delete(rel)
         self.registry.blobs.link(cache_repo, fill.digest)
-        self.registry.driver.delete(f"{FILLS}/{fill.digest.hex}.size")
+        self.registry.driver.delete(f"{FILLS}/{fill.files.size.name}")
 
     # --- followers ------------------------------------------------------------------------------------
-    async def _follow(self, fill: Fill, offset: int) -> AsyncIterator[bytes]:
+    async def _follow(self, fill: Fill, offset: int, end: int) -> AsyncIterator[bytes]:
         try:
-            f = await self.registry.run(_open_either, fill.partial, self._blob_path(fill.digest))
+            f = await self.registry.run(fill.files.open)
         except FileNotFoundError:
             raise _as_registry_error(fill.error or errors.Unavailable(f"the download of {fill.digest} failed")
                                      ) from None
         try:
-            while True:
+            while offset < end:
                 changed = fill.changed
-                if offset < fill.written:
-                    data = fill.from_memory(offset)
-                    if data is None:
-                        data = await self.registry.run(_pread, f, offset, min(fill.written - offset, _BUFFER))
-                    offset += len(data)
-                    yield data
-                    continue
-                if fill.error is not None:
+                if fill.error is not None and not fill.verified:
                     raise _as_registry_error(fill.error)
-                if fill.done:
-                    return
-                await changed.wait()
+                if offset >= fill.written:
+                    await changed.wait()
+                    continue
+                data = fill.from_memory(offset)
+                if data is None:
+                    data = await self.registry.run(pread, f, offset, min(fill.written - offset, _BUFFER))
+                if offset + len(data) >= end:
+                    data = data[:end - offset]
+                    while not fill.verified:  # the final bytes of this answer wait for the digest check
+                        if fill.error is not None:
+                            raise _as_registry_error(fill.error)
+                        await fill.changed.wait()
+                offset += len(data)
+                yield data
         finally:
             await self.registry.run(f.close)
 
     async def _follow_other_process(self, d: Digest) -> Source | None:
         """Tail the fill another process leads; None when that fill ended without the blob (start anew)."""
-        size_file, partial = self.root / f"{d.hex}.size", self.root / f"{d.hex}.partial"
+        files = self._files(d)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + _SIZE_WAIT
         while True:
-            size = await self.registry.run(_read_size, size_file)
+            if d in self._fills:
+                return None  # it was this process that took the lock a moment ago: follow that fill instead
+            size = await self.registry.run(files.read_size)
             if size is not None:
                 break
-            lock_free = await self.registry.run(_lock_free, self.root / f"{d.hex}.lock")
+            lock_free = await self.registry.run(files.lock_free)
             if await self.registry.run(self.registry.blobs.stat_global, d) is not None:
                 raise _Committed()
             if lock_free:
@@ -285,30 +308,41 @@ class FillCoordinator:
             if loop.time() > deadline:
                 raise errors.Unavailable(f"the download of {d} in another worker did not start")
             await asyncio.sleep(_POLL)
-        return Source(size, lambda offset: self._tail(d, partial, size, offset))
+        if d in self._fills:
+            return None
+        return Source(size, functools.partial(self._tail, d, files))
 
-    async def _tail(self, d: Digest, partial: Path, size: int, offset: int) -> AsyncIterator[bytes]:
-        f = await self.registry.run(_open_either, partial, self._blob_path(d))
+    async def _tail(self, d: Digest, files: FillFiles, offset: int, end: int) -> AsyncIterator[bytes]:
         try:
-            while offset < size:
-                data = await self.registry.run(_pread, f, offset, min(size - offset, _BUFFER))
-                if data:
+            f = await self.registry.run(files.open)
+        except FileNotFoundError:
+            raise errors.Unavailable(f"the download of {d} failed in another worker") from None
+        try:
+            while offset < end:
+                data = await self.registry.run(pread, f, offset, min(end - offset, _BUFFER))
+                if data and offset + len(data) < end:
                     offset += len(data)
                     yield data
                     continue
-                # The leader commits before it lets go of the lock: ask about the lock first, then the store,
-                # or a commit between the two questions would look like a failure.
-                if await self.registry.run(_lock_free, self.root / f"{d.hex}.lock") and \
-                        await self.registry.run(self.registry.blobs.stat_global, d) is None:
+                # The bytes that end this answer wait for the leader's verdict, as do we when no new bytes came.
+                verdict = await self.registry.run(files.verdict, f)
+                while data and verdict is None:
+                    await asyncio.sleep(_POLL)
+                    verdict = await self.registry.run(files.verdict, f)
+                if verdict is False:
                     raise errors.Unavailable(f"the download of {d} failed in another worker")
-                await asyncio.sleep(_POLL)
+                if data:
+                    offset += len(data)
+                    yield data
+                elif verdict is None:
+                    await asyncio.sleep(_POLL)
         finally:
             await self.registry.run(f.close)
 
-    def _blob_path(self, d: Digest) -> Path:
-        local = self.registry.driver.local_path(paths.blob_data(d))
-        assert local is not None
-        return local
+    def _files(self, d: Digest) -> FillFiles:
+        blob = self.registry.driver.local_path(paths.blob_data(d))
+        assert blob is not None
+        return FillFiles(self.root, d.hex, blob)
 
 
 class _Committed(Exception):
@@ -323,62 +357,3 @@ def _as_registry_error(e: BaseException) -> errors.RegistryError:
     if isinstance(e, errors.RegistryError):
         return e
     return errors.Unavailable(f"upstream fetch failed: {e or type(e).__name__}")
-
-
-# --- blocking helpers, each run in a worker thread ---------------------------------------------------------
-def try_lock(path: Path) -> BinaryIO | None:
-    f = path.open("ab")
-    try:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        f.close()
-        return None
-    return f
-
-
-def _lock_free(path: Path) -> bool:
-    lock = try_lock(path)
-    if lock is None:
-        return False
-    lock.close()
-    return True
-
-
-def _create(partial: Path, size_file: Path, size: int) -> BinaryIO:
-    out = partial.open("wb")
-    tmp = size_file.with_suffix(".size-tmp")
-    tmp.write_text(str(size))
-    tmp.replace(size_file)
-    return out
-
-
-def _write(out: BinaryIO, data: bytes) -> None:
-    out.write(data)
-    out.flush()  # followers read the file, not our buffer
-
-
-def _discard(out: BinaryIO | None, partial: Path) -> None:
-    # The size file first: a request in another process that finds no size file waits for the lock and then
-    # starts a new fill, instead of tailing this doomed one.
-    partial.with_suffix(".size").unlink(missing_ok=True)
-    if out is not None:
-        out.close()
-    partial.unlink(missing_ok=True)
-
-
-def _open_either(partial: Path, final: Path) -> BinaryIO:
-    try:
-        return partial.open("rb")
-    except FileNotFoundError:
-        return final.open("rb")
-
-
-def _pread(f: BinaryIO, offset: int, n: int) -> bytes:
-    return os.pread(f.fileno(), n, offset)
-
-
-def _read_size(path: Path) -> int | None:
-    try:
-        return int(path.read_text())
-    except (FileNotFoundError, ValueError):
-        return None

@@ -13,7 +13,8 @@ from k3sreg.upstream import metrics
 from k3sreg.upstream.cache import AccessClock, ProxyRepository
 from k3sreg.upstream.client import UpstreamClient
 from k3sreg.upstream.evict import Evictor
-from k3sreg.upstream.fill import FillCoordinator, try_lock
+from k3sreg.upstream.fill import FillCoordinator
+from k3sreg.upstream.fillfiles import try_lock
 from k3sreg.upstream.routing import Router, Target
 
 log = logging.getLogger("k3sreg.upstream")

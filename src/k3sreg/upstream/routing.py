@@ -5,9 +5,13 @@
     GET /v2/team/app/manifests/1?ns=registry.local       -> local team/app (`ns` names this registry)
     GET /v2/team/app/manifests/1                         -> local team/app (or the `proxy:` upstream, see below)
     GET /v2/x/manifests/1?ns=unknown.example             -> NAME_UNKNOWN at once, so containerd moves on
+                                                            (or the `proxy:` upstream, see below)
 
 Distribution's own `proxy:` section keeps registry:2's behaviour: requests without `ns` for names that hold no
 local content go to that upstream, and its cache lives under the plain name, as on a registry:2 volume.
+registry:2 ignores `ns`, so with `proxy:` every `ns` that no `upstreams` entry claims and that does not name
+this registry goes to that upstream too: a `remoteurl` that is a Docker Hub mirror (Nexus, another registry:2)
+is not named docker.io, yet containerd asks it with `ns=docker.io`.
 """
 
 from __future__ import annotations
@@ -75,9 +79,11 @@ class Router:
             if ns in self._own:
                 return Target(name)
             upstream = self._by_name.get(ns)
-            if upstream is None:
-                raise errors.NameUnknown(f"no upstream is configured for registry {ns!r}", detail={"ns": ns})
-            return self._target(upstream, name)
+            if upstream is not None:
+                return self._target(upstream, name)
+            if self._proxy is not None:
+                return self._target(self._proxy, name, default=True)
+            raise errors.NameUnknown(f"no upstream is configured for registry {ns!r}", detail={"ns": ns})
         first, _, rest = name.partition("/")
         if rest and first in self._by_name:
             return self._target(self._by_name[first], rest)

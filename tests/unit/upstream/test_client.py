@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import errno
 import ssl
 from pathlib import Path
+from types import SimpleNamespace
 
+import aiohttp
 import pytest
 
 from k3sreg.config.upstreams import UpstreamSettings
 from k3sreg.errors import ConfigError
-from k3sreg.upstream.answers import content_range, retry_after_seconds, tag_page, upstream_repository
+from k3sreg.upstream.answers import (
+    content_range,
+    describe_failure,
+    retry_after_seconds,
+    tag_page,
+    upstream_repository,
+)
 from k3sreg.upstream.auth import basic_authorization, tls_context
 from k3sreg.upstream.client import UpstreamClient
 
@@ -115,3 +124,28 @@ def test_retry_after_seconds(value: str | None, expected: int) -> None:
 def test_content_range(value: str, expected: tuple[int, int, int | None] | None) -> None:
     """The span of a 206 answer to a resumed download; anything else is not one."""
     assert content_range(value) == expected
+
+
+def _connector_error(cls: type[aiohttp.ClientConnectorError], os_error: OSError) -> aiohttp.ClientConnectorError:
+    key = SimpleNamespace(host="127.0.0.1", port=5999, ssl=True)
+    return cls(key, os_error)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("exc", "expected"),
+    [
+        (_connector_error(aiohttp.ClientConnectorError, ConnectionRefusedError(errno.ECONNREFUSED, "Connect call "
+                          "failed ('127.0.0.1', 5999)")), "connection refused (127.0.0.1:5999)"),
+        (_connector_error(aiohttp.ClientConnectorError, OSError("Multiple exceptions: x, y")),
+         "Multiple exceptions: x, y (127.0.0.1:5999)"),
+        (_connector_error(aiohttp.ClientProxyConnectionError, ConnectionRefusedError(errno.ECONNREFUSED, "x")),
+         "connection refused (the proxy 127.0.0.1:5999)"),
+        (aiohttp.SocketTimeoutError("Timeout on reading data from socket"), "no data for 5 s"),
+        (aiohttp.ConnectionTimeoutError("Connection timeout to host"), "no connection within 5 s"),
+        (aiohttp.ServerDisconnectedError(), "the upstream closed the connection"),
+    ],
+)
+def test_failures_are_described_without_aiohttp_internals(exc: BaseException, expected: str) -> None:
+    """Connection failures read as the cause and the address: no `ssl:default`, no `Connect call failed`."""
+    assert str(exc) != expected
+    assert describe_failure(exc, 5.0) == expected

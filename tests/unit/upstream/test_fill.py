@@ -1,4 +1,4 @@
-"""Single-flight fills: a request that arrives while a failed fill is still being cleaned up starts a new one."""
+"""Single-flight fills: cuts, resumes, clean-up, and bytes that do not match their digest (held back, then cut)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from k3sreg.storage.filesystem import FilesystemDriver
 from k3sreg.storage.registry import Registry
 from k3sreg.upstream import fill as fill_module
 from k3sreg.upstream.fill import FillCoordinator
+from k3sreg.upstream.fillfiles import FillFiles
 
 DATA = bytes(range(256)) * 16384  # 4 MiB
 CUT = (2 << 20) + (256 << 10)  # past the second 1 MiB buffer, so the first one has reached the client
@@ -26,13 +27,14 @@ CUT = (2 << 20) + (256 << 10)  # past the second 1 MiB buffer, so the first one 
 class Stream:
     """The part of BlobStream a fill uses: `size` and the chunks from `offset`, optionally breaking off at `cut`."""
 
-    def __init__(self, data: bytes, offset: int, cut: int | None) -> None:
+    def __init__(self, data: bytes, offset: int, cut: int | None, pause: float = 0.0) -> None:
         self.size: int | None = len(data)
-        self._data, self._offset, self._cut = data, offset, cut
+        self._data, self._offset, self._cut, self._pause = data, offset, cut, pause
 
     async def _chunks(self) -> AsyncIterator[bytes]:
         end = len(self._data) if self._cut is None else self._cut
         for i in range(self._offset, end, 256 << 10):
+            await asyncio.sleep(self._pause)
             yield self._data[i:min(i + (256 << 10), end)]
         if self._cut is not None:
             raise errors.Unavailable("upstream cut the connection")
@@ -46,9 +48,10 @@ class Upstream:
 
     name = "docker.io"
 
-    def __init__(self, cuts: int, retries: int = 0) -> None:
+    def __init__(self, cuts: int, retries: int = 0, data: bytes = DATA, pause: float = 0.0) -> None:
         self.cuts, self.offsets = cuts, list[int]()
         self.settings = SimpleNamespace(retries=retries)
+        self.data, self.pause = data, pause
 
     @property
     def downloads(self) -> int:
@@ -57,17 +60,24 @@ class Upstream:
     @asynccontextmanager
     async def open_blob(self, _repo: str, _d: Digest, offset: int = 0) -> AsyncIterator[Stream]:
         self.offsets.append(offset)
-        yield Stream(DATA, offset, CUT if self.downloads <= self.cuts else None)
+        yield Stream(self.data, offset, CUT if self.downloads <= self.cuts else None, self.pause)
 
 
-async def read(coordinator: FillCoordinator, upstream: Any, d: Digest, pause: float = 0.0) -> bytes:
-    """The blob as a client receives it; `pause` after each piece makes a slow client."""
+async def read(coordinator: FillCoordinator, upstream: Any, d: Digest, pause: float = 0.0,
+               received: list[bytes] | None = None, end: int | None = None) -> bytes:
+    """The blob (up to `end`) as a client receives it, also appended to `received`; `pause` after each piece
+    makes a slow client."""
     source = await coordinator.open(upstream, "library/x", "docker.io/library/x", d)
-    received = []
-    async for chunk in source.chunks(0):
+    received = [] if received is None else received
+    async for chunk in source.chunks(0, source.size if end is None else end):
         received.append(chunk)
         await asyncio.sleep(pause)
     return b"".join(received)
+
+
+async def settled(coordinator: FillCoordinator) -> None:
+    """Wait for the leaders to commit: clients get the last bytes once they are checked, a moment before that."""
+    await asyncio.gather(*coordinator._tasks, return_exceptions=True)
 
 
 @pytest.fixture
@@ -86,19 +96,20 @@ D = Digest.of(DATA)
 async def test_request_after_a_failed_fill_waits_for_its_cleanup_and_fetches_again(
         store: tuple[Registry, FillCoordinator], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The failed fill's follower gets an error; a request made during the (slow) cleanup gets the whole blob."""
-    slow_discard = fill_module._discard
+    slow_discard = FillFiles.discard
 
     def discard(*args: Any) -> None:
         time.sleep(0.3)  # a busy disk: the failed fill is still in place when the next request arrives
         slow_discard(*args)
 
-    monkeypatch.setattr(fill_module, "_discard", discard)
+    monkeypatch.setattr(FillFiles, "discard", discard)
     registry, coordinator = store
     upstream = Upstream(cuts=1)
     # A slow client is between two pieces when the fill fails: it sees the failure during the cleanup.
     with pytest.raises(errors.Unavailable):
         await read(coordinator, upstream, D, pause=0.05)
     assert await read(coordinator, upstream, D) == DATA
+    await settled(coordinator)
     assert upstream.downloads == 2
     assert registry.blobs.stat_global(D) is not None
     assert not list((tmp_path / fill_module.FILLS.lstrip("/")).glob("*.partial"))
@@ -109,6 +120,7 @@ async def test_cut_download_resumes_from_what_arrived(store: tuple[Registry, Fil
     registry, coordinator = store
     upstream = Upstream(cuts=1, retries=1)
     assert await read(coordinator, upstream, D) == DATA
+    await settled(coordinator)
     assert upstream.offsets == [0, CUT]
     assert registry.blobs.stat_global(D) is not None
 
@@ -117,7 +129,68 @@ async def test_cuts_beyond_the_retries_fail_and_cache_nothing(store: tuple[Regis
     """Each resume counts against `retries`: cut more often than that, the fill fails and leaves nothing."""
     registry, coordinator = store
     upstream = Upstream(cuts=3, retries=1)
-    with pytest.raises(errors.Unavailable):
+    with pytest.raises(errors.Unavailable, match=r"cut the connection \(after 1 resume with a Range\)$"):
         await read(coordinator, upstream, D)
     assert upstream.downloads == 2
+    assert registry.blobs.stat_global(D) is None
+
+
+async def started(root: Path) -> None:
+    """Wait until a fill under `root` has announced its size (as followers in other processes do)."""
+    for _ in range(500):
+        if list(root.glob("*.size")):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("no fill started")
+
+
+WRONG = DATA[:-1] + b"!"  # as long as the blob, one byte off
+
+
+@pytest.mark.parametrize("end", [len(DATA), 1000], ids=["whole", "range"])
+async def test_wrong_bytes_are_held_back_then_cut(store: tuple[Registry, FillCoordinator], end: int) -> None:
+    """Bytes that do not match the digest: every client misses the end of its answer and gets an error."""
+    registry, coordinator = store
+    upstream = Upstream(cuts=0, data=WRONG, pause=0.01)
+    pieces: list[list[bytes]] = [[], [], []]
+    results = await asyncio.gather(*(read(coordinator, upstream, D, received=p, end=end) for p in pieces),
+                                   return_exceptions=True)
+    assert all(isinstance(r, errors.Unavailable) and "do not match" in str(r) for r in results), results
+    assert all(sum(map(len, p)) < end for p in pieces)
+    assert upstream.downloads == 1 and registry.blobs.stat_global(D) is None
+
+
+async def test_other_process_holds_back_wrong_bytes_and_gets_right_ones(
+        store: tuple[Registry, FillCoordinator], tmp_path: Path) -> None:
+    """A follower in another process (its own coordinator and lock) misses the end of wrong bytes, and gets
+    the whole blob once the upstream sends the right ones."""
+    registry, coordinator = store
+    other = FillCoordinator(Registry(FilesystemDriver(tmp_path)))
+    try:
+        for data, fails in ((WRONG, True), (DATA, False)):
+            upstream = Upstream(cuts=0, data=data, pause=0.01)
+            lead = asyncio.create_task(read(coordinator, upstream, D))
+            await started(other.root)
+            tailed: list[bytes] = []
+            if fails:
+                with pytest.raises(errors.Unavailable, match="another worker"):
+                    await read(other, upstream, D, received=tailed)
+                with pytest.raises(errors.Unavailable):
+                    await lead
+                assert 0 < sum(map(len, tailed)) < len(DATA) and registry.blobs.stat_global(D) is None
+            else:
+                assert await read(other, upstream, D) == DATA == await lead
+                await settled(coordinator)
+                assert registry.blobs.stat_global(D) is not None
+            assert not other._fills and upstream.downloads == 1
+    finally:
+        await other.close()
+        other.registry.close()
+
+
+async def test_empty_body_for_a_non_empty_digest_is_refused(store: tuple[Registry, FillCoordinator]) -> None:
+    """An upstream answering 200 with no bytes fails before any answer starts (its headers would complete it)."""
+    registry, coordinator = store
+    with pytest.raises(errors.Unavailable, match="empty body"):
+        await coordinator.open(Upstream(cuts=0, data=b""), "library/x", "docker.io/library/x", D)
     assert registry.blobs.stat_global(D) is None
