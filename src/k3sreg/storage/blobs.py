@@ -22,6 +22,7 @@ from k3sreg.storage.driver import Driver, Lock, PathNotFound, Writer
 
 log = logging.getLogger("k3sreg.storage")
 _REHASH_CHUNK = 4 << 20
+_UNRECORDED_MEMO = 65536
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +135,7 @@ class BlobStore:
         self.driver = driver
         self._states: dict[tuple[str, str], _HashState] = {}
         self._lock = threading.Lock()
+        self._unrecorded: dict[Digest, int] = {}  # blobs without a size record -> the size they had
 
     # --- blobs ----------------------------------------------------------------------------------------
     def stat_global(self, d: Digest) -> BlobInfo | None:
@@ -144,19 +146,21 @@ class BlobStore:
         data, `size-<n>`. Checking it costs one stat of the name built from the size seen now, on the lookup
         behind every blob HEAD/GET; the link files keep Distribution's format (a digest and nothing else), and
         no content is read. Only when that name is missing does a listing tell a blob committed without a
-        record (by Distribution, or before k3sreg kept one; served as it is) from one whose size changed.
+        record (by Distribution, or before k3sreg kept one; served as it is) from one whose size changed; the
+        blobs found without a record are remembered, so a Distribution volume pays that listing once per blob.
         """
         data = paths.blob_data(d)
         info = self.driver.stat(data)
         if info is None or info.is_dir:
             return None
-        if self.driver.stat(paths.blob_size_marker(d, info.size)) is None and self._size_recorded(d):
-            log.error("blob %s has %d bytes, not the size its commit recorded: not serving it", d, info.size)
-            return None
+        if self.driver.stat(paths.blob_size_marker(d, info.size)) is None and self._unrecorded.get(d) != info.size:
+            if any(n.startswith(paths.SIZE_MARKER) for n in self.driver.list(paths.blob_dir(d))):
+                log.error("blob %s has %d bytes, not the size its commit recorded: not serving it", d, info.size)
+                return None
+            if len(self._unrecorded) >= _UNRECORDED_MEMO:
+                self._unrecorded.clear()
+            self._unrecorded[d] = info.size
         return BlobInfo(d, info.size, data)
-
-    def _size_recorded(self, d: Digest) -> bool:
-        return any(n.startswith(paths.SIZE_MARKER) for n in self.driver.list(paths.blob_dir(d)))
 
     def stat(self, repo: str, d: Digest) -> BlobInfo:
         """The blob as seen from `repo`; BlobUnknown when it is not linked there or its data is gone."""
@@ -230,8 +234,9 @@ class BlobStore:
         the session, BlobUploadUnknown when there is no such session (or it ended while we asked)."""
         try:
             lock = self.driver.try_lock(paths.upload_lock(repo, uuid))
-        except PathNotFound:
-            raise errors.BlobUploadUnknown(detail={"uuid": uuid}) from None
+        except (PathNotFound, errors.StoragePathInvalid):
+            # An id that is no storage name ('..', NUL) names no session: the answer the spec has for that.
+            raise errors.BlobUploadUnknown(detail={"uuid": uuid[:100]}) from None
         if lock is None:
             raise errors.UploadBusy(detail={"uuid": uuid})
         try:

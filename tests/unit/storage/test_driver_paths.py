@@ -93,12 +93,14 @@ def test_too_long_names_cannot_be_written(tmp_path: Path) -> None:
 
 
 def test_store_answers_too_long_upload_ids_and_names(tmp_path: Path) -> None:
-    """An upload id of 300 characters is BLOB_UPLOAD_UNKNOWN; a repository name too long to store is NAME_INVALID."""
+    """Upload ids of 300 characters, with NUL or '..' are BLOB_UPLOAD_UNKNOWN; a repository name too long to
+    store is NAME_INVALID."""
     blobs = BlobStore(FilesystemDriver(tmp_path))
     blobs.create_upload("r")
     for op in (blobs.upload_size, blobs.cancel_upload, lambda r, u: blobs.begin_append(r, u, None)):
-        with pytest.raises(errors.BlobUploadUnknown):
-            op("r", LONG)
+        for uuid in (LONG, "a\x00b", "..", "../../x"):
+            with pytest.raises(errors.BlobUploadUnknown):
+                op("r", uuid)
     with pytest.raises(errors.NameInvalid):
         blobs.create_upload(LONG)
     assert blobs.driver.list(paths.REPOSITORIES) == ["r"]
