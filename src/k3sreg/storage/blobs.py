@@ -192,7 +192,7 @@ class BlobStore:
     def put_small(self, d: Digest, data: bytes) -> None:
         """Store verified content (a manifest) in the global store, unless it is there already."""
         if self.stat_global(d) is None:
-            self.driver.put_content(paths.blob_size_marker(d, len(data)), b"")
+            self._record_size(d, len(data))
             self.driver.put_content(paths.blob_data(d), data)
 
     def get_small(self, d: Digest) -> bytes:
@@ -210,10 +210,14 @@ class BlobStore:
             self.driver.delete(src)
 
     def _install(self, src: str, d: Digest, size: int) -> None:
-        # The record first: a crash between the two leaves a record without data, which the next commit of
-        # the same content (same size) completes.
-        self.driver.put_content(paths.blob_size_marker(d, size), b"")
+        self._record_size(d, size)
         self.driver.move(src, paths.blob_data(d))
+
+    def _record_size(self, d: Digest, size: int) -> None:
+        # Written before the data and not synced: whatever a crash keeps is safe. A record without data is
+        # completed by the next commit of the content (same digest, same size); data whose record was lost
+        # reads as a blob committed without one.
+        self.driver.put_content(paths.blob_size_marker(d, size), b"", sync=False)
 
     # --- uploads --------------------------------------------------------------------------------------
     def create_upload(self, repo: str, uuid: str | None = None) -> str:

@@ -92,8 +92,9 @@ class Driver(Protocol):
         """The whole content of a small file; raises PathNotFound."""
         ...
 
-    def put_content(self, path: str, data: bytes) -> None:
-        """Write a small file atomically: readers see the old content or the new one, never a part."""
+    def put_content(self, path: str, data: bytes, sync: bool = True) -> None:
+        """Write a small file atomically: readers see the old content or the new one, never a part. With
+        `sync` (the default) the content is on disk before it appears at `path`."""
         ...
 
     def stat(self, path: str) -> FileInfo | None:

@@ -103,16 +103,18 @@ class FilesystemDriver:
                 raise PathNotFound(path) from None
             raise
 
-    def put_content(self, path: str, data: bytes) -> None:
+    def put_content(self, path: str, data: bytes, sync: bool = True) -> None:
         target = self._p(path)
         tmp = self._p(f"{TMP}/{uuid.uuid4().hex}")
         os.makedirs(os.path.dirname(tmp), exist_ok=True)
         try:
             with open(tmp, "wb") as f:
                 f.write(data)
-                f.flush()
-                # A rename can reach the disk before the data: sync first so a crash never leaves an empty link.
-                os.fsync(f.fileno())
+                if sync:
+                    f.flush()
+                    # A rename can reach the disk before the data: sync first so a crash never leaves an empty
+                    # link.
+                    os.fsync(f.fileno())
             self._replace(tmp, target, path)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):

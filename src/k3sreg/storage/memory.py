@@ -59,7 +59,7 @@ class MemoryDriver:
             except KeyError:
                 raise PathNotFound(path) from None
 
-    def put_content(self, path: str, data: bytes) -> None:
+    def put_content(self, path: str, data: bytes, sync: bool = True) -> None:
         check_path(path)
         with self.lock:
             self.files[path] = bytes(data)
