@@ -26,7 +26,12 @@ from k3sreg.storage.paths import TMP
 # A directory deleted by another process between our makedirs and our rename is created again; each retry is
 # a few microseconds, and the other side would have to delete it again in that window every time.
 _RETRIES = 16
-_GONE = (FileNotFoundError, NotADirectoryError)
+
+
+def _absent(e: OSError) -> bool:
+    """Whether `e` means there is no such file: missing, a file where a directory should be, or a name too long
+    to exist at all."""
+    return isinstance(e, (FileNotFoundError, NotADirectoryError)) or too_long(e)
 
 
 def _remove_tree(path: str) -> None:
@@ -96,10 +101,8 @@ class FilesystemDriver:
         try:
             with open(self._p(path), "rb") as f:
                 return f.read()
-        except (*_GONE, IsADirectoryError):
-            raise PathNotFound(path) from None
         except OSError as e:
-            if too_long(e):
+            if _absent(e) or isinstance(e, IsADirectoryError):
                 raise PathNotFound(path) from None
             raise
 
@@ -140,10 +143,8 @@ class FilesystemDriver:
     def stat(self, path: str) -> FileInfo | None:
         try:
             st = os.stat(self._p(path))
-        except _GONE:
-            return None
         except OSError as e:
-            if too_long(e):
+            if _absent(e):
                 return None
             raise
         return FileInfo(st.st_size, st.st_mtime, stat.S_ISDIR(st.st_mode))
@@ -151,10 +152,8 @@ class FilesystemDriver:
     def list(self, path: str) -> list[str]:
         try:
             return os.listdir(self._p(path))
-        except _GONE:
-            return []
         except OSError as e:
-            if too_long(e):
+            if _absent(e):
                 return []
             raise
 
@@ -162,10 +161,8 @@ class FilesystemDriver:
         p = self._p(path)
         try:
             st = os.lstat(p)
-        except _GONE:
-            return False
         except OSError as e:
-            if too_long(e):
+            if _absent(e):
                 return False
             raise
         if not stat.S_ISDIR(st.st_mode):
@@ -184,7 +181,7 @@ class FilesystemDriver:
         os.makedirs(os.path.dirname(aside), exist_ok=True)
         try:
             os.rename(p, aside)
-        except _GONE:
+        except FileNotFoundError:
             return False  # deleted by someone else meanwhile
         _remove_tree(aside)
         return True
@@ -199,10 +196,8 @@ class FilesystemDriver:
     def touch(self, path: str) -> None:
         try:
             os.utime(self._p(path))
-        except _GONE:
-            pass
         except OSError as e:
-            if not too_long(e):
+            if not _absent(e):
                 raise
 
     def truncate(self, path: str, size: int) -> None:
@@ -211,22 +206,18 @@ class FilesystemDriver:
     def writer(self, path: str, append: bool) -> FileWriter:
         try:
             return FileWriter(self._p(path), append)
-        except _GONE:
-            raise PathNotFound(path) from None
         except OSError as e:
-            if not too_long(e):
-                raise
-            if append:
+            if too_long(e) and not append:
+                raise refuse_too_long(path) from None
+            if _absent(e):
                 raise PathNotFound(path) from None
-            raise refuse_too_long(path) from None
+            raise
 
     def reader(self, path: str, offset: int = 0) -> BinaryIO:
         try:
             f = open(self._p(path), "rb")  # noqa: SIM115 (the caller closes it)
-        except _GONE:
-            raise PathNotFound(path) from None
         except OSError as e:
-            if too_long(e):
+            if _absent(e):
                 raise PathNotFound(path) from None
             raise
         if offset:
@@ -240,10 +231,8 @@ class FilesystemDriver:
             try:
                 # O_CREAT without creating directories: a lock file appears only in a directory that exists.
                 fd = os.open(p, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            except _GONE:
-                raise PathNotFound(path) from None
             except OSError as e:
-                if too_long(e):
+                if _absent(e):
                     raise PathNotFound(path) from None
                 raise
             try:
@@ -258,7 +247,7 @@ class FilesystemDriver:
             # then no longer the one at `path`.
             try:
                 now = os.stat(p)
-            except _GONE:
+            except FileNotFoundError:
                 os.close(fd)
                 raise PathNotFound(path) from None
             held = os.fstat(fd)
