@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -14,16 +13,10 @@ from k3sreg.oci.digest import Digest
 from k3sreg.storage import paths
 from k3sreg.storage.blobs import BlobStore
 from k3sreg.storage.driver import Driver, PathNotFound
-from k3sreg.storage.filesystem import FilesystemDriver
-from k3sreg.storage.memory import MemoryDriver
 from k3sreg.storage.registry import Registry
+from tests.unit.storage.test_store import push_blob
 
 DATA = os.urandom(19_000)
-
-
-@pytest.fixture(params=["filesystem", "inmemory"])
-def driver(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Driver]:
-    yield FilesystemDriver(tmp_path) if request.param == "filesystem" else MemoryDriver()
 
 
 def test_an_append_holds_its_session(driver: Driver) -> None:
@@ -85,25 +78,17 @@ def test_abort_undoes_the_request_and_lets_go(driver: Driver) -> None:
     assert blobs.commit_upload("r", uuid, Digest.of(b"kept")).size == 4
 
 
-def push(blobs: BlobStore, repo: str, data: bytes) -> Digest:
-    uuid = blobs.create_upload(repo)
-    a = blobs.begin_append(repo, uuid, 0)
-    a.write(data)
-    a.finish()
-    return blobs.commit_upload(repo, uuid, Digest.of(data)).digest
-
-
 def test_blob_whose_size_changed_is_not_served(driver: Driver) -> None:
     """A committed blob that grew after its commit is unknown everywhere; pushing the content again repairs it."""
     blobs = BlobStore(driver)
-    d = push(blobs, "r", DATA)
+    d = push_blob(blobs, "r", DATA)
     w = driver.writer(paths.blob_data(d), append=True)  # what a stale handle did before sessions were locked
     w.write(b"x" * 100)
     w.close()
     with pytest.raises(errors.BlobUnknown):
         blobs.stat("r", d)
     assert blobs.stat_global(d) is None and blobs.mount("other", d, None) is None
-    assert push(blobs, "again", DATA) == d
+    assert push_blob(blobs, "again", DATA) == d
     assert blobs.stat("r", d).size == len(DATA)
     assert driver.get_content(paths.blob_data(d)) == DATA
 
