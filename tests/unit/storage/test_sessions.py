@@ -13,6 +13,7 @@ from k3sreg.oci.digest import Digest
 from k3sreg.storage import paths
 from k3sreg.storage.blobs import BlobStore
 from k3sreg.storage.driver import Driver, PathNotFound
+from k3sreg.storage.purge import purge_uploads
 from k3sreg.storage.registry import Registry
 from tests.unit.storage.test_store import push_blob
 
@@ -160,3 +161,15 @@ async def test_commit_waits_for_the_append_in_progress(driver: Driver) -> None:
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:
     yield data
+
+
+def test_purge_spares_a_session_in_use(driver: Driver) -> None:
+    """Upload purging leaves an old session alone while a request holds it, and removes it once let go."""
+    blobs = BlobStore(driver)
+    uuid = blobs.create_upload("r")
+    driver.put_content(paths.upload_startedat("r", uuid), b"2020-01-01T00:00:00Z")
+    appender = blobs.begin_append("r", uuid, 0)
+    assert purge_uploads(driver, age=3600) == []
+    appender.finish()
+    assert purge_uploads(driver, age=3600) == [f"r/{uuid}"]
+    assert driver.list(paths.uploads("r")) == []
