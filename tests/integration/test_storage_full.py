@@ -43,8 +43,7 @@ def blob_dirs(root: Path) -> list[Path]:
 
 
 async def test_full_disk_answers_oci_json_and_leaves_nothing(small_disk: Path) -> None:
-    """A blob larger than the disk: 507 with an OCI error body, no partial upload data or blob left, and a push
-    that fits works afterwards."""
+    """A blob larger than the disk: 507 OCI JSON, no partial upload data or blob left, and later pushes work."""
     async with running(small_disk) as api:
         root = small_disk / "data"
         status, headers, body = await api.req("POST", f"/v2/full/mono/blobs/uploads/?digest={digest(BIG)}",

@@ -118,8 +118,7 @@ async def assert_blob_is_payload_or_absent(s: aiohttp.ClientSession, url: str) -
 
 
 async def test_patch_racing_its_commit_never_reaches_the_blob(k3sreg: K3sregServer) -> None:
-    """A PATCH held open while its session is committed never adds bytes to the committed blob; the session is
-    gone afterwards, and pushing the content again serves exactly it."""
+    """A PATCH held open while its session commits never adds bytes to the blob, and the session is gone after."""
     repo = f"race/local{k3sreg.workers}"
     blob_url = f"{k3sreg.url}/v2/{repo}/blobs/{sha256(PAYLOAD)}"
     async with aiohttp.ClientSession() as s:
@@ -136,8 +135,7 @@ async def test_patch_racing_its_commit_never_reaches_the_blob(k3sreg: K3sregServ
 
 
 async def test_patch_racing_a_commit_cannot_poison_the_cache(k3sreg: K3sregServer) -> None:
-    """The same race under the digest of an upstream layer, pushed to a local repository, leaves pulls of the
-    upstream image through the cache with the upstream's bytes."""
+    """The same race under an uncached upstream layer's digest, in a local repo, leaves cache pulls correct."""
     async with aiohttp.ClientSession() as s:
         await race_patch_with_commit(k3sreg, s, f"poison/w{k3sreg.workers}")
         async with s.get(f"{k3sreg.url}/v2/{UPSTREAM_REPO}/blobs/{sha256(PAYLOAD)}?ns=docker.io") as r:

@@ -93,8 +93,7 @@ def test_too_long_names_cannot_be_written(tmp_path: Path) -> None:
 
 
 def test_store_answers_too_long_upload_ids_and_names(tmp_path: Path) -> None:
-    """Upload ids of 300 characters, with NUL or '..' are BLOB_UPLOAD_UNKNOWN; a repository name too long to
-    store is NAME_INVALID."""
+    """Upload ids of 300 chars, with NUL or '..' are BLOB_UPLOAD_UNKNOWN; an unstorable repo name NAME_INVALID."""
     blobs = BlobStore(FilesystemDriver(tmp_path))
     blobs.create_upload("r")
     for op in (blobs.upload_size, blobs.cancel_upload, lambda r, u: blobs.begin_append(r, u, None)):

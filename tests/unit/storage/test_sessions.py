@@ -127,8 +127,7 @@ async def stalled_body(started: asyncio.Event, release: asyncio.Event) -> AsyncI
 
 
 async def test_commit_waits_for_the_append_in_progress(driver: Driver) -> None:
-    """A commit racing a PATCH of its own session waits for it, and never stores the PATCH's bytes under its
-    digest; a commit that waits too long is told the session is busy."""
+    """A commit waits for a PATCH of its session in progress (or times out as busy), never storing its bytes."""
     registry = Registry(driver, session_wait=30)
     uuid = await registry.create_upload("r")
     await registry.append_upload("r", uuid, _once(DATA))
