@@ -23,7 +23,7 @@ from k3sreg import errors
 from k3sreg.oci.digest import Digest
 from k3sreg.oci.manifest import Descriptor
 from k3sreg.storage import catalog, paths, purge
-from k3sreg.storage.blobs import BlobInfo, BlobStore
+from k3sreg.storage.blobs import Appender, BlobInfo, BlobStore
 from k3sreg.storage.driver import Driver, storage_error
 from k3sreg.storage.manifests import ManifestStore, StoredManifest
 
@@ -102,21 +102,36 @@ class Registry:
     async def create_upload(self, repo: str, uuid: str | None = None) -> str:
         return await self.run(self.blobs.create_upload, repo, uuid)
 
-    async def _on_session(self, fn: Callable[..., T], *args: Any) -> T:
+    async def _on_session(self, fn: Callable[..., T], *args: Any, orphan: Callable[[T], None] | None = None) -> T:
         """Run an operation on an upload session, waiting up to `session_wait` while another request has it.
 
-        Polling, not a blocking lock: a waiter holds no thread, and the holder may be in another process."""
+        Polling, not a blocking lock: a waiter holds no thread, and the holder may be in another process. A
+        caller cancelled while the operation runs in its thread does not stop it: `orphan` then receives what
+        it returns (an Appender holding the session must let it go)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.session_wait
         pause, longest = _BUSY_POLL
         while True:
+            attempt = asyncio.ensure_future(self.run(fn, *args))
             try:
-                return await self.run(fn, *args)
+                return await asyncio.shield(attempt)
             except errors.UploadBusy:
                 if loop.time() + pause > deadline:
                     raise
+            except asyncio.CancelledError:
+                if orphan is not None:
+                    attempt.add_done_callback(functools.partial(self._orphaned, orphan))
+                raise
             await asyncio.sleep(pause)
             pause = min(pause * 2, longest)
+
+    def _orphaned(self, orphan: Callable[[T], None], attempt: asyncio.Future[T]) -> None:
+        if attempt.cancelled() or attempt.exception() is not None:
+            return
+        try:
+            attempt.get_loop().run_in_executor(self._pool, orphan, attempt.result())
+        except RuntimeError:  # the pool is shut down: the process is closing
+            orphan(attempt.result())
 
     async def upload_size(self, repo: str, uuid: str) -> int:
         return await self._on_session(self.blobs.upload_size, repo, uuid)
@@ -132,7 +147,7 @@ class Registry:
         it (another thread; both release the GIL). `length`, when given, is what the client announced: a body
         of another size is SIZE_INVALID and nothing of it is kept.
         """
-        appender = await self._on_session(self.blobs.begin_append, repo, uuid, start)
+        appender = await self._on_session(self.blobs.begin_append, repo, uuid, start, orphan=Appender.abort)
         begin = appender.size
         pending: asyncio.Future[tuple[None, None]] | None = None
         parts: list[bytes] = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from collections.abc import AsyncIterator
 
 import pytest
@@ -12,7 +13,8 @@ from k3sreg import errors
 from k3sreg.oci.digest import Digest
 from k3sreg.storage import paths
 from k3sreg.storage.blobs import BlobStore
-from k3sreg.storage.driver import Driver, PathNotFound
+from k3sreg.storage.driver import Driver, Lock, PathNotFound
+from k3sreg.storage.memory import MemoryDriver
 from k3sreg.storage.purge import purge_uploads
 from k3sreg.storage.registry import Registry
 from tests.unit.storage.test_store import push_blob
@@ -172,3 +174,33 @@ def test_purge_spares_a_session_in_use(driver: Driver) -> None:
     appender.finish()
     assert purge_uploads(driver, age=3600) == [f"r/{uuid}"]
     assert driver.list(paths.uploads("r")) == []
+
+
+class _SlowLocks(MemoryDriver):
+    """A memory driver whose try_lock waits for `go`: a thread caught in the middle of taking a session."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.go, self.entered = threading.Event(), threading.Event()
+
+    def try_lock(self, path: str) -> Lock | None:
+        self.entered.set()
+        self.go.wait(10)
+        return super().try_lock(path)
+
+
+async def test_append_cancelled_while_taking_its_session_lets_it_go() -> None:
+    """A PATCH whose client vanishes while its session is being taken does not leave the session locked."""
+    driver = _SlowLocks()
+    driver.go.set()
+    registry = Registry(driver)
+    uuid = await registry.create_upload("r")
+    driver.go.clear()
+    patch = asyncio.create_task(registry.append_upload("r", uuid, _once(b"data")))
+    await asyncio.to_thread(driver.entered.wait, 10)
+    patch.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await patch
+    driver.go.set()
+    assert await registry.upload_size("r", uuid) == 0
+    registry.close()
