@@ -143,3 +143,28 @@ class BodyTimeout(RegistryError):
     """A request body that stopped arriving; the partial chunk is dropped, the session kept."""
 
     code, status, default_message = "BLOB_UPLOAD_INVALID", 408, "request body timed out"
+
+
+class StorageFull(RegistryError):
+    """The storage has no room left (ENOSPC, EDQUOT).
+
+    507 Insufficient Storage names the problem even to clients that show only the status line of a 5xx (Docker
+    Engine, containerd); the code is Distribution's UNAVAILABLE, as the condition passes once space is freed
+    (garbage collection, cache eviction), and clients that read the body (skopeo, podman) show the message."""
+
+    code, status, default_message = "UNAVAILABLE", 507, "the registry's storage is full"
+
+
+class UploadBusy(RegistryError):
+    """Another request is still working on this upload session (requests on one session run one at a time).
+
+    409 Conflict is what HTTP has for this; Docker Engine reads 4xx bodies and retries BLOB_UPLOAD_INVALID."""
+
+    code, status, default_message = "BLOB_UPLOAD_INVALID", 409, \
+        "another request is still writing to this upload session; retry once it has finished"
+
+
+class StoragePathInvalid(NameInvalid):
+    """A name that storage refuses to write: it would leave the storage root, or no file system can hold it."""
+
+    default_message = "the name cannot be stored"

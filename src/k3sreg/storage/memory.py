@@ -8,13 +8,15 @@ import time
 from pathlib import Path
 from typing import BinaryIO
 
-from k3sreg.storage.driver import FileInfo, PathNotFound
+from k3sreg.storage.driver import FileInfo, PathNotFound, check_path
 
 
 class _MemoryWriter:
     def __init__(self, driver: MemoryDriver, path: str, append: bool):
         self._driver, self._path = driver, path
         with driver.lock:
+            if append and path not in driver.files:
+                raise PathNotFound(path)
             self._buf = bytearray(driver.files.get(path, b"") if append else b"")
         self.size = len(self._buf)
 
@@ -28,8 +30,17 @@ class _MemoryWriter:
             self._driver.mtimes[self._path] = time.time()
 
 
+class _MemoryLock:
+    def __init__(self, driver: MemoryDriver, path: str):
+        self._driver, self._path = driver, path
+
+    def release(self) -> None:
+        with self._driver.lock:
+            self._driver.held.discard(self._path)
+
+
 class MemoryDriver:
-    """A dict of path -> bytes; directories are implied by the paths."""
+    """A dict of path -> bytes; directories are implied by the paths. One process only (locks are in memory)."""
 
     name = "inmemory"
     cheap_reads = True
@@ -38,20 +49,24 @@ class MemoryDriver:
         self.files: dict[str, bytes] = {}
         self.mtimes: dict[str, float] = {}
         self.lock = threading.Lock()
+        self.held: set[str] = set()
 
     def get_content(self, path: str) -> bytes:
+        check_path(path)
         with self.lock:
             try:
                 return self.files[path]
             except KeyError:
                 raise PathNotFound(path) from None
 
-    def put_content(self, path: str, data: bytes) -> None:
+    def put_content(self, path: str, data: bytes, sync: bool = True) -> None:
+        check_path(path)
         with self.lock:
             self.files[path] = bytes(data)
             self.mtimes[path] = time.time()
 
     def stat(self, path: str) -> FileInfo | None:
+        check_path(path)
         with self.lock:
             if path in self.files:
                 return FileInfo(len(self.files[path]), self.mtimes[path], False)
@@ -60,11 +75,13 @@ class MemoryDriver:
             return FileInfo(0, max(mtimes), True) if mtimes else None
 
     def list(self, path: str) -> list[str]:
+        check_path(path)
         prefix = path.rstrip("/") + "/"
         with self.lock:
             return sorted({p[len(prefix):].split("/", 1)[0] for p in self.files if p.startswith(prefix)})
 
     def delete(self, path: str) -> bool:
+        check_path(path)
         prefix = path.rstrip("/") + "/"
         with self.lock:
             doomed = [p for p in self.files if p == path or p.startswith(prefix)]
@@ -74,6 +91,8 @@ class MemoryDriver:
         return bool(doomed)
 
     def move(self, src: str, dst: str) -> None:
+        check_path(src)
+        check_path(dst)
         with self.lock:
             if src not in self.files:
                 raise PathNotFound(src)
@@ -81,21 +100,37 @@ class MemoryDriver:
             self.mtimes[dst] = self.mtimes.pop(src)
 
     def touch(self, path: str) -> None:
+        check_path(path)
         with self.lock:
             if path in self.mtimes:
                 self.mtimes[path] = time.time()
 
     def truncate(self, path: str, size: int) -> None:
+        check_path(path)
         with self.lock:
             self.files[path] = self.files[path][:size]
 
     def writer(self, path: str, append: bool) -> _MemoryWriter:
+        check_path(path)
         return _MemoryWriter(self, path, append)
 
     def reader(self, path: str, offset: int = 0) -> BinaryIO:
+        check_path(path)
         f = io.BytesIO(self.get_content(path))
         f.seek(offset)
         return f
 
+    def try_lock(self, path: str) -> _MemoryLock | None:
+        check_path(path)
+        parent = path.rsplit("/", 1)[0] + "/"
+        with self.lock:
+            if not any(p.startswith(parent) for p in self.files):
+                raise PathNotFound(path)
+            if path in self.held:
+                return None
+            self.held.add(path)
+        return _MemoryLock(self, path)
+
     def local_path(self, path: str) -> Path | None:
+        check_path(path)
         return None

@@ -2,6 +2,8 @@
 
     <root>/docker/registry/v2/
       blobs/<alg>/<hex[:2]>/<hex>/data                       the content, once per digest
+      blobs/<alg>/<hex[:2]>/<hex>/size-<n>                   k3sreg's extension: an empty file naming the size
+                                                             the commit verified (Distribution ignores it)
       repositories/<name>/
         _layers/<alg>/<hex>/link                             "sha256:..." : the blob belongs to <name>
         _manifests/revisions/<alg>/<hex>/link                a manifest of <name>
@@ -9,6 +11,7 @@
         _manifests/tags/<tag>/index/<alg>/<hex>/link         every digest <tag> has pointed at
         _uploads/<uuid>/data                                 an upload in progress
         _uploads/<uuid>/startedat                            RFC 3339 start time (upload purging reads it)
+        _uploads/<uuid>/lock                                 k3sreg's: flock'ed by the request on the session
         _referrers/<alg>/<subject hex>/<alg>/<hex>/link      k3sreg's extension: manifests whose subject is
                                                              <subject>; Distribution ignores the directory
       _tmp/                                                  k3sreg's staging for atomic writes
@@ -32,6 +35,13 @@ def blob_dir(d: Digest) -> str:
 
 def blob_data(d: Digest) -> str:
     return f"{blob_dir(d)}/data"
+
+
+SIZE_MARKER = "size-"
+
+
+def blob_size_marker(d: Digest, size: int) -> str:
+    return f"{blob_dir(d)}/{SIZE_MARKER}{size}"
 
 
 def repo(name: str) -> str:
@@ -88,6 +98,10 @@ def upload_data(name: str, uuid: str) -> str:
 
 def upload_startedat(name: str, uuid: str) -> str:
     return f"{upload_dir(name, uuid)}/startedat"
+
+
+def upload_lock(name: str, uuid: str) -> str:
+    return f"{upload_dir(name, uuid)}/lock"
 
 
 def referrers_dir(name: str, subject: Digest) -> str:

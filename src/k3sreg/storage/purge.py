@@ -18,6 +18,22 @@ def _started(driver: Driver, repo: str, uuid: str) -> float | None:
         return info.mtime if info else None
 
 
+def _remove_session(driver: Driver, repo: str, uuid: str, dry_run: bool) -> bool:
+    """Remove an upload session unless a request is working on it (then it is not abandoned)."""
+    try:
+        lock = driver.try_lock(paths.upload_lock(repo, uuid))
+    except PathNotFound:
+        return False
+    if lock is None:
+        return False
+    try:
+        if not dry_run:
+            driver.delete(paths.upload_dir(repo, uuid))
+    finally:
+        lock.release()
+    return True
+
+
 def purge_uploads(driver: Driver, age: float, dry_run: bool = False, now: float | None = None) -> list[str]:
     """Remove upload sessions started more than `age` seconds ago, and stale staging files; returns them."""
     now = time.time() if now is None else now
@@ -25,10 +41,8 @@ def purge_uploads(driver: Driver, age: float, dry_run: bool = False, now: float 
     for repo in catalog.repositories(driver, catalog.ALL_MARKERS):
         for uuid in driver.list(paths.uploads(repo)):
             started = _started(driver, repo, uuid)
-            if started is not None and now - started > age:
+            if started is not None and now - started > age and _remove_session(driver, repo, uuid, dry_run):
                 removed.append(f"{repo}/{uuid}")
-                if not dry_run:
-                    driver.delete(paths.upload_dir(repo, uuid))
     for name in driver.list(paths.TMP):
         info = driver.stat(f"{paths.TMP}/{name}")
         if info is not None and now - info.mtime > min(age, 3600):

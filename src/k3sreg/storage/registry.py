@@ -4,6 +4,9 @@ behind blob HEAD/GET and manifest GET, which run inline when the driver's reads 
 Handlers see only `Registry` (and, later, the pull-through cache that implements the same methods), never
 a driver. Request bodies arrive as async iterators of bytes; blob bodies leave as a local path (for
 sendfile) or an async iterator.
+
+This is also the storage boundary for failures: a full disk, a failing disk or a name too long for the file
+system leave it as API errors (`driver.storage_error`), so the client gets an OCI error document.
 """
 
 from __future__ import annotations
@@ -21,18 +24,33 @@ from k3sreg.oci.digest import Digest
 from k3sreg.oci.manifest import Descriptor
 from k3sreg.storage import catalog, paths, purge
 from k3sreg.storage.blobs import Appender, BlobInfo, BlobStore
-from k3sreg.storage.driver import Driver
+from k3sreg.storage.driver import Driver, storage_error
 from k3sreg.storage.manifests import ManifestStore, StoredManifest
 
 T = TypeVar("T")
 _WRITE_BUFFER = 4 << 20
+_BUSY_POLL = 0.005, 0.1  # first and longest pause between attempts to take a busy upload session
+
+
+def _guarded(fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)`, with the storage failures a client should hear about raised as API errors."""
+    try:
+        return fn(*args)
+    except OSError as e:
+        mapped = storage_error(e)
+        if mapped is None:
+            raise
+        raise mapped from e
 
 
 class Registry:
     """Local repositories: blobs, uploads, manifests, tags, referrers, catalog."""
 
-    def __init__(self, driver: Driver, *, threads: int = 16, blob_limit: int = 0):
+    def __init__(self, driver: Driver, *, threads: int = 16, blob_limit: int = 0, session_wait: float = 10.0):
+        """`session_wait`: how long a request waits for another one on the same upload session to finish
+        before it answers UploadBusy (a PATCH holds its session while its body arrives)."""
         self.driver = driver
+        self.session_wait = session_wait
         self.blobs = BlobStore(driver)
         self.manifests = ManifestStore(self.blobs)
         self.blob_limit = blob_limit
@@ -41,8 +59,7 @@ class Registry:
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run blocking storage work in the store's threads (one hop per operation)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, functools.partial(fn, *args))
-
+        return await loop.run_in_executor(self._pool, functools.partial(_guarded, fn, *args))
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -51,7 +68,7 @@ class Registry:
     async def lookup(self, fn: Callable[..., T], *args: Any) -> T:
         """A read-only lookup of a few small files: inline when the driver's reads are cheap, else one hop."""
         if self.driver.cheap_reads:
-            return fn(*args)
+            return _guarded(fn, *args)
         return await self.run(fn, *args)
 
     async def stat_blob(self, repo: str, d: Digest) -> BlobInfo:
@@ -85,11 +102,42 @@ class Registry:
     async def create_upload(self, repo: str, uuid: str | None = None) -> str:
         return await self.run(self.blobs.create_upload, repo, uuid)
 
+    async def _on_session(self, fn: Callable[..., T], *args: Any, orphan: Callable[[T], None] | None = None) -> T:
+        """Run an operation on an upload session, waiting up to `session_wait` while another request has it.
+
+        Polling, not a blocking lock: a waiter holds no thread, and the holder may be in another process. A
+        caller cancelled while the operation runs in its thread does not stop it: `orphan` then receives what
+        it returns (an Appender holding the session must let it go)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.session_wait
+        pause, longest = _BUSY_POLL
+        while True:
+            attempt = asyncio.ensure_future(self.run(fn, *args))
+            try:
+                return await asyncio.shield(attempt)
+            except errors.UploadBusy:
+                if loop.time() + pause > deadline:
+                    raise
+            except asyncio.CancelledError:
+                if orphan is not None:
+                    attempt.add_done_callback(functools.partial(self._orphaned, orphan))
+                raise
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, longest)
+
+    def _orphaned(self, orphan: Callable[[T], None], attempt: asyncio.Future[T]) -> None:
+        if attempt.cancelled() or attempt.exception() is not None:
+            return
+        try:
+            attempt.get_loop().run_in_executor(self._pool, orphan, attempt.result())
+        except RuntimeError:  # the pool is shut down: the process is closing
+            orphan(attempt.result())
+
     async def upload_size(self, repo: str, uuid: str) -> int:
-        return await self.run(self.blobs.upload_size, repo, uuid)
+        return await self._on_session(self.blobs.upload_size, repo, uuid)
 
     async def cancel_upload(self, repo: str, uuid: str) -> None:
-        await self.run(self.blobs.cancel_upload, repo, uuid)
+        await self._on_session(self.blobs.cancel_upload, repo, uuid)
 
     async def append_upload(self, repo: str, uuid: str, body: AsyncIterator[bytes], start: int | None = None,
                             length: int | None = None) -> int:
@@ -99,7 +147,7 @@ class Registry:
         it (another thread; both release the GIL). `length`, when given, is what the client announced: a body
         of another size is SIZE_INVALID and nothing of it is kept.
         """
-        appender = await self.run(self.blobs.begin_append, repo, uuid, start)
+        appender = await self._on_session(self.blobs.begin_append, repo, uuid, start, orphan=Appender.abort)
         begin = appender.size
         pending: asyncio.Future[tuple[None, None]] | None = None
         parts: list[bytes] = []
@@ -132,18 +180,15 @@ class Registry:
             if pending is not None:
                 with contextlib.suppress(BaseException):
                     await pending
-            await asyncio.shield(self.run(self._rollback, appender, repo, uuid, begin))
+            # A failed chunk leaves the upload as it was before the request, and lets the session go.
+            await asyncio.shield(self.run(appender.abort))
             raise
+        # Not under the `except` above: a failed finish undoes the request itself, and a cancelled one still
+        # runs to its end in its thread, which must not race an abort.
         return await self.run(appender.finish)
 
-    def _rollback(self, appender: Appender, repo: str, uuid: str, size: int) -> None:
-        """A failed chunk leaves the upload as it was before the request."""
-        appender.abort()
-        with contextlib.suppress(OSError):
-            self.driver.truncate(paths.upload_data(repo, uuid), size)
-
     async def commit_upload(self, repo: str, uuid: str, d: Digest) -> BlobInfo:
-        return await self.run(self.blobs.commit_upload, repo, uuid, d)
+        return await self._on_session(self.blobs.commit_upload, repo, uuid, d)
 
     # --- manifests ------------------------------------------------------------------------------------
     async def get_manifest(self, repo: str, reference: str) -> StoredManifest:

@@ -252,11 +252,7 @@ class FillCoordinator:
         out.flush()
         os.fsync(out.fileno())
         out.close()
-        rel = f"{FILLS}/{fill.files.verified.name}"
-        if self.registry.blobs.stat_global(fill.digest) is None:
-            self.registry.driver.move(rel, paths.blob_data(fill.digest))
-        else:
-            self.registry.driver.delete(rel)
+        self.registry.blobs.adopt(f"{FILLS}/{fill.files.verified.name}", fill.digest, fill.written)
         self.registry.blobs.link(cache_repo, fill.digest)
         self.registry.driver.delete(f"{FILLS}/{fill.files.size.name}")
 

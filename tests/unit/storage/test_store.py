@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,13 +16,7 @@ from k3sreg.storage.blobs import BlobStore
 from k3sreg.storage.driver import Driver
 from k3sreg.storage.filesystem import FilesystemDriver
 from k3sreg.storage.manifests import ManifestStore
-from k3sreg.storage.memory import MemoryDriver
 from k3sreg.storage.purge import purge_uploads
-
-
-@pytest.fixture(params=["filesystem", "inmemory"])
-def driver(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Driver]:
-    yield FilesystemDriver(tmp_path) if request.param == "filesystem" else MemoryDriver()
 
 
 def push_blob(blobs: BlobStore, repo: str, data: bytes) -> Digest:

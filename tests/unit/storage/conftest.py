@@ -1,0 +1,18 @@
+"""Fixtures of the storage tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from k3sreg.storage.driver import Driver
+from k3sreg.storage.filesystem import FilesystemDriver
+from k3sreg.storage.memory import MemoryDriver
+
+
+@pytest.fixture(params=["filesystem", "inmemory"])
+def driver(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Driver]:
+    """Each driver in turn: files under tmp_path, and memory."""
+    yield FilesystemDriver(tmp_path) if request.param == "filesystem" else MemoryDriver()
