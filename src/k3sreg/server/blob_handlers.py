@@ -9,8 +9,8 @@ import re
 from aiohttp import web
 
 from k3sreg import errors
-from k3sreg.oci.digest import Digest, InvalidDigest
-from k3sreg.server import body
+from k3sreg.oci.digest import Digest
+from k3sreg.server import body, routes
 from k3sreg.server.context import Context, Resolved
 from k3sreg.server.sendfile import BlobFileResponse
 from k3sreg.storage.blobs import BlobInfo, new_upload_id, upload_range
@@ -19,15 +19,9 @@ from k3sreg.storage.registry import Repository
 _CONTENT_RANGE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
 
 
-def parse_digest(value: str) -> Digest:
-    try:
-        return Digest.parse(value)
-    except InvalidDigest as e:
-        raise errors.DigestInvalid(str(e), detail={"digest": value}) from None
-
-
 async def blob(request: web.Request, ctx: Context, res: Resolved) -> web.StreamResponse:
-    d = parse_digest(res.route.ref)
+    d = res.route.digest
+    assert d is not None  # routes.parse gives blobs their digest
     if request.method == "DELETE":
         ctx.check_delete()
         await ctx.registry.delete_blob(res.repo, d)
@@ -123,7 +117,7 @@ async def upload(request: web.Request, ctx: Context, res: Resolved) -> web.Strea
         digest = request.query.get("digest")
         if not digest:
             raise errors.DigestInvalid("the closing PUT needs ?digest=")
-        d = parse_digest(digest)
+        d = routes.digest(digest)
         await ctx.registry.upload_size(name, uuid)
         if request.body_exists:
             start, length = _content_range(request)
@@ -138,14 +132,15 @@ async def _start(request: web.Request, ctx: Context, name: str) -> web.StreamRes
     ctx.check_write()
     mount = request.query.get("mount")
     if mount:
-        d = parse_digest(mount)
-        source = request.query.get("from")
+        d = routes.digest(mount)
+        given = request.query.get("from") or None
+        source = routes.mount_source(given)
         # Without `from`, any blob the registry holds may be mounted: it is content-addressed, and the client
-        # proved it knows the digest.
-        if await ctx.registry.mount_blob(name, d, source or None) is not None:
+        # proved it knows the digest. A `from` that is no repository name mounts nothing.
+        if (given is None or source is not None) and await ctx.registry.mount_blob(name, d, source) is not None:
             return _created(ctx, request, name, d)
     digest = request.query.get("digest")
-    d_mono = parse_digest(digest) if digest else None
+    d_mono = routes.digest(digest) if digest else None
     if d_mono is None:
         uuid = await ctx.registry.create_upload(name)
         return web.Response(status=202, headers=_upload_headers(ctx, request, name, uuid, 0))

@@ -9,9 +9,7 @@ from aiohttp import web
 
 from k3sreg import errors
 from k3sreg.oci import mediatypes as mt
-from k3sreg.oci.digest import is_digest
-from k3sreg.server import body
-from k3sreg.server.blob_handlers import parse_digest
+from k3sreg.server import body, routes
 from k3sreg.server.context import Context, Resolved
 from k3sreg.storage.catalog import page
 from k3sreg.storage.manifests import StoredManifest
@@ -41,8 +39,6 @@ async def manifest(request: web.Request, ctx: Context, res: Resolved) -> web.Str
         return web.Response(status=201, headers=headers)
     if request.method == "DELETE":
         ctx.check_delete()
-        if is_digest(ref):
-            parse_digest(ref)
         await ctx.registry.delete_manifest(name, ref)
         return web.Response(status=202, headers={"Content-Length": "0"})
     raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD", "PUT", "DELETE"])
@@ -94,7 +90,7 @@ async def tags(request: web.Request, ctx: Context, res: Resolved) -> web.StreamR
     n = _n_param(request)
     if n is not None:
         n = min(n, ctx.tags_max)
-    items, more = page(await res.view.tags(), n, request.query.get("last"))
+    items, more = page(await res.view.tags(), n, routes.last_tag(request.query.get("last")))
     headers = {}
     name = res.route.name
     if more and items:
@@ -107,7 +103,7 @@ async def catalog(request: web.Request, ctx: Context, res: Resolved) -> web.Stre
         raise web.HTTPMethodNotAllowed(request.method, ["GET"])
     asked = _n_param(request)
     n = ctx.catalog_max if asked is None else min(asked, ctx.catalog_max)
-    items, more = page(await ctx.registry.catalog(), n, request.query.get("last"))
+    items, more = page(await ctx.registry.catalog(), n, routes.last_name(request.query.get("last")))
     headers = {}
     if more and items:
         headers["Link"] = _link("/v2/_catalog", n, items[-1])
@@ -117,7 +113,8 @@ async def catalog(request: web.Request, ctx: Context, res: Resolved) -> web.Stre
 async def referrers(request: web.Request, ctx: Context, res: Resolved) -> web.StreamResponse:
     if request.method not in ("GET", "HEAD"):
         raise web.HTTPMethodNotAllowed(request.method, ["GET"])
-    subject = parse_digest(res.route.ref)
+    subject = res.route.digest
+    assert subject is not None  # routes.parse gives referrers their digest
     artifact_type = request.query.get("artifactType") or None
     found = await res.view.referrers(subject, artifact_type)
     headers = {"Content-Type": mt.OCI_INDEX}
