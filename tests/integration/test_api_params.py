@@ -161,6 +161,22 @@ def plant_manifest(root: Path, repo: str, tag: str, data: bytes) -> str:
     return d
 
 
+@pytest.mark.parametrize("platform", ["linux/amd64", 7, ["linux"], None])
+async def test_stored_list_with_odd_platform_is_served_without_a_crash(tmp_path: Path, platform: object) -> None:
+    """A stored Docker list (as a registry:2 volume may hold) whose entry platform is no object answers an
+    image-only Accept with 404 MANIFEST_UNKNOWN, and a list Accept with the list."""
+    async with running(tmp_path) as api:
+        d, body = await api.push_image("r", "v1")
+        doc = {"schemaVersion": 2, "mediaType": DOCKER_LIST, "manifests": [
+            {"mediaType": OCI_MANIFEST, "digest": d, "size": len(body), "platform": platform}]}
+        listed = plant_manifest(api.root, "r", "odd", json.dumps(doc).encode())
+        accept = "application/vnd.docker.distribution.manifest.v2+json"
+        status, _, answer = await api.req("GET", "/v2/r/manifests/odd", headers={"Accept": accept})
+        assert status == 404 and code_of(answer) == "MANIFEST_UNKNOWN"
+        status, headers, _ = await api.req("GET", "/v2/r/manifests/odd", headers={"Accept": DOCKER_LIST})
+        assert status == 200 and headers["Docker-Content-Digest"] == listed
+
+
 async def test_stored_deep_document_is_served_as_stored(tmp_path: Path) -> None:
     """A stored manifest nested 100,000 levels deep is served byte for byte (GET never parses it unguarded)."""
     async with running(tmp_path) as api:
