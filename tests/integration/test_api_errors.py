@@ -2,11 +2,12 @@
 
 A real ``k3sreg serve`` logging at debug level: malformed HTTP, TLS handshakes sent to the plain-HTTP port
 (docker, skopeo and podman probe with one) and clients that go away each leave one debug line and no
-traceback.
+traceback; the access log counts the body of blobs sent with sendfile.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -106,6 +107,47 @@ def test_client_that_goes_away_mid_upload_leaves_no_traceback(server: K3sregServ
     text = log_after(server, since, "went away")
     assert "went away" in text and "Traceback" not in text, text
     assert not [line for line in above_debug(text) if "aiohttp.access" not in line], text
+
+
+def push_blob(base: str, repo: str, data: bytes) -> str:
+    d = "sha256:" + hashlib.sha256(data).hexdigest()
+    reply = api.request("POST", f"{base}/v2/{repo}/blobs/uploads/?digest={d}", body=data)
+    assert reply.status == 201, reply
+    return d
+
+
+def test_client_that_goes_away_mid_download_leaves_no_traceback(server: K3sregServer) -> None:
+    """A client that closes the connection while a blob is sent (sendfile) leaves no traceback."""
+    d = push_blob(server.url, "gone/down", b"x" * (16 << 20))
+    since = len(server.log_text())
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall(f"GET /v2/gone/down/blobs/{d} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        sock.recv(4096)
+    text = log_after(server, since, f"/v2/gone/down/blobs/{d}")
+    assert f"/v2/gone/down/blobs/{d}" in text and "Traceback" not in text, text
+
+
+def test_access_log_counts_the_body_sent_with_sendfile(server: K3sregServer) -> None:
+    """The access log's size for a blob GET (sent with sendfile) includes the body, not only the headers."""
+    size = 300 * 1024
+    d = push_blob(server.url, "sizes/blob", b"s" * size)
+    since = len(server.log_text())
+    assert len(api.request("GET", f"{server.url}/v2/sizes/blob/blobs/{d}").body) == size
+    text = log_after(server, since, f"GET /v2/sizes/blob/blobs/{d} ")
+    logged = re.search(rf'"GET /v2/sizes/blob/blobs/{d} HTTP/1.1" 200 (\d+)', text)
+    assert logged is not None, text
+    assert size <= int(logged.group(1)) < size + 1024
+
+
+@pytest.mark.parametrize("byte_range", ["bytes=5000-", "bytes=7-3", "bytes=junk", "bytes=0-1,3-4"])
+def test_unsatisfiable_range_of_a_blob_is_oci_json(server: K3sregServer, byte_range: str) -> None:
+    """A Range that is malformed or outside the blob is 416 RANGE_INVALID with an OCI body and the blob's size,
+    for blobs sent with sendfile too."""
+    d = push_blob(server.url, "ranges/blob", b"r" * 1000)
+    reply = api.request("GET", f"{server.url}/v2/ranges/blob/blobs/{d}", headers={"Range": byte_range})
+    assert reply.status == 416 and reply.headers["content-range"] == "bytes */1000"
+    assert reply.json()["errors"][0]["code"] == "RANGE_INVALID"
 
 
 @pytest.mark.parametrize(("method", "path", "status", "code"), [

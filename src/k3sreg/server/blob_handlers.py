@@ -37,10 +37,31 @@ async def blob(request: web.Request, ctx: Context, res: Resolved) -> web.StreamR
         return web.Response(status=200, headers=headers)
     local = view.local_path(info)
     if local is not None:
-        # sendfile() from the blob file; aiohttp answers Range with 206 and an unsatisfiable one with 416.
+        if "Range" in request.headers and request.if_range is None:
+            _byte_range(request, info.size)  # only to refuse with OCI JSON what sendfile would refuse bare
+        # sendfile() from the blob file; aiohttp answers Range with 206.
         view.count_sendfile(info.size)
         return BlobFileResponse(local, headers=headers)
     return await _stream(request, view, info, headers)
+
+
+def _byte_range(request: web.Request, size: int) -> tuple[int, int] | None:
+    """The (first, last) byte of a single Range, or None for the whole blob; RANGE_INVALID (416) when the
+    header is malformed, or not satisfiable for `size` bytes."""
+    try:
+        rng = request.http_range
+    except ValueError:
+        raise errors.RangeInvalid(f"malformed Range header {request.headers.get('Range')!r}",
+                                  headers={"Content-Range": f"bytes */{size}"}) from None
+    if rng.start is None and rng.stop is None:
+        return None
+    start = rng.start if rng.start is not None else 0
+    if start < 0:
+        start = max(size + start, 0)
+    end = min((rng.stop - 1) if rng.stop is not None else size - 1, size - 1)
+    if start >= size or start > end:
+        raise errors.RangeInvalid(headers={"Content-Range": f"bytes */{size}"})
+    return start, end
 
 
 async def _stream(request: web.Request, view: Repository, info: BlobInfo, headers: dict[str, str]
@@ -48,17 +69,9 @@ async def _stream(request: web.Request, view: Repository, info: BlobInfo, header
     """Serve a blob from a driver without local files, honouring a single Range."""
     start, end = 0, info.size - 1
     status = 200
-    try:
-        rng = request.http_range
-    except ValueError:
-        raise errors.RangeInvalid(f"malformed Range header {request.headers.get('Range')!r}") from None
-    if rng.start is not None or rng.stop is not None:
-        start = rng.start if rng.start is not None else 0
-        if start < 0:
-            start = max(info.size + start, 0)
-        end = min((rng.stop - 1) if rng.stop is not None else info.size - 1, info.size - 1)
-        if start >= info.size or start > end:
-            raise errors.RangeInvalid(headers={"Content-Range": f"bytes */{info.size}"})
+    asked = _byte_range(request, info.size)
+    if asked is not None:
+        start, end = asked
         status = 206
         headers["Content-Range"] = f"bytes {start}-{end}/{info.size}"
     length = end - start + 1 if info.size else 0
