@@ -83,13 +83,15 @@ class _Runner(web.AppRunner):
 
 
 def run(app: web.Application, sock: socket.socket, ssl_context: ssl.SSLContext | None,
-        access_log: logging.Logger | None, shutdown_timeout: float) -> None:
+        access_log: logging.Logger | None, shutdown_timeout: float,
+        access_log_format: str = AccessLogger.LOG_FORMAT) -> None:
     """Serve `app` on `sock` until SIGINT or SIGTERM, as web.run_app does."""
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     # keepalive_timeout: run_app's default, which the server had before.
     main = loop.create_task(_serve(app, sock, ssl_context, shutdown_timeout, access_log=access_log,
-                                   access_log_class=AccessLog, keepalive_timeout=75.0))
+                                   access_log_class=AccessLog, access_log_format=access_log_format,
+                                   keepalive_timeout=75.0))
     try:
         loop.run_until_complete(main)
     except (web.GracefulExit, KeyboardInterrupt):
