@@ -16,7 +16,8 @@ def test_parses_sha256_and_round_trips() -> None:
 
 
 @pytest.mark.parametrize(
-    "value", ["sha256:abc", f"md5:{'a' * 32}", f"sha256:{'A' * 64}", "sha256", "", f"sha256:{HEX}0"])
+    "value", ["sha256:abc", f"md5:{'a' * 32}", f"sha256:{'A' * 64}", "sha256", "", f"sha256:{HEX}0", f"sha256:{HEX}\n",
+              f"sha512:{HEX}", f"sha256:{HEX * 2}"])
 def test_rejects_malformed_or_unsupported(value: str) -> None:
     """Short, upper-case, unknown-algorithm and empty digests are refused with a reason."""
     with pytest.raises(InvalidDigest):
