@@ -59,13 +59,17 @@ class Api:
 
 @asynccontextmanager
 async def running(tmp: Path, **config: Any) -> AsyncIterator[Api]:
-    """A server on 127.0.0.1 with a Distribution config.yml built from `config` (merged over the defaults)."""
+    """A server on 127.0.0.1 with a Distribution config.yml built from `config` (sections merged over the
+    defaults; a list, such as `upstreams`, replaces)."""
     doc: dict[str, Any] = {"version": 0.1, "log": {"level": "error", "accesslog": {"disabled": True}},
                            "storage": {"filesystem": {"rootdirectory": str(tmp / "data")},
                                        "delete": {"enabled": True}},
                            "http": {"addr": "127.0.0.1:0"}}
     for section, values in config.items():
-        doc.setdefault(section, {}).update(values)
+        if isinstance(values, dict):
+            doc.setdefault(section, {}).update(values)
+        else:
+            doc[section] = values
     cfg = tmp / "config.yml"
     cfg.write_text(yaml.safe_dump(doc))
     server = TestServer(create_app(load_settings(cfg, env={})), host="127.0.0.1")

@@ -7,11 +7,19 @@ client computed is the digest everyone sees.
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from k3sreg.oci import mediatypes as mt
 from k3sreg.oci.digest import Digest, InvalidDigest
+
+MAX_DEPTH = 64
+"""Deepest nesting of arrays and objects accepted in a manifest (real ones stay under 8)."""
+_MAX_SIZE = 1 << 63
+# A JSON string (skipped whole, so brackets inside do not count) or one bracket.
+_STRUCTURE = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
 
 
 class InvalidManifest(ValueError):
@@ -61,6 +69,43 @@ class Manifest:
         return self.media_type in mt.INDEXES
 
 
+def _string_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _string_map(value: Any) -> bool:
+    return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+
+
+# Optional fields of a manifest, of a descriptor and of a platform, with the type the image spec gives each;
+# JSON null counts as absent, as it does for Distribution's decoder.
+_Fields = dict[str, tuple[Callable[[Any], bool], str]]
+_DOCUMENT: _Fields = {
+    "annotations": (_string_map, "an object mapping strings to strings"),
+    "artifactType": (lambda v: isinstance(v, str), "a string"),
+}
+_OPTIONAL: _Fields = {
+    **_DOCUMENT,
+    "urls": (_string_list, "a list of strings"),
+    "data": (lambda v: isinstance(v, str), "a base64 string"),
+}
+_PLATFORM: _Fields = {
+    "architecture": (lambda v: isinstance(v, str), "a string"),
+    "os": (lambda v: isinstance(v, str), "a string"),
+    "os.version": (lambda v: isinstance(v, str), "a string"),
+    "variant": (lambda v: isinstance(v, str), "a string"),
+    "os.features": (_string_list, "a list of strings"),
+    "features": (_string_list, "a list of strings"),
+}
+
+
+def _check_fields(obj: dict[str, Any], fields: _Fields, where: str) -> None:
+    for key, (valid, expected) in fields.items():
+        value = obj.get(key)
+        if value is not None and not valid(value):
+            raise InvalidManifest(f"{where}.{key}: must be {expected}")
+
+
 def _descriptor(obj: Any, where: str) -> Descriptor:
     if not isinstance(obj, dict):
         raise InvalidManifest(f"{where}: expected an object")
@@ -69,35 +114,74 @@ def _descriptor(obj: Any, where: str) -> Descriptor:
         raise InvalidManifest(f"{where}.mediaType: missing or not a string")
     if not isinstance(digest, str):
         raise InvalidManifest(f"{where}.digest: missing or not a string")
-    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-        raise InvalidManifest(f"{where}.size: missing or not a non-negative integer")
+    if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size < _MAX_SIZE:
+        raise InvalidManifest(f"{where}.size: missing or not a non-negative 64-bit integer")
     try:
         parsed = Digest.parse(digest)
     except InvalidDigest as e:
         raise InvalidManifest(f"{where}.digest: {e}") from None
-    annotations = obj.get("annotations")
-    if annotations is not None and not (
-        isinstance(annotations, dict) and all(isinstance(v, str) for v in annotations.values())
-    ):
-        raise InvalidManifest(f"{where}.annotations: must map strings to strings")
-    artifact_type = obj.get("artifactType")
+    _check_fields(obj, _OPTIONAL, where)
     platform = obj.get("platform")
-    return Descriptor(
-        media_type,
-        parsed,
-        size,
-        artifact_type if isinstance(artifact_type, str) else None,
-        annotations,
-        platform if isinstance(platform, dict) else None,
-    )
+    if platform is not None:
+        if not isinstance(platform, dict):
+            raise InvalidManifest(f"{where}.platform: must be an object with architecture and os")
+        _check_fields(platform, _PLATFORM, f"{where}.platform")
+    return Descriptor(media_type, parsed, size, obj.get("artifactType"), obj.get("annotations"), platform)
+
+
+def load_json(data: bytes) -> Any:
+    """`data` parsed as JSON; InvalidManifest for anything else, or for nesting deeper than MAX_DEPTH.
+
+    The depth is checked on the bytes first: a hostile document nested 100,000 levels deep would otherwise
+    exhaust the parser's recursion.
+    """
+    if nesting_exceeds(data, MAX_DEPTH):
+        raise InvalidManifest(f"manifest is nested deeper than {MAX_DEPTH} levels")
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise InvalidManifest(f"manifest is not valid JSON: {e}") from None
+
+
+def nesting_exceeds(data: bytes, limit: int) -> bool:
+    """Whether the arrays and objects of JSON `data` nest deeper than `limit` (brackets in strings do not count)."""
+    if data.count(b"[") + data.count(b"{") <= limit:
+        return False  # every manifest of ordinary size ends here, without a scan
+    depth = 0
+    for m in _STRUCTURE.finditer(data):
+        c = data[m.start()]
+        if c == 0x5B or c == 0x7B:  # [ {
+            depth += 1
+            if depth > limit:
+                return True
+        elif c != 0x22:  # ] }, not a string
+            depth -= 1
+    return False
+
+
+def platform_child(data: bytes, os: str, architecture: str) -> Digest | None:
+    """The digest of the first entry of index `data` for `os`/`architecture`; None when there is none.
+
+    Stored content is read with it (a registry:2 volume may hold anything), so it never raises.
+    """
+    try:
+        doc = load_json(data)
+    except InvalidManifest:
+        return None
+    entries = doc.get("manifests") if isinstance(doc, dict) else None
+    for entry in entries if isinstance(entries, list) else []:
+        platform = entry.get("platform") if isinstance(entry, dict) else None
+        if isinstance(platform, dict) and platform.get("os") == os and platform.get("architecture") == architecture:
+            try:
+                return Digest.parse(entry.get("digest"))
+            except (InvalidDigest, TypeError):
+                return None
+    return None
 
 
 def parse_manifest(data: bytes, content_type: str | None) -> Manifest:
     """Validate `data` as a manifest; `content_type` is the request's Content-Type header, if any."""
-    try:
-        doc = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InvalidManifest(f"manifest is not valid JSON: {e}") from None
+    doc = load_json(data)
     if not isinstance(doc, dict):
         raise InvalidManifest("manifest must be a JSON object")
     declared = doc.get("mediaType")
@@ -116,8 +200,8 @@ def parse_manifest(data: bytes, content_type: str | None) -> Manifest:
         raise InvalidManifest("schemaVersion must be 2")
 
     subject = _descriptor(doc["subject"], "subject") if doc.get("subject") is not None else None
-    artifact_type = doc.get("artifactType") if isinstance(doc.get("artifactType"), str) else None
-    annotations = doc.get("annotations") if isinstance(doc.get("annotations"), dict) else None
+    _check_fields(doc, _DOCUMENT, "manifest")
+    artifact_type, annotations = doc.get("artifactType"), doc.get("annotations")
     if media_type in mt.INDEXES:
         children = doc.get("manifests")
         if not isinstance(children, list):

@@ -63,7 +63,7 @@ def make_driver(settings: Settings) -> Driver:
 async def dispatch(request: web.Request) -> web.StreamResponse:
     """Every `/v2/` request: parse the path, resolve the repository (local or an upstream's), call the handler."""
     ctx = request.app[CONTEXT]
-    route = routes.parse(request.match_info["tail"])
+    route = routes.parse(request.match_info["tail"], request.method)
     if route.kind == "base":
         return web.json_response({})
     handler = _HANDLERS.get(route.kind)
@@ -71,7 +71,8 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
         raise errors.NameUnknown(f"no such endpoint: {request.path}")
     if route.kind == "catalog":
         return await handler(request, ctx, Resolved(route, "", ctx.repository(Target("")), False))
-    target = ctx.resolve(route.name, request.query.get("ns"))
+    # `ns` only steers the choice of an upstream; a plain registry ignores it, as registry:2 does.
+    target = ctx.resolve(route.name, routes.namespace(request.query.get("ns")) if ctx.proxy else None)
     reading = request.method in ("GET", "HEAD") and route.kind != "upload"
     if target.upstream is not None and not reading:
         if not target.default:

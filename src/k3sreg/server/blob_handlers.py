@@ -9,8 +9,8 @@ import re
 from aiohttp import web
 
 from k3sreg import errors
-from k3sreg.oci.digest import Digest, InvalidDigest
-from k3sreg.server import body
+from k3sreg.oci.digest import Digest
+from k3sreg.server import body, routes
 from k3sreg.server.context import Context, Resolved
 from k3sreg.server.sendfile import BlobFileResponse
 from k3sreg.storage.blobs import BlobInfo, new_upload_id, upload_range
@@ -19,15 +19,9 @@ from k3sreg.storage.registry import Repository
 _CONTENT_RANGE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
 
 
-def parse_digest(value: str) -> Digest:
-    try:
-        return Digest.parse(value)
-    except InvalidDigest as e:
-        raise errors.DigestInvalid(str(e), detail={"digest": value}) from None
-
-
 async def blob(request: web.Request, ctx: Context, res: Resolved) -> web.StreamResponse:
-    d = parse_digest(res.route.ref)
+    d = res.route.digest
+    assert d is not None  # routes.parse gives blobs their digest
     if request.method == "DELETE":
         ctx.check_delete()
         await ctx.registry.delete_blob(res.repo, d)
@@ -43,10 +37,31 @@ async def blob(request: web.Request, ctx: Context, res: Resolved) -> web.StreamR
         return web.Response(status=200, headers=headers)
     local = view.local_path(info)
     if local is not None:
-        # sendfile() from the blob file; aiohttp answers Range with 206 and an unsatisfiable one with 416.
+        if "Range" in request.headers and request.if_range is None:
+            _byte_range(request, info.size)  # only to refuse with OCI JSON what sendfile would refuse bare
+        # sendfile() from the blob file; aiohttp answers Range with 206.
         view.count_sendfile(info.size)
         return BlobFileResponse(local, headers=headers)
     return await _stream(request, view, info, headers)
+
+
+def _byte_range(request: web.Request, size: int) -> tuple[int, int] | None:
+    """The (first, last) byte of a single Range, or None for the whole blob; RANGE_INVALID (416) when the
+    header is malformed, or not satisfiable for `size` bytes."""
+    try:
+        rng = request.http_range
+    except ValueError:
+        raise errors.RangeInvalid(f"malformed Range header {request.headers.get('Range')!r}",
+                                  headers={"Content-Range": f"bytes */{size}"}) from None
+    if rng.start is None and rng.stop is None:
+        return None
+    start = rng.start if rng.start is not None else 0
+    if start < 0:
+        start = max(size + start, 0)
+    end = min((rng.stop - 1) if rng.stop is not None else size - 1, size - 1)
+    if start >= size or start > end:
+        raise errors.RangeInvalid(headers={"Content-Range": f"bytes */{size}"})
+    return start, end
 
 
 async def _stream(request: web.Request, view: Repository, info: BlobInfo, headers: dict[str, str]
@@ -54,17 +69,9 @@ async def _stream(request: web.Request, view: Repository, info: BlobInfo, header
     """Serve a blob from a driver without local files, honouring a single Range."""
     start, end = 0, info.size - 1
     status = 200
-    try:
-        rng = request.http_range
-    except ValueError:
-        raise errors.RangeInvalid(f"malformed Range header {request.headers.get('Range')!r}") from None
-    if rng.start is not None or rng.stop is not None:
-        start = rng.start if rng.start is not None else 0
-        if start < 0:
-            start = max(info.size + start, 0)
-        end = min((rng.stop - 1) if rng.stop is not None else info.size - 1, info.size - 1)
-        if start >= info.size or start > end:
-            raise errors.RangeInvalid(headers={"Content-Range": f"bytes */{info.size}"})
+    asked = _byte_range(request, info.size)
+    if asked is not None:
+        start, end = asked
         status = 206
         headers["Content-Range"] = f"bytes {start}-{end}/{info.size}"
     length = end - start + 1 if info.size else 0
@@ -124,7 +131,7 @@ async def upload(request: web.Request, ctx: Context, res: Resolved) -> web.Strea
         digest = request.query.get("digest")
         if not digest:
             raise errors.DigestInvalid("the closing PUT needs ?digest=")
-        d = parse_digest(digest)
+        d = routes.digest(digest)
         await ctx.registry.upload_size(name, uuid)
         if request.body_exists:
             start, length = _content_range(request)
@@ -139,14 +146,15 @@ async def _start(request: web.Request, ctx: Context, name: str) -> web.StreamRes
     ctx.check_write()
     mount = request.query.get("mount")
     if mount:
-        d = parse_digest(mount)
-        source = request.query.get("from")
+        d = routes.digest(mount)
+        given = request.query.get("from") or None
+        source = routes.mount_source(given)
         # Without `from`, any blob the registry holds may be mounted: it is content-addressed, and the client
-        # proved it knows the digest.
-        if await ctx.registry.mount_blob(name, d, source or None) is not None:
+        # proved it knows the digest. A `from` that is no repository name mounts nothing.
+        if (given is None or source is not None) and await ctx.registry.mount_blob(name, d, source) is not None:
             return _created(ctx, request, name, d)
     digest = request.query.get("digest")
-    d_mono = parse_digest(digest) if digest else None
+    d_mono = routes.digest(digest) if digest else None
     if d_mono is None:
         uuid = await ctx.registry.create_upload(name)
         return web.Response(status=202, headers=_upload_headers(ctx, request, name, uuid, 0))

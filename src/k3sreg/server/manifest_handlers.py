@@ -9,9 +9,8 @@ from aiohttp import web
 
 from k3sreg import errors
 from k3sreg.oci import mediatypes as mt
-from k3sreg.oci.digest import is_digest
-from k3sreg.server import body
-from k3sreg.server.blob_handlers import parse_digest
+from k3sreg.oci.manifest import platform_child
+from k3sreg.server import body, routes
 from k3sreg.server.context import Context, Resolved
 from k3sreg.storage.catalog import page
 from k3sreg.storage.manifests import StoredManifest
@@ -23,7 +22,7 @@ async def manifest(request: web.Request, ctx: Context, res: Resolved) -> web.Str
     if request.method in ("GET", "HEAD"):
         accept = _accepted(request)
         stored = await res.view.get_manifest(ref, sorted(accept))
-        stored = await _negotiate(res.view, accept, stored)
+        stored = await _negotiate(res.view, accept, stored, res.route.digest is None)
         headers = {"Content-Type": stored.media_type, "Docker-Content-Digest": str(stored.digest),
                    "ETag": f'"{stored.digest}"', "Content-Length": str(stored.size)}
         if request.method == "HEAD":
@@ -41,8 +40,6 @@ async def manifest(request: web.Request, ctx: Context, res: Resolved) -> web.Str
         return web.Response(status=201, headers=headers)
     if request.method == "DELETE":
         ctx.check_delete()
-        if is_digest(ref):
-            parse_digest(ref)
         await ctx.registry.delete_manifest(name, ref)
         return web.Response(status=202, headers={"Content-Length": "0"})
     raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD", "PUT", "DELETE"])
@@ -52,22 +49,26 @@ def _accepted(request: web.Request) -> set[str]:
     return {a.split(";")[0].strip() for h in request.headers.getall("Accept", []) for a in h.split(",") if a.strip()}
 
 
-async def _negotiate(view: Repository, accepted: set[str], stored: StoredManifest) -> StoredManifest:
-    """Old Docker clients that accept only single-image manifests get the linux/amd64 entry of a list.
+async def _negotiate(view: Repository, accepted: set[str], stored: StoredManifest, by_tag: bool) -> StoredManifest:
+    """Distribution's rule for old Docker clients: one that accepts Docker image manifests but not lists gets,
+    by tag, the linux/amd64 entry of a Docker manifest list, by that entry's own digest.
 
-    The stored bytes are never rewritten: the client receives another manifest, by its own digest, exactly
-    as Distribution does. Clients that send no Accept, or accept the type, get what was pushed.
+    A manifest asked for by digest is the stored one or none, and an OCI index is never swapped for another
+    manifest (docker-registry 2.8.2 answers MANIFEST_UNKNOWN there too). Clients that send no Accept, accept
+    the type or `*/*`, or accept no image manifest type get what was pushed. The stored bytes are never read
+    as trusted: a registry:2 volume may hold anything.
     """
     if (stored.media_type not in mt.INDEXES or not accepted or stored.media_type in accepted or "*/*" in accepted
             or not (accepted & mt.IMAGE_MANIFESTS)):
         return stored
-    doc = json.loads(stored.data)
-    for entry in doc.get("manifests", []):
-        platform = entry.get("platform") or {}
-        if platform.get("os") == "linux" and platform.get("architecture") == "amd64":
-            child = await view.get_manifest(entry["digest"], sorted(accepted))
-            if child.media_type in accepted:
-                return child
+    if stored.media_type == mt.DOCKER_MANIFEST_LIST:
+        if not by_tag:
+            return stored
+        child = platform_child(stored.data, "linux", "amd64") if mt.DOCKER_MANIFEST in accepted else None
+        if child is not None:
+            found = await view.get_manifest(str(child), sorted(accepted))
+            if found.media_type in accepted:
+                return found
     raise errors.ManifestUnknown(f"{stored.media_type} found, but the Accept header does not allow it")
 
 
@@ -94,7 +95,7 @@ async def tags(request: web.Request, ctx: Context, res: Resolved) -> web.StreamR
     n = _n_param(request)
     if n is not None:
         n = min(n, ctx.tags_max)
-    items, more = page(await res.view.tags(), n, request.query.get("last"))
+    items, more = page(await res.view.tags(), n, routes.last_tag(request.query.get("last")))
     headers = {}
     name = res.route.name
     if more and items:
@@ -107,7 +108,7 @@ async def catalog(request: web.Request, ctx: Context, res: Resolved) -> web.Stre
         raise web.HTTPMethodNotAllowed(request.method, ["GET"])
     asked = _n_param(request)
     n = ctx.catalog_max if asked is None else min(asked, ctx.catalog_max)
-    items, more = page(await ctx.registry.catalog(), n, request.query.get("last"))
+    items, more = page(await ctx.registry.catalog(), n, routes.last_name(request.query.get("last")))
     headers = {}
     if more and items:
         headers["Link"] = _link("/v2/_catalog", n, items[-1])
@@ -117,7 +118,8 @@ async def catalog(request: web.Request, ctx: Context, res: Resolved) -> web.Stre
 async def referrers(request: web.Request, ctx: Context, res: Resolved) -> web.StreamResponse:
     if request.method not in ("GET", "HEAD"):
         raise web.HTTPMethodNotAllowed(request.method, ["GET"])
-    subject = parse_digest(res.route.ref)
+    subject = res.route.digest
+    assert subject is not None  # routes.parse gives referrers their digest
     artifact_type = request.query.get("artifactType") or None
     found = await res.view.referrers(subject, artifact_type)
     headers = {"Content-Type": mt.OCI_INDEX}

@@ -18,9 +18,8 @@ import ssl
 import sys
 import time
 
-from aiohttp import web
-
 from k3sreg.config import Settings
+from k3sreg.server import protocol
 from k3sreg.server.app import create_app
 
 log = logging.getLogger("k3sreg.server")
@@ -85,9 +84,8 @@ def _serve_one(settings: Settings, sock: socket.socket) -> None:
 
             asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     access_log = None if settings.log.accesslog.disabled else logging.getLogger("aiohttp.access")
-    web.run_app(create_app(settings), sock=sock, ssl_context=ssl_context(settings), print=None,
-                access_log=access_log, handle_signals=True,
-                shutdown_timeout=settings.http.draintimeout or 5.0)
+    protocol.run(create_app(settings), sock, ssl_context(settings), access_log,
+                 shutdown_timeout=settings.http.draintimeout or 5.0)
 
 
 def serve(settings: Settings, sock: socket.socket, workers: int) -> None:

@@ -53,11 +53,22 @@ class BlobFileResponse(web.FileResponse):
                 await asyncio.sleep(0)
             loop = asyncio.get_running_loop()
             _cork(sock, True)
+            sent = [0]
             try:
-                await loop.run_in_executor(_pool, _send_all, sock.fileno(), fobj.fileno(), offset, count)
+                # The thread sends on a duplicate, which it closes: if the client goes away meanwhile, the loop
+                # closes its own descriptor, and a new connection that reuses the number must never get these bytes.
+                await loop.run_in_executor(_pool, _send_all, os.dup(sock.fileno()), fobj.fileno(), offset, count,
+                                           sent)
+            except OSError as e:
+                if isinstance(e, ConnectionError) or not transport.is_closing():
+                    raise
+                # The client closed the connection, and the loop its socket, while the thread was sending.
+                raise ConnectionResetError(f"client went away during sendfile: {e}") from None
             finally:
                 # Uncorking sends the last partial segment now rather than after the kernel's 200 ms cap.
                 _cork(sock, False)
+                # The body bypassed the writer: count it there, so the access log's size includes it.
+                writer.output_size += sent[0]
         finally:
             _slots.release()
         await web.StreamResponse.write_eof(self)
@@ -65,21 +76,29 @@ class BlobFileResponse(web.FileResponse):
 
 
 def _cork(sock: Any, on: bool) -> None:
-    with contextlib.suppress(OSError):  # a unix socket, or a connection the client already closed
+    # OSError: a unix socket, or a connection the client already closed; ValueError: uvloop's view of a socket
+    # the loop has closed meanwhile (its descriptor is -1).
+    with contextlib.suppress(OSError, ValueError):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, int(on))
 
 
-def _send_all(sock_fd: int, file_fd: int, offset: int, count: int) -> None:
-    poller = select.poll()
-    poller.register(sock_fd, select.POLLOUT)
-    while count > 0:
-        try:
-            sent = os.sendfile(sock_fd, file_fd, offset, min(count, 1 << 30))
-        except BlockingIOError:
-            if not poller.poll(STALL_TIMEOUT * 1000):
-                raise ConnectionResetError("client stopped reading") from None
-            continue
-        if sent == 0:
-            raise ConnectionResetError("blob file ended early")
-        offset += sent
-        count -= sent
+def _send_all(sock_fd: int, file_fd: int, offset: int, count: int, sent: list[int]) -> None:
+    """sendfile(2) `count` bytes from `offset` to `sock_fd`, which it closes; `sent[0]` counts what went out,
+    also when it fails midway."""
+    try:
+        poller = select.poll()
+        poller.register(sock_fd, select.POLLOUT)
+        while count > 0:
+            try:
+                n = os.sendfile(sock_fd, file_fd, offset, min(count, 1 << 30))
+            except BlockingIOError:
+                if not poller.poll(STALL_TIMEOUT * 1000):
+                    raise ConnectionResetError("client stopped reading") from None
+                continue
+            if n == 0:
+                raise ConnectionResetError("blob file ended early")
+            offset += n
+            count -= n
+            sent[0] += n
+    finally:
+        os.close(sock_fd)

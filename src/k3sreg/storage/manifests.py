@@ -7,7 +7,6 @@ crash interrupts, a reader sees the old state or the new one.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections import OrderedDict
@@ -16,7 +15,7 @@ from dataclasses import dataclass
 from k3sreg import errors
 from k3sreg.oci import mediatypes as mt
 from k3sreg.oci.digest import Digest, InvalidDigest, is_digest
-from k3sreg.oci.manifest import Descriptor, InvalidManifest, Manifest, UnsupportedMediaType, parse_manifest
+from k3sreg.oci.manifest import Descriptor, InvalidManifest, Manifest, UnsupportedMediaType, load_json, parse_manifest
 from k3sreg.oci.names import is_valid_tag
 from k3sreg.storage import paths
 from k3sreg.storage.blobs import BlobStore, read_link, write_link
@@ -67,8 +66,8 @@ class _ManifestCache:
 def media_type_of(data: bytes) -> str:
     """The media type a stored manifest declares (or implies, for OCI documents without one)."""
     try:
-        doc = json.loads(data)
-    except ValueError:
+        doc = load_json(data)
+    except InvalidManifest:
         return mt.OCI_MANIFEST
     declared = doc.get("mediaType") if isinstance(doc, dict) else None
     if isinstance(declared, str) and declared:
@@ -172,8 +171,11 @@ class ManifestStore:
                 if read_link(self.driver, paths.revision_link(repo, d)) != d:
                     continue
                 stored = self.load(d)
-                parsed = parse_manifest(stored.data, stored.media_type)
-                desc = Descriptor(stored.media_type, d, stored.size, parsed.artifact_type, parsed.annotations)
+                try:
+                    parsed = parse_manifest(stored.data, stored.media_type)
+                    desc = Descriptor(stored.media_type, d, stored.size, parsed.artifact_type, parsed.annotations)
+                except InvalidManifest:  # stored before a stricter check: list it, without what it cannot tell
+                    desc = Descriptor(stored.media_type, d, stored.size)
                 if artifact_type is None or desc.artifact_type == artifact_type:
                     out.append(desc)
         return out

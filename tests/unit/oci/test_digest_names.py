@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from k3sreg.oci.digest import Digest, InvalidDigest, is_digest
-from k3sreg.oci.names import is_valid_tag, name_problem
+from k3sreg.oci.names import is_valid_tag, is_valid_upload_id, name_problem
 
 HEX = "a" * 64
 
@@ -16,7 +16,8 @@ def test_parses_sha256_and_round_trips() -> None:
 
 
 @pytest.mark.parametrize(
-    "value", ["sha256:abc", f"md5:{'a' * 32}", f"sha256:{'A' * 64}", "sha256", "", f"sha256:{HEX}0"])
+    "value", ["sha256:abc", f"md5:{'a' * 32}", f"sha256:{'A' * 64}", "sha256", "", f"sha256:{HEX}0", f"sha256:{HEX}\n",
+              f"sha512:{HEX}", f"sha256:{HEX * 2}"])
 def test_rejects_malformed_or_unsupported(value: str) -> None:
     """Short, upper-case, unknown-algorithm and empty digests are refused with a reason."""
     with pytest.raises(InvalidDigest):
@@ -55,3 +56,26 @@ def test_tag_grammar() -> None:
     """Tags are up to 128 word characters, dots and dashes, not starting with '.' or '-'."""
     assert is_valid_tag("v1.2.3-rc_1") and is_valid_tag("a" * 128)
     assert not is_valid_tag("a" * 129) and not is_valid_tag(".x") and not is_valid_tag("-x") and not is_valid_tag("a/b")
+
+
+@pytest.mark.parametrize("name", ["a\n", "library/nginx\n", "a\nb"])
+def test_a_trailing_newline_is_not_part_of_a_valid_name(name: str) -> None:
+    """The grammar matches the whole name: a newline (which `$` would let through) makes it invalid."""
+    assert name_problem(name) is not None
+
+
+def test_a_trailing_newline_is_not_part_of_a_valid_tag() -> None:
+    """The tag grammar matches the whole tag, newline included."""
+    assert not is_valid_tag("latest\n")
+
+
+@pytest.mark.parametrize("value", ["6f1c2b8e-9a1d-4a52-8a33-3c1b0e7e3a10", "abc", "a.b", "a=b", "A_b-1", "x" * 255])
+def test_upload_ids_distribution_accepts(value: str) -> None:
+    """UUIDs (k3sreg's and Distribution's) and anything of Distribution's id alphabet are upload ids."""
+    assert is_valid_upload_id(value)
+
+
+@pytest.mark.parametrize("value", ["", ".", "..", ".x", "a\x00b", "\x00", "x" * 256, "a/b", "a b", "a\n", "é"])
+def test_upload_ids_that_are_no_file_name(value: str) -> None:
+    """Empty, dot-led, NUL, '/', non-ASCII and ids longer than one path component (255 bytes) are refused."""
+    assert not is_valid_upload_id(value)
