@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from k3sreg.cli.output import new_app
 from k3sreg.errors import UsageError
 
 if TYPE_CHECKING:
@@ -20,10 +21,8 @@ if TYPE_CHECKING:
 PROGRAMS = ("k3s", "rke2")
 RUNTIMES = ("k3s", "containerd")
 
-app = typer.Typer(
-    help="registries.yaml: write it, validate it, render containerd's hosts.toml as K3s does, explain a pull.",
-    no_args_is_help=True,
-)
+app = new_app("registries.yaml: write it, validate it, render containerd's hosts.toml as K3s does, "
+              "explain a pull.")
 
 _NO_DEFAULT = typer.Option(False, "--disable-default-endpoint",
                            help="As K3s's --disable-default-registry-endpoint: no fallback to the registry itself.")

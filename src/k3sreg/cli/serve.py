@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from k3sreg.errors import UsageError
-from k3sreg.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from k3sreg.settings import Settings
 
 
 def serve(
@@ -23,42 +27,66 @@ def serve(
 
     Without a config it listens on 127.0.0.1:5000 and stores under ./data.
     """
+    if config is not None and config_opt is not None:
+        raise UsageError(f"the config file is given twice ({config} and --config {config_opt}); give one")
+    from k3sreg.settings import load_settings
+
+    settings = load_settings(config_opt or config)
+    metrics_dir = None
     if workers > 1:
         # Before prometheus_client is imported: each worker then writes its counters where /metrics sums them.
         metrics_dir = Path(tempfile.mkdtemp(prefix="k3sreg-metrics-"))
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    try:
+        _serve(settings, workers)
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _serve(settings: Settings, workers: int) -> None:
     from k3sreg.server.app import check_supported
     from k3sreg.server.run import bind, setup_logging, ssl_context
     from k3sreg.server.run import serve as run
 
-    settings = load_settings(config_opt or config)
     check_supported(settings)
     setup_logging(settings)
     try:
         sock = bind(settings)
-        ssl_context(settings)  # fail now, in one line, on unreadable certificates
     except OSError as e:
         reason = e.strerror or str(e)
         raise UsageError(f"cannot serve on {settings.http.addr}: {reason} (change http.addr, or stop what uses it)"
                          ) from None
-    if settings.http.net == "unix":
-        where = f"unix:{settings.http.addr}"
-    else:
-        host, port = sock.getsockname()[:2]
-        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else (f"[{host}]" if ":" in host else host)
-        where = f"{shown}:{port}"
+    try:
+        ssl_context(settings)  # the files were checked with the settings; this catches what only OpenSSL sees
+    except (OSError, ValueError) as e:
+        sock.close()
+        raise UsageError(f"http.tls: OpenSSL cannot use the certificate and key: {e}") from None
+    where, note = listen_address(sock) if settings.http.net == "tcp" else (f"unix:{settings.http.addr}", "")
     scheme = "https" if settings.http.tls and settings.http.tls.certificate else "http"
     storage = (str(settings.storage.filesystem.rootdirectory.resolve()) if settings.storage.filesystem
                else settings.storage.driver)
     tls_flag = "" if scheme == "https" else " --dest-tls-verify=false"
-    typer.echo(f"k3sreg listening on {scheme}://{where} (storage: {storage}, workers: {workers})", err=True)
+    typer.echo(f"k3sreg listening on {scheme}://{where}{note} (storage: {storage}, workers: {workers})", err=True)
     typer.echo(f"push an image:  skopeo copy{tls_flag} oci:./layout:1 docker://{where}/library/demo:1", err=True)
     _show_upstreams(settings)
-    try:
-        run(settings, sock, workers)
-    finally:
-        if workers > 1:
-            shutil.rmtree(metrics_dir, ignore_errors=True)
+    run(settings, sock, workers)
+
+
+def listen_address(sock: socket.socket) -> tuple[str, str]:
+    """(host:port to reach a TCP listening socket from this machine, a note when it listens on every interface).
+
+    `http.addr: :5000` binds the wildcard address: the registry is reachable from other machines too, which
+    the start-up line must say rather than show only the loopback address.
+    """
+    host, port = sock.getsockname()[:2]
+    if host == "0.0.0.0":
+        return f"127.0.0.1:{port}", f" and every IPv4 interface, port {port}"
+    if host == "::":
+        v6only = sock.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY)
+        families = "IPv6" if v6only else "IPv4 and IPv6"
+        return f"127.0.0.1:{port}" if not v6only else f"[::1]:{port}", f" and every {families} interface, port {port}"
+    return (f"[{host}]" if ":" in host else host) + f":{port}", ""
 
 
 def _show_upstreams(settings: Settings) -> None:
