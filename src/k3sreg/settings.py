@@ -2,7 +2,7 @@
 
     load_settings(path, env)
       file (or the embedded defaults) ──► YAML (numbers keep their text) ──► REGISTRY_* overrides
-      ──► storage driver choice check ──► pydantic models (extra keys forbidden)
+      ──► storage driver choice check ──► pydantic models (extra keys forbidden) ──► the TLS files
       ──► every problem as one line "key.path: what is wrong; the fix" ──► ConfigError(problems)
 
 Sections Distribution knows but k3sreg does not act on (middleware, notifications, redis, reporting,
@@ -32,6 +32,7 @@ from k3sreg.settings_storage import (
     StorageSettings,
     storage_problems,
 )
+from k3sreg.settings_tls import tls_file_problems
 from k3sreg.settings_types import ERROR_TYPE, ConfigLoader, GoStr, Section, problem
 from k3sreg.settings_units import show_value
 from k3sreg.settings_upstreams import (
@@ -206,19 +207,22 @@ class Settings(Section):
         return ns.lower() in self.own_names
 
 
-def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None, *,
+                  check_files: bool = False) -> Settings:
     """Read, override from `REGISTRY_*` variables and validate the settings; ConfigError lists every problem.
 
-    `path` None uses EMBEDDED_DEFAULTS; `env` None uses os.environ.
+    `path` None uses EMBEDDED_DEFAULTS; `env` None uses os.environ. `check_files` also checks the files the
+    settings name (TLS certificate, key, client CAs), as a server about to use them needs.
     """
     if path is None:
         raw: Any = copy.deepcopy(EMBEDDED_DEFAULTS)
     else:
         raw = _read_file(path)
-    return parse_settings(raw, env, source=str(path) if path else "the embedded defaults")
+    return parse_settings(raw, env, source=str(path) if path else "the embedded defaults", check_files=check_files)
 
 
-def parse_settings(raw: Any, env: Mapping[str, str] | None = None, source: str = "config") -> Settings:
+def parse_settings(raw: Any, env: Mapping[str, str] | None = None, source: str = "config", *,
+                   check_files: bool = False) -> Settings:
     """Validate an already-parsed config document (as `yaml.safe_load` gives it) after applying `env`.
 
     `raw` is modified by the overrides; `source` names it in messages. ConfigError lists every problem.
@@ -249,6 +253,8 @@ def parse_settings(raw: Any, env: Mapping[str, str] | None = None, source: str =
             if loc == ("storage",) and (err["type"] == "missing" or (driver_issues and err["type"] == ERROR_TYPE)):
                 continue  # already said by storage_problems
             found.append((loc, _message(loc, err)))
+    if check_files and settings is not None and settings.http.tls is not None:
+        found += tls_file_problems(settings.http.tls)
     problems += [_line(loc, msg, applied) for loc, msg in found]
     if problems or settings is None:
         raise ConfigError(problems)

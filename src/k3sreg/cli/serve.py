@@ -31,7 +31,7 @@ def serve(
         raise UsageError(f"the config file is given twice ({config} and --config {config_opt}); give one")
     from k3sreg.settings import load_settings
 
-    settings = load_settings(config_opt or config)
+    settings = load_settings(config_opt or config, check_files=True)
     metrics_dir = None
     if workers > 1:
         # Before prometheus_client is imported: each worker then writes its counters where /metrics sums them.
