@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -67,10 +69,18 @@ def _serve(settings: Settings, workers: int) -> None:
     storage = (str(settings.storage.filesystem.rootdirectory.resolve()) if settings.storage.filesystem
                else settings.storage.driver)
     tls_flag = "" if scheme == "https" else " --dest-tls-verify=false"
-    typer.echo(f"k3sreg listening on {scheme}://{where}{note} (storage: {storage}, workers: {workers})", err=True)
-    typer.echo(f"push an image:  skopeo copy{tls_flag} oci:./layout:1 docker://{where}/library/demo:1", err=True)
-    _show_upstreams(settings)
+    say = _announcer(settings)
+    say(f"k3sreg listening on {scheme}://{where}{note} (storage: {storage}, workers: {workers})")
+    say(f"push an image:  skopeo copy{tls_flag} oci:./layout:1 docker://{where}/library/demo:1")
+    _show_upstreams(settings, say)
     run(settings, sock, workers)
+
+
+def _announcer(settings: Settings) -> Callable[[str], None]:
+    """Where the start-up lines go: plain lines on stderr, or log records when the log is JSON for a collector."""
+    if settings.log.formatter == "text":
+        return lambda line: typer.echo(line, err=True)
+    return logging.getLogger("k3sreg.serve").info
 
 
 def listen_address(sock: socket.socket) -> tuple[str, str]:
@@ -89,7 +99,7 @@ def listen_address(sock: socket.socket) -> tuple[str, str]:
     return (f"[{host}]" if ":" in host else host) + f":{port}", ""
 
 
-def _show_upstreams(settings: Settings) -> None:
+def _show_upstreams(settings: Settings, say: Callable[[str], None]) -> None:
     """One line per upstream: its registry name, URL and whether it is reached through an HTTP(S)_PROXY."""
     from yarl import URL
 
@@ -99,4 +109,4 @@ def _show_upstreams(settings: Settings) -> None:
     for upstream in settings.effective_upstreams:
         url = URL(upstream.url)
         route = "offline" if upstream.offline else proxies.describe(url)
-        typer.echo(f"upstream {upstream.name}: {url.with_user(None)} ({route})", err=True)
+        say(f"upstream {upstream.name}: {url.with_user(None)} ({route})")

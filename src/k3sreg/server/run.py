@@ -21,6 +21,7 @@ import time
 from aiohttp import web
 
 from k3sreg.server.app import create_app
+from k3sreg.server.logformat import ACCESS_LOG_FORMAT, make_formatter
 from k3sreg.settings import Settings
 
 log = logging.getLogger("k3sreg.server")
@@ -28,14 +29,10 @@ _LEVELS = {"error": logging.ERROR, "warn": logging.WARNING, "info": logging.INFO
 
 
 def setup_logging(settings: Settings) -> None:
-    """Text or JSON logs on stderr at the configured level; `log.fields` are added to every line."""
-    fields = " ".join(f"{k}={v}" for k, v in settings.log.fields.items())
-    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s" + (f" {fields}" if fields else "")
-    if settings.log.formatter in ("json", "logstash"):
-        extra = "".join(f', "{k}": "{v}"' for k, v in settings.log.fields.items())
-        fmt = '{"time": "%(asctime)s", "level": "%(levelname)s", "logger": "%(name)s", "msg": "%(message)s"' \
-              + extra + "}"
-    logging.basicConfig(level=_LEVELS.get(settings.log.level, logging.INFO), format=fmt, stream=sys.stderr)
+    """Text, JSON or logstash lines on stderr at the configured level; `log.fields` are added to every line."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(make_formatter(settings.log.formatter, settings.log.fields))
+    logging.basicConfig(level=_LEVELS.get(settings.log.level, logging.INFO), handlers=[handler])
     if settings.log.accesslog.disabled:
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
@@ -86,7 +83,7 @@ def _serve_one(settings: Settings, sock: socket.socket) -> None:
             asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     access_log = None if settings.log.accesslog.disabled else logging.getLogger("aiohttp.access")
     web.run_app(create_app(settings), sock=sock, ssl_context=ssl_context(settings), print=None,
-                access_log=access_log, handle_signals=True,
+                access_log=access_log, access_log_format=ACCESS_LOG_FORMAT, handle_signals=True,
                 shutdown_timeout=settings.http.draintimeout or 5.0)
 
 
