@@ -108,9 +108,11 @@ def render_cmd(
         typer.echo(f"{flavor}: {note}", err=True)
     applied = apply_hosts(out, result.files, flavor)
     for rel in applied.removed:
-        typer.echo(f"removed {out / rel}", err=True)
+        typer.echo(f"removed {out / rel}")
     for rel in applied.written:
         typer.echo(f"wrote {out / rel}")
+    for rel in applied.unchanged:
+        typer.echo(f"unchanged {out / rel}")
     if containerd_auth:
         if containerd_version not in (2, 3):
             raise UsageError("--containerd-config-version must be 2 or 3")
