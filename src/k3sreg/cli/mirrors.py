@@ -183,6 +183,9 @@ def explain_cmd(
 @app.command("init")
 def init_cmd(
     endpoint: list[str] = typer.Option([], "--endpoint", "-e", help="Mirror endpoint, in order (repeat)."),
+    scheme: str = typer.Option("", "--scheme", show_default=False,
+                               help="http or https for endpoints given without a scheme (default: from "
+                               "--from-config's http.tls, else as K3s: https unless loopback)."),
     mirror: list[str] = typer.Option([], "--mirror", "-m", help="Registry to mirror, e.g. docker.io or '*'."),
     from_config: Path | None = typer.Option(None, "--from-config",
                                             help="Mirror every upstream of this k3sreg config.yml."),
@@ -199,7 +202,7 @@ def init_cmd(
     output: Path | None = typer.Option(None, "--output", "-o", help="Write here instead of stdout."),
 ) -> None:
     """Write a valid, minimal, commented registries.yaml."""
-    from k3sreg.k3s.generate import InitSpec, generate
+    from k3sreg.k3s.generate import InitSpec, generate, scheme_notes
 
     _options(False, False, flavor, None)
     password = ""
@@ -216,13 +219,23 @@ def init_cmd(
             raise UsageError(f"--rewrite {item!r}: write PATTERN=REPLACEMENT")
         rewrites[pattern] = replacement
     mirrors = list(mirror)
+    reason = ""
     if from_config is not None:
         from k3sreg.settings import load_settings
 
-        mirrors += [u.name for u in load_settings(from_config).effective_upstreams]
-    text = generate(InitSpec(endpoints=endpoint, mirrors=mirrors, insecure_skip_verify=insecure_skip_verify,
-                             ca_file=ca_file, cert_file=cert_file, key_file=key_file, username=username,
-                             password=password, rewrites=rewrites, program=flavor))
+        settings = load_settings(from_config)
+        mirrors += [u.name for u in settings.effective_upstreams]
+        if not scheme:
+            tls = settings.http.tls is not None and settings.http.tls.enabled
+            scheme = "https" if tls else "http"
+            reason = f"{from_config}: " + ("http.tls is set, so k3sreg serves HTTPS" if tls
+                                           else "no http.tls, so k3sreg serves plain HTTP")
+    spec = InitSpec(endpoints=endpoint, mirrors=mirrors, insecure_skip_verify=insecure_skip_verify,
+                    ca_file=ca_file, cert_file=cert_file, key_file=key_file, username=username,
+                    password=password, rewrites=rewrites, program=flavor, scheme=scheme, scheme_reason=reason)
+    text = generate(spec)
+    for note in scheme_notes(spec):
+        typer.echo(f"note: {note}", err=True)
     if output is None:
         typer.echo(text, nl=False)
     else:

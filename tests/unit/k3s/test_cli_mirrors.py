@@ -130,3 +130,17 @@ def test_render_again_says_unchanged_on_one_stream(tmp_path: Path) -> None:
     second = CliRunner().invoke(app, ["mirrors", "render", str(src), "--out", str(out)])
     assert (second.exit_code, second.stdout, second.stderr) == (0, f"unchanged {out}/docker.io/hosts.toml\n", "")
     assert (out / "docker.io/hosts.toml").stat().st_mtime_ns == mtime
+
+
+def test_init_says_which_scheme_it_chose(tmp_path: Path) -> None:
+    """A bare endpoint: a note on stderr names the scheme and why; --from-config takes it from http.tls."""
+    result = runner.invoke(app, ["mirrors", "init", "-e", "10.0.0.5:30500", "-m", "docker.io"])
+    assert result.exit_code == 0 and '"https://10.0.0.5:30500"' in result.stdout
+    assert result.stderr.startswith("note: --endpoint 10.0.0.5:30500: wrote https://10.0.0.5:30500 (no scheme")
+    config = tmp_path / "config.yml"
+    config.write_text("version: 0.1\nstorage:\n  inmemory: {}\nproxy:\n  remoteurl: https://registry-1.docker.io\n")
+    result = runner.invoke(app, ["mirrors", "init", "-e", "10.0.0.5:30500", "--from-config", str(config)])
+    assert result.exit_code == 0 and '"http://10.0.0.5:30500"' in result.stdout
+    assert f"from {config}: no http.tls, so k3sreg serves plain HTTP" in result.stderr
+    result = runner.invoke(app, ["mirrors", "init", "-e", "10.0.0.5:30500", "-m", "docker.io", "--scheme", "http"])
+    assert '"http://10.0.0.5:30500"' in result.stdout and "from --scheme http" in result.stderr
