@@ -23,7 +23,8 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from k3sreg.errors import ConfigError
-from k3sreg.settings_env import Loc, apply_env, nearest, type_at
+from k3sreg.problems import describe, key_path
+from k3sreg.settings_env import Loc, apply_env, type_at
 from k3sreg.settings_http import HealthSettings, HTTPSettings, LogSettings, normalise_level
 from k3sreg.settings_storage import (
     OTHER_DRIVERS,
@@ -252,7 +253,7 @@ def parse_settings(raw: Any, env: Mapping[str, str] | None = None, source: str =
                 continue
             if loc == ("storage",) and (err["type"] == "missing" or (driver_issues and err["type"] == ERROR_TYPE)):
                 continue  # already said by storage_problems
-            found.append((loc, _message(loc, err)))
+            found.append((loc, describe(err, _keys_at)))
     if check_files and settings is not None and settings.http.tls is not None:
         found += tls_file_problems(settings.http.tls)
     problems += [_line(loc, msg, applied) for loc, msg in found]
@@ -277,55 +278,20 @@ def _read_file(path: Path) -> Any:
         raise ConfigError([f"{path}: YAML syntax error: {exc}"]) from None
 
 
-def _path(loc: Loc) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
 def _line(loc: Loc, message: str, applied: dict[Loc, str]) -> str:
     # Name the variable that set this key, or a key below it (e.g. REGISTRY_STORAGE_S3_REGION for "storage").
     source = next(
         (name for where, name in applied.items() if loc and (loc[: len(where)] == where or where[: len(loc)] == loc)),
         None,
     )
-    where = _path(loc)
+    where = key_path(loc)
     if not where:
         return message
     return f"{where} (from {source}): {message}" if source else f"{where}: {message}"
 
 
-def _message(loc: Loc, err: Any) -> str:
-    kind: str = err["type"]
-    value = err.get("input")
-    if kind == ERROR_TYPE:
-        return str(err["msg"])
-    if kind == "extra_forbidden":
-        parent_kind, parent = type_at(Settings, loc[:-1])
-        if parent_kind == "model" and isinstance(parent, type) and issubclass(parent, BaseModel):
-            choices = list(parent.model_fields)
-            guess = nearest(str(loc[-1]), choices)
-            if guess:
-                return f"unknown key; did you mean '{guess}'?"
-            return f"unknown key; valid keys here: {', '.join(choices)}"
-        return "unknown key"
-    if kind == "missing":
-        return "required key is missing"
-    if kind in ("bool_parsing", "bool_type"):
-        return f"expected true or false, got {show_value(value)}"
-    if kind in ("int_parsing", "int_type", "int_from_float"):
-        return f"expected a whole number, got {show_value(value)}"
-    if kind in ("float_parsing", "float_type"):
-        return f"expected a number, got {show_value(value)}"
-    if kind == "string_type":
-        return f"expected a string, got {show_value(value)}"
-    if kind in ("model_type", "model_attributes_type", "dict_type"):
-        return f"expected a mapping of keys, got {show_value(value)}"
-    if kind == "list_type":
-        return f"expected a list, got {show_value(value)}"
-    if kind == "literal_error":
-        return f"expected one of {err['ctx']['expected']}, got {show_value(value)}"
-    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
-        return f"{err['msg'].replace('Input should be', 'must be')}, got {show_value(value)}"
-    return f"{err['msg']}, got {show_value(value)}"
+def _keys_at(loc: Loc) -> list[str] | None:
+    kind, section = type_at(Settings, loc)
+    if kind == "model" and isinstance(section, type) and issubclass(section, BaseModel):
+        return list(section.model_fields)
+    return None

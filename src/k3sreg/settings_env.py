@@ -15,7 +15,6 @@ ignores it), except the ones Kubernetes injects for a Service named `registry` (
 from __future__ import annotations
 
 import copy
-import difflib
 import re
 import types
 from collections.abc import Mapping
@@ -24,6 +23,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel
 
+from k3sreg.problems import nearest
 from k3sreg.settings_storage import DRIVERS, OTHER_DRIVERS, AuthSettings, StorageSettings
 from k3sreg.settings_types import ConfigLoader
 
@@ -65,15 +65,6 @@ def model_keys(model: type[BaseModel]) -> dict[str, Any]:
         # Other drivers are real Distribution keys; the validation says they are unsupported, not unknown.
         keys.update(dict.fromkeys(OTHER_DRIVERS, Any))
     return keys
-
-
-def nearest(key: str, choices: list[str]) -> str | None:
-    """The valid key closest to a misspelt one, if any is close enough."""
-    lowered = {c.lower(): c for c in choices}
-    if key.lower() in lowered:
-        return lowered[key.lower()]
-    found = difflib.get_close_matches(key.lower(), list(lowered), n=1, cutoff=0.6)
-    return lowered[found[0]] if found else None
 
 
 def type_at(root: type[BaseModel], loc: Loc) -> tuple[Kind, Any]:

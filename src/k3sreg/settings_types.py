@@ -13,9 +13,8 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, model_validator
 from pydantic_core import PydanticCustomError
 
+from k3sreg.problems import ERROR_TYPE as ERROR_TYPE
 from k3sreg.settings_units import duration_seconds, show_value, size_bytes
-
-ERROR_TYPE = "k3sreg"
 
 
 class YamlInt(int):
