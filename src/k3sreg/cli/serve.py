@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import logging
 import os
-import shutil
-import socket
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,7 +11,13 @@ import typer
 from k3sreg.errors import UsageError
 
 if TYPE_CHECKING:
+    import socket
+    from collections.abc import Callable
+
     from k3sreg.settings import Settings
+
+# Everything else (settings, the server, logging, sockets) is imported when `serve` runs: importing this
+# module must cost `k3sreg --help` nothing.
 
 
 def serve(
@@ -36,6 +37,8 @@ def serve(
     settings = load_settings(config_opt or config, check_files=True)
     metrics_dir = None
     if workers > 1:
+        import tempfile
+
         # Before prometheus_client is imported: each worker then writes its counters where /metrics sums them.
         metrics_dir = Path(tempfile.mkdtemp(prefix="k3sreg-metrics-"))
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
@@ -43,6 +46,8 @@ def serve(
         _serve(settings, workers)
     finally:
         if metrics_dir is not None:
+            import shutil
+
             shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
@@ -80,6 +85,8 @@ def _announcer(settings: Settings) -> Callable[[str], None]:
     """Where the start-up lines go: plain lines on stderr, or log records when the log is JSON for a collector."""
     if settings.log.formatter == "text":
         return lambda line: typer.echo(line, err=True)
+    import logging
+
     return logging.getLogger("k3sreg.serve").info
 
 
@@ -89,6 +96,8 @@ def listen_address(sock: socket.socket) -> tuple[str, str]:
     `http.addr: :5000` binds the wildcard address: the registry is reachable from other machines too, which
     the start-up line must say rather than show only the loopback address.
     """
+    import socket
+
     host, port = sock.getsockname()[:2]
     if host == "0.0.0.0":
         return f"127.0.0.1:{port}", f" and every IPv4 interface, port {port}"
