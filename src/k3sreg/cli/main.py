@@ -59,5 +59,9 @@ def run() -> None:
         fail(str(e), USAGE)
     except K3sregError as e:
         fail(str(e), FOUND)
+    except OSError as e:
+        # A file or socket the command needed failed under it (disk full, permissions): still one line.
+        where = f"{e.filename}: " if e.filename else ""
+        fail(f"{where}{e.strerror or e}", FOUND)
     except KeyboardInterrupt:
         sys.exit(INTERRUPTED)

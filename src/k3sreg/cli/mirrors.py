@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from k3sreg.cli.output import new_app
+from k3sreg.cli.output import FOUND, new_app
 from k3sreg.errors import UsageError
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ def validate_cmd(
         errors = sum(f.severity == "error" for f in findings)
         typer.echo(f"{file}: {errors} error(s), {len(findings) - errors} warning(s)", err=True)
     if has_errors(findings):
-        raise typer.Exit(1)
+        raise typer.Exit(FOUND)
 
 
 @app.command("render")
@@ -106,7 +106,10 @@ def render_cmd(
             typer.echo(f"warning: {file}:{f.location()}: {f.path}: {f.message}", err=True)
     for note in result.notes:
         typer.echo(f"{flavor}: {note}", err=True)
-    applied = apply_hosts(out, result.files, flavor)
+    try:
+        applied = apply_hosts(out, result.files, flavor)
+    except OSError as e:
+        raise UsageError(f"cannot write into {out}: {e.strerror or e} (--out names the certs.d directory)") from None
     for rel in applied.removed:
         typer.echo(f"removed {out / rel}")
     for rel in applied.written:
@@ -239,7 +242,10 @@ def init_cmd(
     if output is None:
         typer.echo(text, nl=False)
     else:
-        output.write_text(text, encoding="utf-8")
-        if password:
-            output.chmod(0o600)
+        try:
+            output.write_text(text, encoding="utf-8")
+            if password:
+                output.chmod(0o600)
+        except OSError as e:
+            raise UsageError(f"cannot write {output}: {e.strerror or e}") from None
         typer.echo(f"wrote {output}", err=True)

@@ -3,7 +3,8 @@
 Exit status, the same for every command (README "Exit status"):
 
     0    done; nothing to report
-    1    the command ran and found something: validation errors, nodes failed or out of sync
+    1    the command ran and found something, or failed under way: validation errors, nodes failed or out of
+         sync, a write that failed
     2    usage or configuration error: bad arguments, an unreadable or invalid input file; nothing was done
     130  interrupted (Ctrl-C)
 """
