@@ -2,7 +2,7 @@
 
 Start-up cost matters (`k3sreg --help` on every node, in scripts): this module and the command modules import
 only typer and k3sreg.errors at load time; each command imports what it needs (pydantic, aiohttp, asyncssh,
-rich, yaml) when it runs. tests/unit/test_cli_startup.py keeps it so.
+rich, yaml) when it runs. tests/unit/cli/test_startup.py keeps it so.
 """
 
 from __future__ import annotations

@@ -26,8 +26,9 @@ INTERRUPTED = 130
 def new_app(help: str, **options: Any) -> typer.Typer:
     """A typer app with the CLI's common settings.
 
-    Help is click's plain layout (`rich_markup_mode=None`): rich's layout prints a `<bool>` type after every
-    flag, as if it took a value, and importing rich for it costs more start-up time than the rest of the CLI.
+    Help is click's plain layout (`rich_markup_mode=None`): the rich layout imports rich on every `--help`
+    (about as long as the rest of the start-up), and typer's rich layout has shown a `<bool>` value type
+    after flags, which take no value.
     """
     return typer.Typer(help=help, no_args_is_help=True, rich_markup_mode=None, pretty_exceptions_enable=False,
                        context_settings={"help_option_names": ["-h", "--help"]}, **options)

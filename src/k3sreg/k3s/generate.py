@@ -135,8 +135,9 @@ def generate(spec: InitSpec) -> str:
     why: dict[str, str] = {}
     for address in spec.endpoints:
         url, reason = endpoint_scheme(address, spec)
-        if normalize_endpoint(url).url not in unique:
-            unique[normalize_endpoint(url).url] = url
+        key = normalize_endpoint(url).url
+        if key not in unique:
+            unique[key] = url
             why[url] = reason
     endpoints = list(unique.values())
     program = spec.program
