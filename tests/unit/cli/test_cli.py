@@ -148,3 +148,9 @@ def test_node_table_is_one_plain_line_per_node_when_piped(files: dict[str, str],
     assert row[5].startswith("cannot connect to 127.0.0.1:")
     assert lines[2] == "in-sync 0 · differs 0 · missing 0 · unreachable 1"
     assert len(lines) == 3
+
+
+def test_help_shows_argument_help() -> None:
+    """Positional arguments keep their help text in --help (click 8.5 with this typer dropped it)."""
+    result = CliRunner().invoke(app, ["mirrors", "validate", "--help"])
+    assert "The registries.yaml to check ('-' for stdin)." in result.stdout
