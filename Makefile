@@ -9,8 +9,10 @@ APT_MARKER := .venv/.apt-done
 
 .PHONY: install serve test lint unit bench peers conformance clean
 
+# Debian 12 and later refuse `pip install --user` into the system Python (PEP 668) unless told it is meant.
 $(UV):
-	$(PYTHON) -m pip install --quiet --user uv || $(PYTHON) -m pip install --quiet uv
+	$(PYTHON) -m pip install --quiet --user uv || $(PYTHON) -m pip install --quiet --user --break-system-packages uv \
+	  || $(PYTHON) -m pip install --quiet uv
 
 $(VENV)/.installed: pyproject.toml uv.lock | $(UV)
 	$(UV) sync --frozen --quiet

@@ -12,11 +12,12 @@ from collections.abc import Awaitable, Callable
 
 from bench.context import Context
 from bench.report import Results
-from bench.scenarios import core, proxy
+from bench.scenarios import core, proxy, startup
 
 Scenario = Callable[[Context, Results], Awaitable[None]]
 
 SCENARIOS: dict[str, Scenario] = {
     "core": core.run,
     "proxy": proxy.run,
+    "startup": startup.run,
 }

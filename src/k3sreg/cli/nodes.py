@@ -1,13 +1,13 @@
 """`k3sreg nodes plan | apply | status | rollback`: registries.yaml on every node, over SSH.
 
-Live progress and the summary table go to stderr/stdout through rich; `--json` prints one JSON document on
-stdout instead. Exit status: 0 when every node is fine, 1 when any node failed (or, for `status`, is not in
+Live progress (stderr) and the summary table (stdout) go through rich on a terminal; when stdout is piped,
+the table is plain tab-separated lines, one per node, after a header line; `--json` prints one JSON document
+on stdout instead. Exit status: 0 when every node is fine, 1 when any node failed (or, for `status`, is not in
 sync), 2 for bad input (an invalid registries.yaml is refused before any node is contacted).
 """
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections import Counter
 from collections.abc import Callable, Coroutine, Sequence
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from k3sreg.cli.output import print_json
+from k3sreg.cli.output import FOUND, new_app, print_json
 from k3sreg.errors import UsageError
 
 if TYPE_CHECKING:
@@ -25,10 +25,8 @@ if TYPE_CHECKING:
 # The rollout machinery (asyncssh, cryptography, rich) is imported inside the commands: importing it here
 # would cost every other k3sreg command a second at start.
 
-app = typer.Typer(
-    help="Roll registries.yaml out to every node over SSH: planned, idempotent, restarting only what changed.",
-    no_args_is_help=True,
-)
+app = new_app("Roll registries.yaml out to every node over SSH: planned, idempotent, restarting only what "
+              "changed.")
 
 INVENTORY = typer.Option(..., "--inventory", "-i", help="Our YAML inventory, or a k3s-ansible one (YAML/INI).")
 REGISTRIES = typer.Option(..., "--registries", "-r", help="The registries.yaml to roll out.")
@@ -77,6 +75,8 @@ def _run(nodes: Sequence[Node], as_json: bool,
          job: Callable[[Callable[[str, str], None] | None], Coroutine[Any, Any, list[NodeResult]]]
          ) -> list[NodeResult]:
     """Run `job` with a live progress display on a terminal (nothing when --json or not a terminal)."""
+    import asyncio
+
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
@@ -95,36 +95,59 @@ def _run(nodes: Sequence[Node], as_json: bool,
 
 def _report(command: str, results: Sequence[NodeResult], as_json: bool, show_diff: bool = False,
             extra: dict[str, Any] | None = None) -> None:
-    from rich.console import Console
-    from rich.syntax import Syntax
-    from rich.table import Table
-
     counts: Counter[str] = Counter(r.outcome for r in results)
     if as_json:
         print_json({"command": command, "ok": not _bad(command, results), "summary": dict(counts),
                     "nodes": [r.to_json() for r in results], **(extra or {})})
         return
-    out = Console(soft_wrap=False)
-    if show_diff:
-        for r in results:
-            if r.diff:
-                out.rule(f"{r.node} ({r.address}) {r.action if r.action != 'none' else r.outcome}")
-                out.print(Syntax(r.diff, "diff", theme="ansi_dark", background_color="default"))
-    table = Table(title=f"k3sreg nodes {command}", title_justify="left")
     show_restart = command != "status"
     show_hot = any(r.hot for r in results)
     columns = ["node", "address", "role", "service", "result"]
     columns += ["restart"] * show_restart + ["hosts.toml"] * show_hot + ["detail"]
-    for column in columns:
-        table.add_column(column, overflow="fold")
+    rows = []
     for r in results:
-        row = [r.node, r.address, r.role or "?", r.service or "?", f"[{_STYLE.get(r.outcome, '')}]{r.outcome}[/]"]
+        row = [r.node, r.address, r.role or "?", r.service or "?", r.outcome]
         row += ["yes" if r.restart else "no"] * show_restart + [" ".join(r.hot)] * show_hot
         row.append(r.reason or (r.action if r.action != "none" else ""))
-        table.add_row(*row)
-    out.print(table)
+        rows.append(row)
     keys = list(_SUMMARY[command]) + sorted(k for k in counts if k not in _SUMMARY[command])
-    out.print(" · ".join(f"{k} {counts.get(k, 0)}" for k in keys))
+    summary = " · ".join(f"{k} {counts.get(k, 0)}" for k in keys)
+    diffs = [(f"{r.node} ({r.address}) {r.action if r.action != 'none' else r.outcome}", r.diff)
+             for r in results if show_diff and r.diff]
+    if sys.stdout.isatty():
+        _rich_report(command, columns, rows, diffs, summary)
+        return
+    # Piped or redirected: plain lines that grep, cut and awk can read (a table would wrap word by word).
+    for title, diff in diffs:
+        typer.echo(f"--- {title}")
+        typer.echo(diff.rstrip("\n"))
+    typer.echo("\t".join(columns))
+    for row in rows:
+        typer.echo("\t".join(cell.replace("\t", " ").replace("\n", " ") or "-" for cell in row))
+    typer.echo(summary)
+
+
+def _rich_report(command: str, columns: list[str], rows: list[list[str]], diffs: list[tuple[str, str]],
+                 summary: str) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.syntax import Syntax
+    from rich.table import Table
+
+    out = Console(soft_wrap=False)
+    for title, diff in diffs:
+        out.rule(title)
+        out.print(Syntax(diff, "diff", theme="ansi_dark", background_color="default"))
+    table = Table(title=f"k3sreg nodes {command}", title_justify="left")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    result = columns.index("result")
+    for row in rows:
+        cells = [escape(cell) for cell in row]
+        cells[result] = f"[{_STYLE.get(row[result], '')}]{cells[result]}[/]"
+        table.add_row(*cells)
+    out.print(table)
+    out.print(summary)
 
 
 def _bad(command: str, results: Sequence[NodeResult]) -> bool:
@@ -135,7 +158,7 @@ def _bad(command: str, results: Sequence[NodeResult]) -> bool:
 
 def _finish(command: str, results: Sequence[NodeResult]) -> None:
     if _bad(command, results):
-        sys.exit(1)
+        sys.exit(FOUND)
 
 
 def _desired(registries: Path, as_json: bool) -> bytes:

@@ -16,7 +16,8 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, model_validator
 
 from k3sreg.config.problems import problem
-from k3sreg.config.units import duration_seconds, show_value, size_bytes
+from k3sreg.config.units import duration_seconds, size_bytes
+from k3sreg.problems import show_value
 
 
 class YamlInt(int):

@@ -350,7 +350,7 @@ def decode_text(text: str) -> Decoded:
                                         "fix the YAML", None, None))
         return Decoded(Registries(), decoder.findings, {}, True, lines)
     data = decoder.decode(root)
-    registries = Registries.model_validate(data)
+    registries = Registries.from_data(data)
     return Decoded(registries, decoder.findings, decoder.positions, decoder.fatal, lines)
 
 
