@@ -12,6 +12,8 @@ finds the nearest one for a path (a missing key is reported where its parent is)
 from __future__ import annotations
 
 import difflib
+import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -21,6 +23,7 @@ ERROR_TYPE = "k3sreg"
 """The pydantic error type of a problem whose message is shown exactly as written (see config.problems.problem)."""
 
 Loc = tuple[str | int, ...]
+_BARE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
 
 
 def show_value(value: object) -> str:
@@ -48,10 +51,15 @@ def nearest(key: str, choices: Sequence[str]) -> str | None:
 
 
 def key_path(loc: Sequence[str | int]) -> str:
-    """A key path as users write it: `upstreams[0].tls.ca`."""
+    """A key path as users write it: `upstreams[0].tls.ca`, `mirrors."docker.io".endpoint[0]` (a key that is no
+    bare word, such as a registry host, is quoted); "" for the top level."""
     out = ""
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if isinstance(part, int):
+            out += f"[{part}]"
+            continue
+        text = part if _BARE_KEY.match(part) else json.dumps(part)
+        out += f".{text}" if out else text
     return out
 
 

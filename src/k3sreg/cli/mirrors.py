@@ -16,10 +16,8 @@ if TYPE_CHECKING:
     from k3sreg.k3s.explain import Plan
     from k3sreg.k3s.render import RenderOptions
 
-# The k3s package (pydantic models, YAML) is imported inside each command, so that other commands of the
-# CLI (`k3sreg serve`...) do not pay for it at start.
-PROGRAMS = ("k3s", "rke2")
-RUNTIMES = ("k3s", "containerd")
+# The k3s package (YAML, the registries.yaml model) is imported inside each command, so that other commands of
+# the CLI (`k3sreg serve`...) do not pay for it at start.
 
 app = new_app("registries.yaml: write it, validate it, render containerd's hosts.toml as K3s does, "
               "explain a pull.")
@@ -32,7 +30,7 @@ _DATA_DIR = typer.Option(None, "--data-dir", help="The agent's --data-dir (defau
 
 
 def _options(no_default: bool, embedded: bool, flavor: str, data_dir: str | None) -> RenderOptions:
-    from k3sreg.k3s.render import RenderOptions
+    from k3sreg.k3s.render import PROGRAMS, RenderOptions
 
     if flavor not in PROGRAMS:
         raise UsageError(f"--flavor must be one of {', '.join(PROGRAMS)}, not {flavor!r}")
@@ -158,7 +156,7 @@ def explain_cmd(
 ) -> None:
     """The ordered requests containerd makes for IMAGE; warns when the last hop is a public registry."""
     from k3sreg.k3s.decode import load_registries
-    from k3sreg.k3s.explain import explain
+    from k3sreg.k3s.explain import RUNTIMES, explain
     from k3sreg.k3s.render import render
 
     if runtime not in RUNTIMES:

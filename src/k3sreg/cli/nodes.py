@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from k3sreg.cli.output import FOUND, new_app, print_json
+from k3sreg.cli.sshopts import ssh_options
 from k3sreg.errors import UsageError
 
 if TYPE_CHECKING:
@@ -31,13 +32,6 @@ app = new_app("Roll registries.yaml out to every node over SSH: planned, idempot
 INVENTORY = typer.Option(..., "--inventory", "-i", help="Our YAML inventory, or a k3s-ansible one (YAML/INI).")
 REGISTRIES = typer.Option(..., "--registries", "-r", help="The registries.yaml to roll out.")
 NODES = typer.Option([], "--node", "-n", help="Only this node (name or address); repeatable.")
-KNOWN_HOSTS = typer.Option(Path("~/.ssh/known_hosts"), "--known-hosts", help="Host keys to check against.")
-ACCEPT_NEW = typer.Option(False, "--accept-new-host-keys",
-                          help="Trust and record the key of a host known_hosts does not list yet.")
-IDENTITY = typer.Option(None, "--identity", "-k", help="Private key for nodes whose inventory names none.")
-NO_AGENT = typer.Option(False, "--no-agent", help="Do not use the SSH agent (SSH_AUTH_SOCK).")
-CONNECT_TIMEOUT = typer.Option(10.0, "--connect-timeout", min=0.1, help="Seconds to connect and log in.")
-COMMAND_TIMEOUT = typer.Option(60.0, "--command-timeout", min=0.1, help="Seconds for each remote command.")
 PARALLEL = typer.Option(4, "--parallel", "-p", min=1, help="Nodes handled at the same time.")
 ROLLING = typer.Option(False, "--rolling", help="One node at a time, servers first; stop at the first failure.")
 DRY_RUN = typer.Option(False, "--dry-run", help="Show what would happen; change nothing.")
@@ -54,15 +48,6 @@ _SUMMARY = {
     "status": ("in-sync", "differs", "missing", "unreachable"),
     "rollback": ("rolled-back", "failed"),
 }
-
-
-def _ssh(known_hosts: Path, accept_new: bool, identity: Path | None, no_agent: bool, connect_timeout: float,
-         command_timeout: float) -> SshOptions:
-    from k3sreg.k3s.rollout import SshOptions
-
-    return SshOptions(known_hosts=known_hosts.expanduser(), accept_new_host_keys=accept_new,
-                      identity=str(identity.expanduser()) if identity else None, use_agent=not no_agent,
-                      connect_timeout=connect_timeout, command_timeout=command_timeout)
 
 
 def _nodes(inventory: Path, names: Sequence[str]) -> list[Node]:
@@ -172,12 +157,11 @@ def _desired(registries: Path, as_json: bool) -> bytes:
 
 
 @app.command("plan")
+@ssh_options
 def plan(
     inventory: Path = INVENTORY, registries: Path = REGISTRIES, node: list[str] = NODES,
     hot: bool = typer.Option(False, "--hot", help="Also plan the hosts.toml files in certs.d."),
-    known_hosts: Path = KNOWN_HOSTS, accept_new_host_keys: bool = ACCEPT_NEW, identity: Path | None = IDENTITY,
-    no_agent: bool = NO_AGENT, connect_timeout: float = CONNECT_TIMEOUT, command_timeout: float = COMMAND_TIMEOUT,
-    as_json: bool = JSON,
+    as_json: bool = JSON, *, ssh: SshOptions,
 ) -> None:
     """For each node: missing, different (masked diff) or up to date, and whether a restart would follow."""
     from k3sreg.k3s.rollout import plan as plan_nodes
@@ -186,22 +170,20 @@ def plan(
     desired = _desired(registries, as_json)
     render = hot_render(desired, str(registries)) if hot else None
     nodes = _nodes(inventory, node)
-    ssh = _ssh(known_hosts, accept_new_host_keys, identity, no_agent, connect_timeout, command_timeout)
     results = _run(nodes, as_json, lambda p: plan_nodes(nodes, desired, ssh, render, p))
     _report("plan", results, as_json, show_diff=True)
     _finish("plan", results)
 
 
 @app.command("apply")
+@ssh_options
 def apply(
     inventory: Path = INVENTORY, registries: Path = REGISTRIES, node: list[str] = NODES,
     parallel: int = PARALLEL, rolling: bool = ROLLING, dry_run: bool = DRY_RUN,
     hot: bool = typer.Option(False, "--hot", help="Also write the rendered hosts.toml into containerd's certs.d, "
                              "and skip the restart: containerd reads them on every pull."),
     restart_timeout: int = RESTART_TIMEOUT,
-    known_hosts: Path = KNOWN_HOSTS, accept_new_host_keys: bool = ACCEPT_NEW, identity: Path | None = IDENTITY,
-    no_agent: bool = NO_AGENT, connect_timeout: float = CONNECT_TIMEOUT, command_timeout: float = COMMAND_TIMEOUT,
-    as_json: bool = JSON,
+    as_json: bool = JSON, *, ssh: SshOptions,
 ) -> None:
     """Validate, then write registries.yaml where it differs (atomic, root 0600, backup kept); restart those nodes."""
     from k3sreg.k3s.rollout import RolloutOptions
@@ -213,7 +195,6 @@ def apply(
     for caveat in hot_caveats(desired) if hot else []:
         typer.echo(f"warning: {caveat}", err=True)
     nodes = _nodes(inventory, node)
-    ssh = _ssh(known_hosts, accept_new_host_keys, identity, no_agent, connect_timeout, command_timeout)
     opts = RolloutOptions(parallel=parallel, rolling=rolling, dry_run=dry_run, hot=hot,
                           restart_timeout=restart_timeout)
     results = _run(nodes, as_json, lambda p: apply_nodes(nodes, desired, ssh, opts, render, p))
@@ -222,32 +203,29 @@ def apply(
 
 
 @app.command("status")
+@ssh_options
 def status(
     inventory: Path = INVENTORY, registries: Path = REGISTRIES, node: list[str] = NODES,
-    known_hosts: Path = KNOWN_HOSTS, accept_new_host_keys: bool = ACCEPT_NEW, identity: Path | None = IDENTITY,
-    no_agent: bool = NO_AGENT, connect_timeout: float = CONNECT_TIMEOUT, command_timeout: float = COMMAND_TIMEOUT,
-    as_json: bool = JSON,
+    as_json: bool = JSON, *, ssh: SshOptions,
 ) -> None:
     """Drift report: which nodes carry the desired file, which differ, which are unreachable (exit 1 if any)."""
     from k3sreg.k3s.rollout import status as status_nodes
 
     desired = _desired(registries, as_json)
     nodes = _nodes(inventory, node)
-    ssh = _ssh(known_hosts, accept_new_host_keys, identity, no_agent, connect_timeout, command_timeout)
     results = _run(nodes, as_json, lambda p: status_nodes(nodes, desired, ssh, p))
     _report("status", results, as_json, show_diff=True)
     _finish("status", results)
 
 
 @app.command("rollback")
+@ssh_options
 def rollback(
     names: list[str] = typer.Argument(None, help="Nodes to roll back (name or address)."),
     all_nodes: bool = typer.Option(False, "--all", help="Roll back every node of the inventory."),
     inventory: Path = INVENTORY, parallel: int = PARALLEL, rolling: bool = ROLLING, dry_run: bool = DRY_RUN,
     restart_timeout: int = RESTART_TIMEOUT,
-    known_hosts: Path = KNOWN_HOSTS, accept_new_host_keys: bool = ACCEPT_NEW, identity: Path | None = IDENTITY,
-    no_agent: bool = NO_AGENT, connect_timeout: float = CONNECT_TIMEOUT, command_timeout: float = COMMAND_TIMEOUT,
-    as_json: bool = JSON,
+    as_json: bool = JSON, *, ssh: SshOptions,
 ) -> None:
     """Put back the registries.yaml that the last apply replaced on the named nodes, and restart them."""
     from k3sreg.k3s.rollout import RolloutOptions
@@ -258,7 +236,6 @@ def rollback(
     if names and all_nodes:
         raise UsageError("either name nodes or pass --all, not both")
     nodes = _nodes(inventory, names or [])
-    ssh = _ssh(known_hosts, accept_new_host_keys, identity, no_agent, connect_timeout, command_timeout)
     opts = RolloutOptions(parallel=parallel, rolling=rolling, dry_run=dry_run, restart_timeout=restart_timeout)
     results = _run(nodes, as_json, lambda p: rollback_nodes(nodes, ssh, opts, p))
     _report("rollback", results, as_json)

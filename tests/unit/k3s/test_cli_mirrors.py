@@ -107,15 +107,6 @@ def test_usage_errors(tmp_path: Path) -> None:
     assert isinstance(result.exception, UsageError)
 
 
-def test_cli_constants_match_the_library() -> None:
-    """The CLI's flavor and runtime lists (kept local for a fast start) equal the library's."""
-    from k3sreg.cli import mirrors
-    from k3sreg.k3s.explain import RUNTIMES
-    from k3sreg.k3s.render import PROGRAMS
-
-    assert (mirrors.PROGRAMS, mirrors.RUNTIMES) == (PROGRAMS, RUNTIMES)
-
-
 def test_render_again_says_unchanged_on_one_stream(tmp_path: Path) -> None:
     """A second identical render keeps the file's mtime and says `unchanged`; every file line is on stdout."""
     src = tmp_path / "r.yaml"
