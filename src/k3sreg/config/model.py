@@ -22,7 +22,7 @@ from k3sreg.config.proxy import ProxySettings
 from k3sreg.config.storage import StorageSettings
 from k3sreg.config.tags import TagsSettings
 from k3sreg.config.upstreams import UpstreamSettings
-from k3sreg.config.values import GoStr, RegistryHost, Section, registry_name_for_url
+from k3sreg.config.values import GoStr, ReferenceHost, Section, registry_name_for_url
 
 
 class Settings(Section):
@@ -47,7 +47,7 @@ class Settings(Section):
     policy: dict[str, Any] | None = None
     # k3sreg's own keys
     upstreams: list[UpstreamSettings] = Field(default_factory=list)
-    names: list[RegistryHost] = Field(default_factory=list)
+    names: list[ReferenceHost] = Field(default_factory=list)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
 
     @field_validator("version")

@@ -162,7 +162,7 @@ def _registry_host(value: Any) -> Any:
         ) from None
 
 
-RegistryHost = Annotated[str, BeforeValidator(_registry_host)]
+ReferenceHost = Annotated[str, BeforeValidator(_registry_host)]
 """A registry host as image references spell it (`docker.io`, `127.0.0.1:30500`), lower-cased."""
 
 

@@ -31,7 +31,7 @@ from k3sreg.k3s.endpoints import (
     parse_url,
     split_host_port,
 )
-from k3sreg.k3s.model import Registries
+from k3sreg.k3s.model import RegistriesYaml
 from k3sreg.k3s.rewrites import apply_rewrites
 
 RUNTIMES = ("k3s", "containerd")
@@ -233,7 +233,7 @@ def _tls(h: _Host) -> str:
     return "HTTPS, " + ("; ".join(extra) if extra else "system CAs")
 
 
-def _auth(host: str, registries: Registries | None) -> str:
+def _auth(host: str, registries: RegistriesYaml | None) -> str:
     if registries is None:
         return "unknown (credentials live in containerd's config.toml)"
     config = registries.configs.get(host)
@@ -243,7 +243,7 @@ def _auth(host: str, registries: Registries | None) -> str:
 
 
 def _hop(ref: ImageRef, h: _Host, verb: str, kind: str, ref_part: str, runtime: str,
-         registries: Registries | None) -> Hop:
+         registries: RegistriesYaml | None) -> Hop:
     repository, by = ref.repository, None
     rewrite = h.table.get("rewrite")
     if runtime == "k3s" and isinstance(rewrite, dict) and rewrite:
@@ -255,7 +255,7 @@ def _hop(ref: ImageRef, h: _Host, verb: str, kind: str, ref_part: str, runtime: 
                is_public(h.host))
 
 
-def explain(image: str, files: Mapping[str, str], registries: Registries | None = None,
+def explain(image: str, files: Mapping[str, str], registries: RegistriesYaml | None = None,
             runtime: str = "k3s") -> Plan:
     """The plan for pulling `image` given hosts.toml `files` (`<dir>/hosts.toml` → content)."""
     ref = parse_image(image)

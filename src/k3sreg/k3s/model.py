@@ -47,7 +47,7 @@ class TLSConfig:
 
 
 @dataclass(frozen=True)
-class RegistryConfig:
+class HostSettings:
     """One `configs` entry, keyed by the host a request goes to."""
 
     auth: AuthConfig | None = None
@@ -63,19 +63,19 @@ class Mirror:
 
 
 @dataclass(frozen=True)
-class Registries:
+class RegistriesYaml:
     """A decoded registries.yaml."""
 
     mirrors: dict[str, Mirror] = field(default_factory=dict)
-    configs: dict[str, RegistryConfig] = field(default_factory=dict)
+    configs: dict[str, HostSettings] = field(default_factory=dict)
     auths: dict[str, AuthConfig] = field(default_factory=dict)
 
     @classmethod
-    def from_data(cls, data: dict[str, Any]) -> Registries:
+    def from_data(cls, data: dict[str, Any]) -> RegistriesYaml:
         """The model of the plain data `decode` builds (every value already of the right type)."""
-        def config(entry: dict[str, Any]) -> RegistryConfig:
+        def config(entry: dict[str, Any]) -> HostSettings:
             auth, tls = entry.get("auth"), entry.get("tls")
-            return RegistryConfig(auth=AuthConfig(**auth) if auth is not None else None,
+            return HostSettings(auth=AuthConfig(**auth) if auth is not None else None,
                                   tls=TLSConfig(**tls) if tls is not None else None)
 
         return cls(mirrors={k: Mirror(endpoint=list(v.get("endpoint", [])), rewrite=dict(v.get("rewrite", {})))
