@@ -58,7 +58,7 @@ PRUNE = (
     "usr/share/binfmts", "usr/lib/binfmt.d", "usr/share/bug", "usr/share/gcc", "usr/share/gdb",
     "usr/lib/x86_64-linux-gnu/gconv",            # iconv modules: Python has its own codecs
     "usr/share/ca-certificates",                   # folded into /etc/ssl/certs/ca-certificates.crt
-    "etc/ca-certificates.conf",
+    "etc/ca-certificates.conf", "usr/sbin",         # update-ca-certificates: a shell script
     f"{STDLIB}/test", f"{STDLIB}/idlelib", f"{STDLIB}/lib2to3", f"{STDLIB}/ensurepip", f"{STDLIB}/turtledemo",
     f"{STDLIB}/tkinter", f"{STDLIB}/turtle.py", f"{STDLIB}/pydoc_data", f"{STDLIB}/sqlite3", f"{STDLIB}/curses",
     f"{STDLIB}/venv", f"{STDLIB}/unittest/test", f"{STDLIB}/EXTERNALLY-MANAGED",
@@ -144,6 +144,17 @@ def install_requirements(root: Path, requirements: Path, uv: str) -> None:
             # RECORD lists files removed above; a stale line would mislead tools that verify it.
             path.unlink()
     shutil.rmtree(target / "bin", ignore_errors=True)
+    strip_debug(target)
+
+
+def strip_debug(tree: Path) -> None:
+    """Remove debug sections from the wheels' extension modules (uvloop's alone carries 11 MiB of them)."""
+    strip = shutil.which("strip")
+    if strip is None:
+        raise RuntimeError("strip (Debian package binutils) is needed to build the image")
+    objects = sorted(str(p) for p in tree.rglob("*.so") if p.is_file() and not p.is_symlink())
+    if objects:
+        subprocess.run([strip, "--strip-debug", *objects], check=True, capture_output=True)
 
 
 def install_k3sreg(root: Path, src: Path, version: str) -> None:
