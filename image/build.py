@@ -26,10 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from image import debian, oci, rootfs
+from k3sreg.kube.spec import IMAGE_NAME
 
 REPO = Path(__file__).resolve().parent.parent
-IMAGE_NAME = "localhost/k3sreg"
-"""The name the archives carry: local only, so nothing ever tries to pull it from a public registry."""
 KEEP_BUILDS = 3
 
 

@@ -21,37 +21,26 @@ import shutil
 import subprocess
 from pathlib import Path
 
-UID = GID = 65532
+import yaml
+
+from k3sreg.kube.config import STORAGE as STORAGE_PATH
+from k3sreg.kube.config import container_config
+from k3sreg.kube.spec import RUN_AS
+
+UID = GID = RUN_AS
 USER = "k3sreg"
-STORAGE = "var/lib/registry"
+STORAGE = STORAGE_PATH.lstrip("/")
 SITE = "usr/local/lib/python3.11/dist-packages"
 STDLIB = "usr/lib/python3.11"
 PYTHON = "/usr/bin/python3.11"
 SCRIPT = "usr/local/bin/k3sreg"
 CONFIG = "etc/k3sreg/config.yml"
 
-DEFAULT_CONFIG = f"""\
-# k3sreg in a container: `k3sreg serve /etc/k3sreg/config.yml` (the image's CMD).
-# Replace this file (a ConfigMap, `podman run -v`) or override keys with REGISTRY_<SECTION>_<KEY> variables.
-version: 0.1
-storage:
-  filesystem:
-    rootdirectory: /{STORAGE}
-  delete:
-    enabled: true
-  maintenance:
-    uploadpurging:
-      enabled: true
-      age: 168h
-      interval: 24h
-http:
-  addr: :5000
-health:
-  storagedriver:
-    enabled: true
-    interval: 10s
-    threshold: 3
-"""
+DEFAULT_CONFIG = (
+    "# k3sreg in a container: `k3sreg serve /etc/k3sreg/config.yml` (the image's CMD). Replace this file\n"
+    "# (a ConfigMap, `podman run -v`) or override keys with REGISTRY_<SECTION>_<KEY> variables.\n"
+    + yaml.safe_dump(container_config(), sort_keys=False, default_flow_style=False)
+)
 
 PRUNE = (
     "usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/lintian", "usr/share/locale",
