@@ -22,6 +22,8 @@ from typing import Any
 import pytest
 
 from image.build import REPO, Built, build
+from k3sreg.kube.render import render
+from k3sreg.kube.spec import DeploySpec
 from tests.peers.containerd import Containerd, HostEntry, write_hosts_toml
 from tests.peers.images import TestLayout
 from tests.peers.netns import NetNs
@@ -195,3 +197,45 @@ def test_image_pushes_itself_and_containerd_pulls_it(
         ref = f"registry.local/k3sreg/k3sreg:{image.version}"
         ctrd.pull(ref, hosts)
         assert ctrd.images()[ref] == image.digest
+
+
+def test_rendered_config_map_runs_in_the_image(image: Built, netns: NetNs, tmp_path: Path) -> None:
+    """The image serves the ConfigMap of `deploy render`, mounted as the pod mounts it, with the Secret's env."""
+    spec = DeploySpec(htpasswd=None)
+    config = {"version": "0.1", "storage": {"filesystem": {"rootdirectory": "/var/lib/registry"}},
+              "http": {"addr": ":5001"},
+              "upstreams": [{"name": "docker.io", "url": "https://registry-1.docker.io", "username": "u",
+                             "password": "from-the-secret", "offline": True}]}
+    rendered = render(spec, config, ["docker.io"])
+    # Without the Secret's REGISTRY_UPSTREAMS_0_PASSWORD the config is refused (username without password).
+    config_map = next(d for d in rendered.objects if d["kind"] == "ConfigMap")
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "config.yml").write_text(config_map["data"]["config.yml"])
+    env_file = tmp_path / "env"
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in rendered.pod.env().items()))
+    assert "from-the-secret" not in (etc / "config.yml").read_text()
+    data = tmp_path / "data"
+    data.mkdir()
+    os.chown(data, UID, UID)
+    with Podman(tmp_path / "podman", netns=netns) as podman:
+        podman.run("load", "--quiet", "--input", image.oci_archive)
+        podman.run("run", "--detach", "--name", "pod", "--network", "host", "--read-only", *ULIMITS,
+                   "--env-file", str(env_file), "--volume", f"{etc}:/etc/k3sreg:ro",
+                   "--volume", f"{data}:/var/lib/registry", image.reference)
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                with contextlib.suppress(OSError):
+                    if netns.call(_get, "http://127.0.0.1:5001/debug/health") == (200, b"{}"):
+                        break
+                time.sleep(0.3)
+            else:
+                logs = podman.run("logs", "pod")
+                pytest.fail(f"not ready:\n{logs.stdout}{logs.stderr}")
+            assert netns.call(_get, "http://127.0.0.1:5001/v2/")[0] == 200
+            logs = podman.run("logs", "pod")
+            assert "upstream docker.io" in logs.stderr + logs.stdout
+        finally:
+            with contextlib.suppress(ToolError):
+                podman.run("rm", "--force", "--time", "5", "pod")
