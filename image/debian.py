@@ -8,6 +8,7 @@ and their control fields are kept in /var/lib/dpkg/status.d/<package> so that im
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -57,7 +58,18 @@ class Deb:
 
 
 def resolve(names: Sequence[str] = PACKAGES) -> list[Deb]:
-    """The candidate version of each package, from `apt-cache show` (needs `apt-get update` once)."""
+    """The candidate version of each package, from `apt-cache show` (running `apt-get update` once if needed)."""
+    try:
+        return _candidates(names)
+    except AptError:
+        if os.geteuid() != 0:
+            raise
+    # A fresh machine has no package lists yet.
+    subprocess.run(["apt-get", "update", "-q"], capture_output=True, check=False)
+    return _candidates(names)
+
+
+def _candidates(names: Sequence[str]) -> list[Deb]:
     proc = subprocess.run(["apt-cache", "show", "--no-all-versions", *names], capture_output=True, text=True,
                           check=False)
     if proc.returncode != 0:

@@ -34,6 +34,8 @@ PORT = 5000
 # The sandbox forbids the runtime to raise RLIMIT_NOFILE/NPROC to podman's defaults (EPERM from runc); lower
 # limits can always be set.
 ULIMITS = ("--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096")
+# A build from scratch takes one to two minutes on 2 busy cores, and the first test also waits for the fixture's.
+pytestmark = pytest.mark.timeout(900)
 
 
 @pytest.fixture(scope="session")
