@@ -151,6 +151,9 @@ def pod_config(raw: dict[str, Any] | None, host: str, htpasswd: bool = False) ->
     if isinstance(storage, dict) and "filesystem" in storage:
         fs = storage.get("filesystem") or {}
         storage_path = str(fs.get("rootdirectory") or STORAGE)
+        if not storage_path.startswith("/"):
+            raise UsageError(f"config.yml storage.filesystem.rootdirectory {storage_path!r}: the volume is mounted "
+                             f"at an absolute path in the pod; write e.g. {STORAGE}")
     health = doc.setdefault("health", {}) or {}
     doc["health"] = health
     driver_check = health.setdefault("storagedriver", {}) or {}

@@ -71,10 +71,11 @@ def test_spec_checks(spec: DeploySpec, says: str) -> None:
          "--htpasswd FILE"),
         ({"version": "0.1", "storage": {"inmemory": {}}, "http": {"tls": {"certificate": "/c", "key": "/k"}}},
          "--tls-secret"),
+        ({"version": "0.1", "storage": {"filesystem": {"rootdirectory": "./data"}}}, "absolute path"),
     ],
 )
 def test_configs_that_cannot_run_in_a_pod(config: dict[str, object], says: str) -> None:
-    """A config bound to loopback, pointing at local files, or terminating TLS itself is refused with the fix."""
+    """A config bound to loopback, with local files, its own TLS or a relative storage path is refused."""
     with pytest.raises(UsageError, match=says):
         render(DeploySpec(), config)
 
