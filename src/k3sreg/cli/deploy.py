@@ -41,12 +41,12 @@ def _write(path: Path, text: str, private: bool) -> None:
 
 
 def _write_dir(out: Path, files: dict[str, str], secret_files: set[str]) -> None:
-    from k3sreg.kube.render import HEADER
+    from k3sreg.kube.render import RENDERED_BY
 
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob("*.yaml"):
         # Files an earlier render wrote for objects this one no longer has (a Secret no longer needed).
-        if stale.name not in files and stale.read_text(errors="replace").startswith(HEADER[:34]):
+        if stale.name not in files and stale.read_text(errors="replace").startswith(RENDERED_BY):
             stale.unlink()
     for name, text in files.items():
         _write(out / name, text, name in secret_files)

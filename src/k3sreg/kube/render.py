@@ -19,7 +19,9 @@ from k3sreg.kube import objects
 from k3sreg.kube.config import PodConfig, pod_config
 from k3sreg.kube.spec import DeploySpec
 
-HEADER = f"# Rendered by `k3sreg deploy render` (k3sreg {__version__}).\n"
+RENDERED_BY = "# Rendered by `k3sreg deploy render`"
+"""How every file `deploy render` writes begins (how a later render recognises its own files)."""
+HEADER = f"{RENDERED_BY} (k3sreg {__version__}).\n"
 
 
 @dataclass(frozen=True)
