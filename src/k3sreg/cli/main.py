@@ -7,7 +7,7 @@ import sys
 import typer
 
 from k3sreg import __version__
-from k3sreg.cli import mirrors, nodes, serve
+from k3sreg.cli import certs, htpasswd, mirrors, nodes, serve
 from k3sreg.cli.output import fail
 from k3sreg.errors import ConfigError, K3sregError
 
@@ -21,6 +21,8 @@ app = typer.Typer(
 app.command("serve")(serve.serve)
 app.add_typer(nodes.app, name="nodes")
 app.add_typer(mirrors.app, name="mirrors")
+app.add_typer(certs.app, name="certs")
+app.add_typer(htpasswd.app, name="htpasswd")
 
 
 @app.command("version")

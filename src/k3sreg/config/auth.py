@@ -76,7 +76,8 @@ class TokenSettings(Section):
                           "(k3sreg issues the tokens)")
         unknown = [a for a in self.signingalgorithms if a not in SIGNING_ALGORITHMS]
         if unknown:
-            raise problem(f"signingalgorithms: unknown algorithm {unknown[0]!r}; known: {', '.join(SIGNING_ALGORITHMS)}")
+            raise problem(f"signingalgorithms: unknown algorithm {unknown[0]!r}; "
+                          f"known: {', '.join(SIGNING_ALGORITHMS)}")
         if self.builtin is not None and self.signingalgorithms and not self.builtin.signingkey \
                 and "ES256" not in self.signingalgorithms:
             raise problem("the built-in token service signs with ES256; add it to 'signingalgorithms'")
