@@ -4,6 +4,8 @@ looks for (every password, token and private key a test here uses is registered 
 from __future__ import annotations
 
 import datetime
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import bcrypt
@@ -59,3 +61,12 @@ def ec_key() -> ec.EllipticCurvePrivateKey:
 
 NOW = datetime.datetime(2030, 1, 1, tzinfo=datetime.UTC).timestamp()
 """A fixed clock for token tests (the certificates above are valid then only if made with long lives)."""
+
+
+@pytest.fixture(autouse=True)
+def no_secret_in_logs(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
+    """Every auth test runs with all logging captured at DEBUG; afterwards no registered secret may be in it."""
+    caplog.set_level(logging.DEBUG)
+    yield
+    leaked = [s for s in SECRETS if s and s in caplog.text]
+    assert not leaked, f"{len(leaked)} secret(s) appeared in log output"

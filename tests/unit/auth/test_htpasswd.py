@@ -147,8 +147,9 @@ def test_unusable_entry_is_denied_after_a_dummy_bcrypt(tmp_path: Path, monkeypat
 
 def test_syntax_as_distribution_reads_it() -> None:
     """Comments, blank lines, spaces around a line, a later line winning, a line without colon reported."""
-    data = parse_htpasswd(b"  " + bcrypt_entry("a", "one") + b"  \n#c:x\nnocolon\n" + bcrypt_entry("a", "two") + b"\n")
-    assert list(data.entries) == ["a"] and bcrypt.checkpw(b"two", data.entries["a"])
+    first, second = bcrypt_entry("a", "first-secret-1"), bcrypt_entry("a", "second-secret-2")
+    data = parse_htpasswd(b"  " + first + b"  \n#c:x\nnocolon\n" + second + b"\n")
+    assert list(data.entries) == ["a"] and bcrypt.checkpw(b"second-secret-2", data.entries["a"])
     assert any("line 3 has no ':'" in p for p in data.problems)
     assert any("appears again (line 1)" in p for p in data.problems)
 
