@@ -145,6 +145,14 @@ def test_htpasswd_without_rules_is_all_or_nothing(basic: HtpasswdFile) -> None:
         assert found.headers == {"WWW-Authenticate": 'Basic realm="k3sreg"'}
 
 
+def test_anonymous_without_rules_gets_nothing(basic: HtpasswdFile) -> None:
+    """An authenticator that lets anonymous callers through still refuses them everything when no rule says more."""
+    controller = AccessController("htpasswd", HtpasswdAuthenticator(basic, anonymous=True), "k3sreg")
+    found = controller.decide(request("GET", Route.MANIFEST, "public/x", []))
+    assert isinstance(found, Refused) and found.status == 401
+    assert isinstance(controller.decide(request("GET", Route.BASE, None, [])), Allowed)
+
+
 def test_htpasswd_with_rules(basic: HtpasswdFile) -> None:
     """With access rules: a logged-in user beyond them gets 403; anonymous callers get what anonymous rules give."""
     controller = AccessController("htpasswd", HtpasswdAuthenticator(basic, anonymous=True), "k3sreg", rules=RULES)

@@ -39,6 +39,7 @@ def test_scheme_is_case_insensitive() -> None:
     (["Basic " + b64(b"alice")], Reason.NO_COLON),
     (["Basic not*base64"], Reason.BAD_BASE64),
     (["Basic " + b64(b"alice:pw")[:-1]], Reason.BAD_BASE64),
+    (["Basic " + b64(b"alice:pw")[:4] + "!" + b64(b"alice:pw")[4:]], Reason.BAD_BASE64),  # Go rejects, not skips
     (["Basic caf\u00e9"], Reason.BAD_BASE64),
     (["Basic " + b64(b"\xff\xfe:pw")], Reason.BAD_ENCODING),
     (["Digest " + b64(b"alice:pw")], Reason.WRONG_SCHEME),
