@@ -58,7 +58,7 @@ def parse_authorization(values: Sequence[str]) -> Credentials | Denial:
     if kind == "basic":
         return _basic(rest)
     if kind == "bearer":
-        if not rest or any(c.isspace() for c in rest):
+        if not rest or " " in rest or "\t" in rest:
             return Denial(Reason.TOKEN_MALFORMED, detail="the Bearer value must be one token")
         return BearerToken(rest)
     return Denial(Reason.WRONG_SCHEME, detail=f"scheme {scheme[:20]!r}")

@@ -6,8 +6,8 @@ only (`$2a$`, `$2b$`, `$2y$`); an entry of another kind (MD5 `$apr1$`, `{SHA}`, 
 log in, and is reported as a problem naming its line. A line without a colon is reported and skipped.
 
 Passwords are checked with bcrypt, also for unknown users (against a dummy hash of the file's usual cost), so
-an answer takes as long whether or not the user exists. A success is remembered (keyed by an HMAC of the
-credentials under a per-process random key, for `SUCCESS_TTL` seconds, and only while the user's entry is
+an answer takes as long whether or not the user exists. A success is remembered (keyed by a keyed BLAKE2b of
+the credentials under a per-process random key, for `SUCCESS_TTL` seconds, and only while the user's entry is
 unchanged), so a client that sends Basic credentials on every request costs one bcrypt, not one per request.
 """
 
@@ -106,6 +106,7 @@ class HtpasswdFile:
 
     def __init__(self, path: str | Path, clock: Callable[[], float] = time.monotonic) -> None:
         self.path = Path(path)
+        self._where = os.fspath(self.path)
         self._clock = clock
         self._lock = threading.Lock()
         self._stamp: tuple[int, int, int, int] | None = None
@@ -121,7 +122,7 @@ class HtpasswdFile:
                                f"with `k3sreg htpasswd set {self.path} USER`"]) from None
 
     def _read(self) -> HtpasswdData:
-        st = os.stat(self.path)
+        st = os.stat(self._where)
         data = parse_htpasswd(self.path.read_bytes(), str(self.path))
         self._stamp = _stamp(st)
         self.generation += 1
@@ -135,7 +136,7 @@ class HtpasswdFile:
     def current(self) -> HtpasswdData:
         """The entries in force, re-reading the file first if it changed since the last reading."""
         try:
-            changed = _stamp(os.stat(self.path)) != self._stamp
+            changed = _stamp(os.stat(self._where)) != self._stamp
         except OSError as exc:
             self._read_error = f"{self.path}: cannot read it ({exc.strerror}); the previous users stay in force"
             return self._data
@@ -154,7 +155,7 @@ class HtpasswdFile:
         data = self.current()
         secret = password.encode("utf-8")[:BCRYPT_MAX_BYTES]
         entry = data.entries.get(user)
-        mac = hmac.new(self._key, user.encode("utf-8") + b"\0" + secret, hashlib.sha256).digest()
+        mac = hashlib.blake2b(user.encode("utf-8") + b"\0" + secret, key=self._key, digest_size=32).digest()
         if entry is not None and self._remembered(mac, entry):
             return Principal(user, "basic")
         if not secret:

@@ -138,5 +138,10 @@ class AccessRules:
 
     def missing(self, user: str | None, need: Iterable[Access]) -> tuple[Access, ...]:
         """What of `need` the rules do not allow `user` (empty: all is allowed)."""
-        have = set(self.grant(user, need))
-        return tuple(n for n in need if n not in have)
+        return tuple(n for n in need if not self._allows(user, n))
+
+    def _allows(self, user: str | None, item: Access) -> bool:
+        if item.type == "repository":
+            allowed = self.allowed(user, item.name)
+            return allowed >= set(REPOSITORY_ACTIONS) if item.action == ANY_ACTION else item.action in allowed
+        return item == CATALOG and self.may_list_catalog(user)
