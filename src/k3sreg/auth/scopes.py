@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterable, Sequence
 from enum import Enum
 
-from k3sreg.auth.model import ANY_ACTION, CATALOG, DELETE, PULL, PUSH, REPOSITORY_ACTIONS, Access, repository_access
+from k3sreg.auth.model import CATALOG, DELETE, PULL, PUSH, REPOSITORY_ACTIONS, Access, repository_access
 
 _TYPE = re.compile(r"^([a-z0-9]+)(?:\([a-z0-9]+\))?$")
 _ACTION = re.compile(r"^(?:[a-z]+|\*)$")
@@ -58,24 +58,24 @@ def _action_order(action: str) -> int:
     return REPOSITORY_ACTIONS.index(action) if action in REPOSITORY_ACTIONS else len(REPOSITORY_ACTIONS)
 
 
-def format_scopes(items: Sequence[Access]) -> str:
-    """Scope strings for `items`, one per resource in first-seen order, space-separated: `repository:a:pull,push`."""
+def _by_resource(items: Iterable[Access]) -> dict[tuple[str, str], list[str]]:
+    """(type, name) -> actions, resources in first-seen order, actions as pull, push, delete, then others."""
     grouped: dict[tuple[str, str], list[str]] = {}
     for item in items:
         actions = grouped.setdefault((item.type, item.name), [])
         if item.action not in actions:
             actions.append(item.action)
-    return " ".join(f"{t}:{n}:{','.join(sorted(acts, key=_action_order))}" for (t, n), acts in grouped.items())
+    return {key: sorted(actions, key=_action_order) for key, actions in grouped.items()}
+
+
+def format_scopes(items: Sequence[Access]) -> str:
+    """Scope strings for `items`, one per resource in first-seen order, space-separated: `repository:a:pull,push`."""
+    return " ".join(f"{t}:{n}:{','.join(actions)}" for (t, n), actions in _by_resource(items).items())
 
 
 def access_claim(items: Iterable[Access]) -> list[dict[str, object]]:
     """The token `access` claim for `items`: `[{"type", "name", "actions"}]`, one entry per resource."""
-    grouped: dict[tuple[str, str], list[str]] = {}
-    for item in items:
-        actions = grouped.setdefault((item.type, item.name), [])
-        if item.action not in actions:
-            actions.append(item.action)
-    return [{"type": t, "name": n, "actions": sorted(a, key=_action_order)} for (t, n), a in grouped.items()]
+    return [{"type": t, "name": n, "actions": actions} for (t, n), actions in _by_resource(items).items()]
 
 
 class Route(Enum):
@@ -126,11 +126,3 @@ def required_access(method: str, route: Route, repository: str | None = None,
         need += repository_access(mount_from, PULL)
     return need
 
-
-def expand_actions(actions: Iterable[str]) -> set[str]:
-    """Repository actions with `*` spelled out."""
-    out = set(actions)
-    if ANY_ACTION in out:
-        out.discard(ANY_ACTION)
-        out.update(REPOSITORY_ACTIONS)
-    return out
