@@ -192,7 +192,8 @@ class HtpasswdFile:
         """A bcrypt hash of a random password with the cost most entries use, made once per cost."""
         costs = collections.Counter(int(h[4:6]) for h in data.entries.values())
         cost = costs.most_common(1)[0][0] if costs else 10
-        with self._lock:
-            if cost not in self._dummies:
-                self._dummies[cost] = bcrypt.hashpw(secrets.token_hex(16).encode(), bcrypt.gensalt(cost))
-            return self._dummies[cost]
+        dummy = self._dummies.get(cost)
+        if dummy is None:
+            # Made outside the lock: at a high cost this takes a while, and a race only makes two.
+            dummy = self._dummies.setdefault(cost, bcrypt.hashpw(secrets.token_hex(16).encode(), bcrypt.gensalt(cost)))
+        return dummy

@@ -186,7 +186,8 @@ class KeyRing:
         self._stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
 
     def _fresh(self) -> list[_Entry]:
-        with contextlib.suppress(OSError):
+        # A keyring gone or damaged after start leaves the keys in force: tokens keep working.
+        with contextlib.suppress(OSError, ConfigError):
             st = os.stat(self.path)
             if (st.st_mtime_ns, st.st_size, st.st_ino) != self._stamp:
                 with self._lock:

@@ -85,3 +85,12 @@ def test_signing_key_repr_hides_the_key(tmp_path: Path) -> None:
     """A SigningKey's repr names its kid and algorithm only."""
     key = KeyRing(tmp_path / "k.json", lifetime=300).signing_key()
     assert "PRIVATE" not in repr(key) and "EllipticCurve" not in repr(key)
+
+
+def test_keyring_damaged_after_start_keeps_the_keys(tmp_path: Path) -> None:
+    """A keyring file broken while running does not stop signing or verifying with the keys in force."""
+    path = tmp_path / "keys.json"
+    ring = KeyRing(path, lifetime=300)
+    kid = ring.signing_key().kid
+    path.write_text("{broken")
+    assert ring.signing_key().kid == kid and kid in ring.public_keys()
