@@ -37,7 +37,7 @@ def _run(*args: str, **kw: object) -> subprocess.CompletedProcess[str]:
 def test_bad_flags_are_one_line_errors(args: list[str], says: str) -> None:
     """A flag Kubernetes would refuse exits 1 with one line on stderr naming the fix, and prints nothing."""
     result = _run(*args)
-    assert result.returncode == 1
+    assert result.returncode == 2  # usage error (README exit-status scheme)
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], result.stderr
@@ -144,7 +144,7 @@ def test_secret_values_never_reach_a_terminal(tmp_path: Path) -> None:
     htpasswd = tmp_path / "htpasswd"
     htpasswd.write_text("ci:$2y$05$abcdefghijklmnopqrstuu5Zbq1M5cNm6yB3g8Y6m2B6hH2kS0Hn2\n")
     code, shown, err = _on_a_terminal("--htpasswd", str(htpasswd))
-    assert code == 1 and "kind: Secret" not in shown and "stdout is a terminal" in err
+    assert code == 2 and "kind: Secret" not in shown and "stdout is a terminal" in err
     code, shown, _ = _on_a_terminal("--htpasswd", str(htpasswd), "--show-secrets")
     assert code == 0 and "kind: Secret" in shown
     code, shown, _ = _on_a_terminal()
