@@ -25,11 +25,11 @@ from typing import Any
 
 import pytest
 
+from k3sreg.client import UpstreamClient
 from k3sreg.config.upstreams import UpstreamSettings
 from k3sreg.errors import BlobUnknown, ManifestUnknown, Unauthorized, Unavailable
 from k3sreg.oci.digest import Digest
 from k3sreg.oci.mediatypes import OCI_INDEX, OCI_MANIFEST
-from k3sreg.upstream import UpstreamClient
 from tests.peers.images import TestLayout, build_layout, read_blob
 from tests.peers.registry import DockerRegistry, free_port, write_self_signed
 from tests.peers.skopeo import Skopeo

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from k3sreg import errors
+from k3sreg.client.registry import UpstreamClient
 from k3sreg.oci.digest import Digest, is_digest
 from k3sreg.oci.manifest import Descriptor
 from k3sreg.storage import paths
@@ -30,7 +31,6 @@ from k3sreg.storage.blobs import BlobInfo
 from k3sreg.storage.manifests import StoredManifest
 from k3sreg.storage.registry import Registry
 from k3sreg.upstream import metrics
-from k3sreg.upstream.client import UpstreamClient
 from k3sreg.upstream.fill import FillCoordinator, Source, is_committed
 from k3sreg.upstream.routing import Target
 

@@ -33,10 +33,10 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from k3sreg import errors
+from k3sreg.client.registry import UpstreamClient
 from k3sreg.oci.digest import Digest
 from k3sreg.storage import paths
 from k3sreg.storage.registry import Registry
-from k3sreg.upstream.client import UpstreamClient
 from k3sreg.upstream.fillfiles import FillFiles, pread, try_lock, write
 
 log = logging.getLogger("k3sreg.upstream")

@@ -6,12 +6,12 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
+from k3sreg.client.registry import UpstreamClient
 from k3sreg.config.upstreams import UpstreamSettings
 from k3sreg.storage.manifests import StoredManifest
 from k3sreg.storage.registry import LocalRepository, Registry, Repository
 from k3sreg.upstream import metrics
 from k3sreg.upstream.cache import AccessClock, ProxyRepository
-from k3sreg.upstream.client import UpstreamClient
 from k3sreg.upstream.evict import Evictor
 from k3sreg.upstream.fill import FillCoordinator
 from k3sreg.upstream.fillfiles import try_lock

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from k3sreg.upstream.auth import (
+from k3sreg.client.auth import (
     DEFAULT_TOKEN_LIFETIME,
     Authenticator,
     BearerRealm,

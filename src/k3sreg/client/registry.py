@@ -34,6 +34,26 @@ import aiohttp
 from yarl import URL
 
 from k3sreg import __version__
+from k3sreg.client.answers import (
+    attempts,
+    backoff,
+    content_range,
+    describe_failure,
+    retry_after_seconds,
+    tag_page,
+    upstream_message,
+    upstream_repository,
+)
+from k3sreg.client.auth import (
+    Authenticator,
+    BearerRealm,
+    TokenError,
+    parse_challenges,
+    parse_token_response,
+    tls_context,
+    token_query,
+)
+from k3sreg.client.proxyenv import ProxyEnv
 from k3sreg.config.limits import MANIFEST_SIZE
 from k3sreg.config.upstreams import UpstreamSettings
 from k3sreg.errors import (
@@ -48,26 +68,6 @@ from k3sreg.errors import (
 )
 from k3sreg.oci.digest import Digest, InvalidDigest, is_digest
 from k3sreg.oci.mediatypes import DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED, MANIFEST_TYPES
-from k3sreg.upstream.answers import (
-    attempts,
-    backoff,
-    content_range,
-    describe_failure,
-    retry_after_seconds,
-    tag_page,
-    upstream_message,
-    upstream_repository,
-)
-from k3sreg.upstream.auth import (
-    Authenticator,
-    BearerRealm,
-    TokenError,
-    parse_challenges,
-    parse_token_response,
-    tls_context,
-    token_query,
-)
-from k3sreg.upstream.proxyenv import ProxyEnv
 
 DEFAULT_ACCEPT = (*sorted(MANIFEST_TYPES),)
 CHUNK_SIZE = 256 * 1024

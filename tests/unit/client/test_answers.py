@@ -10,17 +10,17 @@ from types import SimpleNamespace
 import aiohttp
 import pytest
 
-from k3sreg.config.upstreams import UpstreamSettings
-from k3sreg.errors import ConfigError
-from k3sreg.upstream.answers import (
+from k3sreg.client.answers import (
     content_range,
     describe_failure,
     retry_after_seconds,
     tag_page,
     upstream_repository,
 )
-from k3sreg.upstream.auth import basic_authorization, tls_context
-from k3sreg.upstream.client import UpstreamClient
+from k3sreg.client.auth import basic_authorization, tls_context
+from k3sreg.client.registry import UpstreamClient
+from k3sreg.config.upstreams import UpstreamSettings
+from k3sreg.errors import ConfigError
 
 
 @pytest.mark.parametrize(
