@@ -1,4 +1,4 @@
-"""Reading what upstream registries answer: repository names, error documents, tag pages, Retry-After, and
+"""Reading what upstream registries answer: error documents, tag pages, Retry-After, and
 what went wrong, in words.
 
 Pure functions, kept apart from the HTTP client (`client`) so they are tested without a network.
@@ -16,13 +16,6 @@ import aiohttp
 
 RATE_LIMIT_PAUSE = 10  # seconds without asking after a 429 that names no Retry-After
 MAX_RATE_LIMIT_PAUSE = 3600
-
-
-def upstream_repository(registry: str, repository: str) -> str:
-    """The upstream's name for `repository`: Docker Hub keeps one-component names under `library/`."""
-    if registry == "docker.io" and "/" not in repository:
-        return f"library/{repository}"
-    return repository
 
 
 def reason(exc: BaseException) -> str:

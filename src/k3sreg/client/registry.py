@@ -13,7 +13,7 @@ not hammered while the cache serves what it holds; anything else that went wrong
 Unavailable naming the upstream, the request, the number of attempts and the reason. A blob cut mid-body raises
 Unavailable from the iterator. Retries are logged at debug only: the request that finally fails reports it once.
 
-Repository names are those clients use; `upstream_repository` maps them to the upstream's (Docker Hub's
+Repository names are those clients use; `oci.reference.canonical_repository` maps them to the upstream's (Docker Hub's
 one-component names live under `library/`), and every method applies it, so callers pass names unchanged.
 """
 
@@ -42,7 +42,6 @@ from k3sreg.client.answers import (
     retry_after_seconds,
     tag_page,
     upstream_message,
-    upstream_repository,
 )
 from k3sreg.client.auth import (
     Authenticator,
@@ -68,6 +67,7 @@ from k3sreg.errors import (
 )
 from k3sreg.oci.digest import Digest, InvalidDigest, is_digest
 from k3sreg.oci.mediatypes import DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED, MANIFEST_TYPES
+from k3sreg.oci.reference import canonical_repository
 
 DEFAULT_ACCEPT = (*sorted(MANIFEST_TYPES),)
 CHUNK_SIZE = 256 * 1024
@@ -202,7 +202,7 @@ class UpstreamClient:
         return self._session
 
     def _url(self, repository: str, kind: str, reference: str) -> URL:
-        path = f"v2/{upstream_repository(self.name, repository)}/{kind}/{reference}"
+        path = f"v2/{canonical_repository(self.name, repository)}/{kind}/{reference}"
         return self._base.join(URL(path, encoded=True))
 
     async def head_manifest(self, repo: str, reference: str, accept: Sequence[str] = DEFAULT_ACCEPT) -> ManifestHead:
@@ -295,7 +295,7 @@ class UpstreamClient:
             response.close()
 
     def _where(self, repo: str) -> str:
-        return f"upstream {self.name} ({self._display}), repository {upstream_repository(self.name, repo)}"
+        return f"upstream {self.name} ({self._display}), repository {canonical_repository(self.name, repo)}"
 
     def _describe(self, exc: BaseException) -> str:
         return describe_failure(exc, self.settings.timeout)
@@ -335,7 +335,7 @@ class UpstreamClient:
         url = url or self._url(repo, kind, reference)
         headers = {"Accept": ", ".join(accept)} if accept else {}
         headers.update(extra or {})
-        upstream_repo = upstream_repository(self.name, repo)
+        upstream_repo = canonical_repository(self.name, repo)
         response, tries = await self._send(method, url, headers, upstream_repo)
         if 200 <= response.status < 300:
             return response

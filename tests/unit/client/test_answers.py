@@ -15,27 +15,11 @@ from k3sreg.client.answers import (
     describe_failure,
     retry_after_seconds,
     tag_page,
-    upstream_repository,
 )
 from k3sreg.client.auth import basic_authorization, tls_context
 from k3sreg.client.registry import UpstreamClient
 from k3sreg.config.upstreams import UpstreamSettings
 from k3sreg.errors import ConfigError
-
-
-@pytest.mark.parametrize(
-    ("registry", "repo", "expected"),
-    [
-        ("docker.io", "nginx", "library/nginx"),
-        ("docker.io", "library/nginx", "library/nginx"),
-        ("docker.io", "bitnami/redis", "bitnami/redis"),
-        ("ghcr.io", "nginx", "nginx"),
-        ("quay.io", "org/app", "org/app"),
-    ],
-)
-def test_docker_hub_library_normalisation(registry: str, repo: str, expected: str) -> None:
-    """Only Docker Hub puts one-component names under library/."""
-    assert upstream_repository(registry, repo) == expected
 
 
 def settings(**extra: object) -> UpstreamSettings:
