@@ -105,11 +105,6 @@ def tag_page(body: bytes) -> list[str] | None:
     return tags
 
 
-def backoff(attempt: int) -> float:
-    """Seconds before retry number `attempt` (1-based): 0.1, 0.2, 0.4 ... capped at 2."""
-    return min(2.0, 0.1 * 2.0 ** (attempt - 1))
-
-
 def content_range(value: str) -> tuple[int, int, int | None] | None:
     """(first, last, total) of a `Content-Range: bytes first-last/total` answer (total None for `*`)."""
     unit, _, rest = value.strip().partition(" ")
