@@ -6,8 +6,8 @@
        ◄── {"token" or "access_token": "...", "expires_in": 300}
     request again, once, with `Authorization: Bearer <token>`; the token is cached per scope until it expires
 
-The scope is what the request needs: `pull_scope` for reads, `push_scope` for uploads and manifest PUTs (a
-challenge that names its own scope, as Distribution's does, is asked for that scope instead).
+The scope is what the request needs: `pull_scope` for reads, `push_scope` for uploads and manifest PUTs; after
+a challenge that names a scope, as Distribution's does, the token is asked for that scope and the request's own.
 `middleware.authorize` applies this to every hop of a request; this module takes no network and is unit-tested alone.
 
 Once a registry has answered with a Bearer challenge, the next request for another repository fetches its token
@@ -86,6 +86,13 @@ def pull_scope(repository: str) -> str:
 def push_scope(repository: str) -> str:
     """The token scope that allows pushing to `repository` (and pulling, which a push needs to check blobs)."""
     return f"repository:{repository}:pull,push"
+
+
+def merge_scopes(challenged: str, own: str) -> str:
+    """The scopes to ask a token for after a challenge: the challenge's, then those of `own` it lacks (a push
+    challenged on its first HEAD for `pull` asks for `pull,push` at once, as containerd does)."""
+    parts = challenged.split()
+    return " ".join(parts + [part for part in own.split() if part not in parts])
 
 
 def basic_authorization(username: str, password: str) -> str:
@@ -226,7 +233,7 @@ class Authenticator:
             realm = bearer_realm(challenge)
             if realm is not None:
                 self._realms[origin] = realm
-                asked = challenge.params.get("scope") or scope
+                asked = merge_scopes(challenge.params.get("scope", ""), scope)
                 stale = sent[len("Bearer ") :] if sent and sent.startswith("Bearer ") else None
                 await self._token(realm, asked, scope, stale, origin)
                 return True

@@ -8,10 +8,10 @@
     PUT   <location>&digest=<digest>   empty                  201
     PUT   /v2/<name>/manifests/<reference>                    201 + Docker-Content-Digest
 
-Every request asks for the push scope (`repository:<name>:pull,push`). The HEAD that starts a blob push meets
-the registry's challenge, so the uploads after it carry their token from the start: a body is sent once only
-(an upload is neither retried nor re-sent after a 401), as the registry may already have taken part of it.
-Chunks are read into memory one at a time, so memory does not grow with the blob.
+Every request asks for the push scope (`repository:<name>:pull,push`; a mount also for pulling its source).
+The HEAD that starts a blob push meets the registry's challenge, so the uploads after it carry their token from
+the start: a body is sent once only (an upload is neither retried nor re-sent after a 401), as the registry may
+already have taken part of it. Chunks are read into memory one at a time, so memory does not grow with the blob.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from k3sreg.client.auth import push_scope
+from k3sreg.client.auth import pull_scope, push_scope
 from k3sreg.client.transport import Transport
 from k3sreg.errors import BlobUnknown, BlobUploadUnknown, NameUnknown, RegistryError, Unavailable
 from k3sreg.oci.digest import Digest, InvalidDigest
@@ -53,10 +53,11 @@ class Pusher:
     async def start_upload(self, mount: Digest | None = None, source: str | None = None) -> URL | None:
         """A new upload session's URL; with `mount` and `source`, None when the registry mounted the blob from
         repository `source` instead (it starts an upload when it cannot)."""
-        url = self._at("blobs/uploads/")
+        url, scope = self._at("blobs/uploads/"), push_scope(self.name)
         if mount is not None and source is not None:
             url = url.with_query({"mount": str(mount), "from": source})
-        response = await self._send("POST", url, NameUnknown, headers={"Content-Length": "0"})
+            scope += " " + pull_scope(source)
+        response = await self._send("POST", url, NameUnknown, scope=scope, headers={"Content-Length": "0"})
         response.release()
         if mount is not None and response.status == 201:
             return None
@@ -123,9 +124,9 @@ class Pusher:
                               f"HTTP {response.status} without a Location")
         return response.url.join(URL(location, encoded=True))
 
-    async def _send(self, method: str, url: URL, missing: type[RegistryError], **options: Any
+    async def _send(self, method: str, url: URL, missing: type[RegistryError], scope: str = "", **options: Any
                     ) -> aiohttp.ClientResponse:
-        return await self.transport.request(method, url, scope=push_scope(self.name), where=self.where,
+        return await self.transport.request(method, url, scope=scope or push_scope(self.name), where=self.where,
                                             missing=missing, **options)
 
 
