@@ -18,9 +18,11 @@ from k3sreg.client.auth import (
     TokenError,
     basic_authorization,
     bearer_realm,
+    merge_scopes,
     parse_challenges,
     parse_token_response,
     pull_scope,
+    push_scope,
     token_query,
 )
 
@@ -174,6 +176,21 @@ def test_token_cache_keys_are_per_scope_and_realm() -> None:
     cache.put((realm, "repository:a:pull"), "a", 300)
     assert cache.get((realm, "repository:b:pull")) is None
     assert cache.get((BearerRealm("https://other.example/token", "svc"), "repository:a:pull")) is None
+
+
+@pytest.mark.parametrize(
+    ("challenged", "own", "asked"),
+    [
+        ("repository:a:pull", pull_scope("a"), "repository:a:pull"),
+        ("repository:a:pull", push_scope("a"), "repository:a:pull repository:a:pull,push"),
+        ("", push_scope("a"), "repository:a:pull,push"),
+        ("repository:a:pull,push repository:b:pull", f"{push_scope('a')} {pull_scope('b')}",
+         "repository:a:pull,push repository:b:pull"),
+    ],
+)
+def test_token_scopes_after_a_challenge(challenged: str, own: str, asked: str) -> None:
+    """The token is asked for the challenge's scopes and the request's own that the challenge lacks."""
+    assert merge_scopes(challenged, own) == asked
 
 
 def test_basic_authorization() -> None:

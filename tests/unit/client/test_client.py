@@ -1,4 +1,4 @@
-"""Pure parts of the upstream client: repository names, URLs, TLS settings."""
+"""Pure parts of the registry client: URLs, credentials, TLS settings, and reading what registries answer."""
 
 from __future__ import annotations
 
