@@ -1,7 +1,7 @@
 """Reading what upstream registries answer: error documents, tag pages, Retry-After, and
 what went wrong, in words.
 
-Pure functions, kept apart from the HTTP client (`client`) so they are tested without a network.
+Pure functions, kept apart from the requests (`transport`, `registry`) so they are tested without a network.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ Sleep = Callable[[float], Awaitable[None]]
 
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
 NETWORK_ERRORS = (aiohttp.ClientError, TimeoutError, OSError)
-log = logging.getLogger("k3sreg.upstream")
+log = logging.getLogger("k3sreg.upstream")  # the logger name operators' log lines have always carried
 
 
 class RetryableStatus(Exception):

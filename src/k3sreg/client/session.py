@@ -3,7 +3,7 @@
 A `RegistryClient` takes any `aiohttp.ClientSession` (tests pass one bound to an in-process server; one session
 may serve many registries); `new_session` is the default. Everything that belongs to one registry travels with
 each request instead of living in the session (`request_options`): its TLS context, its timeouts, the 1 MiB
-read buffer, no decompression (blob bytes are hashed as sent) and the User-Agent.
+read buffer, and no decompression (blob bytes are hashed as sent).
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ import math
 import os
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from yarl import URL
@@ -40,10 +40,11 @@ from k3sreg.client.session import USER_AGENT, new_session, request_options, tls_
 from k3sreg.config.upstreams import UpstreamSettings
 from k3sreg.errors import Denied, RegistryError, TooManyRequests, Unauthorized, Unavailable
 
+T = TypeVar("T")
 MAX_REDIRECTS = 5
 _ERROR_BODY = 64 * 1024
 _TOKEN_BODY = 1024 * 1024
-log = logging.getLogger("k3sreg.upstream")
+log = logging.getLogger("k3sreg.upstream")  # the logger name operators' log lines have always carried
 
 
 class Transport:
@@ -131,7 +132,7 @@ class Transport:
             raise self._rate_limited(where, upstream_message(body), response.headers.get("Retry-After"))
         raise self._error(response.status, body, missing, where, f"{method} {url.path}", tries)
 
-    async def retrying(self, attempt: Callable[[], Awaitable[Any]], what: str) -> Any:
+    async def retrying(self, attempt: Callable[[], Awaitable[T]], what: str) -> T:
         """`attempt()` under this registry's retry policy (for reading a body that may break off); GaveUp when the
         attempts run out."""
         return await self.retry.run(attempt, what, self.describe)
