@@ -122,7 +122,7 @@ class Transport:
         except GaveUp as failed:
             if isinstance(failed.cause, RetryableStatus):
                 raise self._error(failed.cause.status, failed.cause.body, missing, where, f"{method} {url.path}",
-                                  tries) from None
+                                  failed.attempts) from None
             raise Unavailable(f"upstream {self.name} ({self.display}): {method} {url.path} failed "
                               f"{attempts(failed.attempts)}: {self.describe(failed.cause)}") from failed.cause
         if 200 <= response.status < 300:
