@@ -236,21 +236,23 @@ class RegistryClient:
 
     async def has_blob(self, repo: str, digest: Digest) -> bool:
         """Whether the registry holds `digest` in `repo` (a HEAD, with the push scope: a push asks it first)."""
-        return await self._pusher(repo).has_blob(digest)
+        return await self.pusher(repo).has_blob(digest)
 
     async def push_blob(self, repo: str, digest: Digest, size: int | None,
                         chunks: Callable[[], AsyncIterable[bytes]], *, mount_from: str | None = None,
                         chunk_size: int | None = None) -> bool:
         """Make the registry hold blob `digest` in `repo`; False when it already did (or mounted it from
         `mount_from`), True when `chunks()` was uploaded: in one PUT, or in PATCHes of `chunk_size` bytes."""
-        return await self._pusher(repo).push_blob(digest, size, chunks, mount_from, chunk_size)
+        return await self.pusher(repo).push_blob(digest, size, chunks, mount_from, chunk_size)
 
     async def put_manifest(self, repo: str, reference: str, data: bytes, media_type: str) -> Digest:
         """Store manifest `data` under `reference` (a tag or its digest); the digest the registry names, which
         must be the digest of `data`."""
-        return await self._pusher(repo).put_manifest(reference, data, media_type)
+        return await self.pusher(repo).put_manifest(reference, data, media_type)
 
-    def _pusher(self, repo: str) -> Pusher:
+    def pusher(self, repo: str) -> Pusher:
+        """The push steps for `repo` one by one (start an upload, send it, mount), for callers that need more
+        than `push_blob`."""
         name = self._repository(repo)
         return Pusher(self.transport, name, self.transport.base.join(URL(f"v2/{name}/", encoded=True)),
                       self._where(repo))
