@@ -113,7 +113,7 @@ def _show_upstreams(settings: Settings, say: Callable[[str], None]) -> None:
     the `proxy:` upstream that it also takes what names no other upstream."""
     from yarl import URL
 
-    from k3sreg.upstream.proxyenv import ProxyEnv
+    from k3sreg.client.proxyenv import ProxyEnv
 
     proxies = ProxyEnv.from_env(os.environ)
     proxy = settings.proxy_upstream

@@ -17,6 +17,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, model_validator
 
 from k3sreg.config.problems import problem
 from k3sreg.config.units import duration_seconds, size_bytes
+from k3sreg.oci.reference import DOCKER_HUB, DOCKER_HUB_HOSTS
 from k3sreg.problems import show_value
 
 
@@ -124,10 +125,6 @@ _HOSTPORT = re.compile(rf"^(?:\[(?P<v6>[0-9A-Fa-f:.%\w]+)\]|(?P<host>[^\s:\[\]]*
 _DNS_LABEL = r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
 _REGISTRY_HOST = re.compile(rf"^(?:{_DNS_LABEL}(?:\.{_DNS_LABEL})*|\[[0-9A-Fa-f:.]+\])(?::(?P<port>\d{{1,5}}))?$")
 
-DOCKER_HUB_HOSTS = ("registry-1.docker.io", "index.docker.io", "registry.hub.docker.com", "docker.io")
-"""Hosts that are the registry image references call `docker.io`."""
-
-
 def split_host_port(addr: str) -> tuple[str | None, int]:
     """`":5000"` -> (None, 5000), `"127.0.0.1:5000"` -> ("127.0.0.1", 5000), `"[::1]:5000"` -> ("::1", 5000).
 
@@ -179,5 +176,5 @@ def registry_name_for_url(url: str) -> str:
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
     if host in DOCKER_HUB_HOSTS:
-        return "docker.io"
+        return DOCKER_HUB
     return parts.netloc.rsplit("@", 1)[-1].lower()

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from k3sreg import errors
+from k3sreg.client.registry import RegistryClient
 from k3sreg.oci.digest import Digest, is_digest
 from k3sreg.oci.manifest import Descriptor
 from k3sreg.storage import paths
@@ -30,7 +31,6 @@ from k3sreg.storage.blobs import BlobInfo
 from k3sreg.storage.manifests import StoredManifest
 from k3sreg.storage.registry import Registry
 from k3sreg.upstream import metrics
-from k3sreg.upstream.client import UpstreamClient
 from k3sreg.upstream.fill import FillCoordinator, Source, is_committed
 from k3sreg.upstream.routing import Target
 
@@ -49,7 +49,7 @@ class FillingBlob(BlobInfo):
 class ProxyRepository:
     """Reads of `target` (an upstream's repository), served from the cache and filled from the upstream."""
 
-    def __init__(self, registry: Registry, client: UpstreamClient, fills: FillCoordinator, target: Target,
+    def __init__(self, registry: Registry, client: RegistryClient, fills: FillCoordinator, target: Target,
                  flights: dict[tuple[str, str], asyncio.Future[StoredManifest]], tag_timeout: float,
                  access: AccessClock):
         assert target.upstream is not None

@@ -33,10 +33,10 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from k3sreg import errors
+from k3sreg.client.registry import RegistryClient
 from k3sreg.oci.digest import Digest
 from k3sreg.storage import paths
 from k3sreg.storage.registry import Registry
-from k3sreg.upstream.client import UpstreamClient
 from k3sreg.upstream.fillfiles import FillFiles, pread, try_lock, write
 
 log = logging.getLogger("k3sreg.upstream")
@@ -100,7 +100,7 @@ class FillCoordinator:
         self._tasks: set[asyncio.Task[None]] = set()
         self._on_fetched = on_fetched or (lambda _upstream, _n: None)
 
-    async def open(self, client: UpstreamClient, upstream_repo: str, cache_repo: str, d: Digest) -> Source:
+    async def open(self, client: RegistryClient, upstream_repo: str, cache_repo: str, d: Digest) -> Source:
         """Serve `d`: follow a running fill, or become the leader of a new one. A request that arrives after a
         fill failed, while it is still being cleaned up, waits for that and then starts a new fill."""
         for _ in range(_ATTEMPTS):
@@ -138,7 +138,7 @@ class FillCoordinator:
                 await task
 
     # --- the leader -----------------------------------------------------------------------------------
-    async def _lead(self, fill: Fill, lock: BinaryIO, client: UpstreamClient, upstream_repo: str,
+    async def _lead(self, fill: Fill, lock: BinaryIO, client: RegistryClient, upstream_repo: str,
                     cache_repo: str) -> None:
         hasher = hashlib.new(fill.digest.algorithm)
         out: BinaryIO | None = None

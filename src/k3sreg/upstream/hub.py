@@ -6,12 +6,12 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
+from k3sreg.client.registry import RegistryClient
 from k3sreg.config.upstreams import UpstreamSettings
 from k3sreg.storage.manifests import StoredManifest
 from k3sreg.storage.registry import LocalRepository, Registry, Repository
 from k3sreg.upstream import metrics
 from k3sreg.upstream.cache import AccessClock, ProxyRepository
-from k3sreg.upstream.client import UpstreamClient
 from k3sreg.upstream.evict import Evictor
 from k3sreg.upstream.fill import FillCoordinator
 from k3sreg.upstream.fillfiles import try_lock
@@ -27,7 +27,7 @@ class ProxyHub:
                  proxy_upstream: UpstreamSettings | None, max_manifest_size: int):
         self.registry = registry
         self.router = Router(upstreams, own_names, proxy_upstream)
-        self.clients = {u.name: UpstreamClient(u, max_manifest_size) for u in upstreams}
+        self.clients = {u.name: RegistryClient(u, max_manifest_size) for u in upstreams}
         self.upstreams = list(upstreams)
         self.fills = FillCoordinator(registry, lambda name, n: metrics.BYTES_FETCHED.labels(name).inc(n))
         self._flights: dict[tuple[str, str], asyncio.Future[StoredManifest]] = {}

@@ -1,7 +1,7 @@
-"""Reading what upstream registries answer: repository names, error documents, tag pages, Retry-After, and
+"""Reading what upstream registries answer: error documents, tag pages, Retry-After, and
 what went wrong, in words.
 
-Pure functions, kept apart from the HTTP client (`client`) so they are tested without a network.
+Pure functions, kept apart from the requests (`transport`, `registry`) so they are tested without a network.
 """
 
 from __future__ import annotations
@@ -16,13 +16,6 @@ import aiohttp
 
 RATE_LIMIT_PAUSE = 10  # seconds without asking after a 429 that names no Retry-After
 MAX_RATE_LIMIT_PAUSE = 3600
-
-
-def upstream_repository(registry: str, repository: str) -> str:
-    """The upstream's name for `repository`: Docker Hub keeps one-component names under `library/`."""
-    if registry == "docker.io" and "/" not in repository:
-        return f"library/{repository}"
-    return repository
 
 
 def reason(exc: BaseException) -> str:
@@ -110,11 +103,6 @@ def tag_page(body: bytes) -> list[str] | None:
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         return None
     return tags
-
-
-def backoff(attempt: int) -> float:
-    """Seconds before retry number `attempt` (1-based): 0.1, 0.2, 0.4 ... capped at 2."""
-    return min(2.0, 0.1 * 2.0 ** (attempt - 1))
 
 
 def content_range(value: str) -> tuple[int, int, int | None] | None:
