@@ -20,9 +20,9 @@ async def test_blob_gets_go_through_the_sendfile_override(tmp_path: Path, monkey
     calls: list[tuple[int, int]] = []
     send_all = sendfile._send_all
 
-    def spy(sock_fd: int, file_fd: int, offset: int, count: int) -> None:
+    def spy(sock_fd: int, file_fd: int, offset: int, count: int, sent: list[int]) -> None:
         calls.append((offset, count))
-        send_all(sock_fd, file_fd, offset, count)
+        send_all(sock_fd, file_fd, offset, count, sent)
 
     monkeypatch.setattr(sendfile, "_send_all", spy)
     data = os.urandom(300_000)
