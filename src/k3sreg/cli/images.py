@@ -1,0 +1,115 @@
+"""`k3sreg images sync | export | import | push | ls`: image lists into a registry, across an air gap, from CI.
+
+Exit status: 0 when everything arrived, 1 when something failed under way (a blob, a manifest, a corrupted
+bundle), 2 for bad input (an invalid list, option or file: nothing was copied). Progress: rich bars on a
+terminal (stderr), JSON lines with `--json` (stdout), else one line per image tagged.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import typer
+
+from k3sreg.cli.output import FOUND, new_app
+from k3sreg.errors import UsageError
+
+if TYPE_CHECKING:
+    from k3sreg.images.copy import Summary
+    from k3sreg.images.endpoint import Connection
+
+T = TypeVar("T")
+
+app = new_app("Copy images: sync image lists into a registry, carry them across an air gap in one file, load "
+              "them there, push CI archives, list a registry.")
+
+LIST = typer.Option(..., "--file", "-f", help="The image list (k3sreg YAML, hauler Images, or skopeo sync YAML).")
+JOBS = typer.Option(8, "--jobs", "-j", min=1, help="Blobs copied at the same time.")
+JSON = typer.Option(False, "--json", help="One JSON object per line on stdout: every event, for CI.")
+PLAIN_HTTP = typer.Option(False, "--plain-http", help="Speak plain HTTP to registries that are not on a "
+                          "loopback address (loopback ones always are).")
+USERNAME = typer.Option("", "--username", "-u", help="User for the --to registry; the password comes from "
+                        "K3SREG_PASSWORD or --password-stdin.")
+PASSWORD_STDIN = typer.Option(False, "--password-stdin", help="Read the --to registry's password from stdin.")
+CA = typer.Option(None, "--ca", help="CA certificate (PEM) that signs the --to registry's certificate.")
+INSECURE = typer.Option(False, "--insecure", help="Do not verify the --to registry's TLS certificate.")
+CERT = typer.Option(None, "--cert", help="Client certificate (PEM) for the --to registry (mTLS).")
+KEY = typer.Option(None, "--key", help="The client certificate's private key.")
+SCOPED = typer.Option(False, "--scoped", help="Keep the source registry in repository names "
+                      "(docker.io/library/nginx instead of library/nginx).")
+PLATFORM_INDEX = typer.Option("keep", "--platform-index", help="With a platform filter: 'keep' the source index "
+                              "(its digest) with only the chosen platforms' content, or 'filter': write a new index "
+                              "listing only them (a new digest; registries that refuse partial indexes take it).")
+
+
+def _connection(username: str, password_stdin: bool, plain_http: bool, ca: Path | None, insecure: bool,
+                cert: Path | None, key: Path | None) -> Connection:
+    from k3sreg.images.endpoint import Connection
+
+    password = os.environ.get("K3SREG_PASSWORD", "")
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if username and not password:
+        raise UsageError("--username needs a password: set K3SREG_PASSWORD or use --password-stdin")
+    return Connection(plain_http, username, password, str(ca) if ca else None, insecure,
+                      str(cert) if cert else None, str(key) if key else None)
+
+
+def _platform_index(value: str) -> bool:
+    if value not in ("keep", "filter"):
+        raise UsageError(f"--platform-index takes 'keep' or 'filter', not {value!r}")
+    return value == "filter"
+
+
+def _run(as_json: bool, work: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
+    """Run `work(reporter)` in an event loop with the right progress display."""
+    import asyncio
+    import contextlib
+
+    from k3sreg.cli.imagesout import Bars, reporter
+
+    shown = reporter(as_json)
+    with shown if isinstance(shown, Bars) else contextlib.nullcontext():
+        return asyncio.run(work(shown))
+
+
+def _finish(summary: Summary, as_json: bool) -> None:
+    from k3sreg.cli.imagesout import summary_line
+
+    if not as_json:
+        typer.echo(summary_line(summary.to_json()), err=True)
+        for line in summary.failed:
+            typer.echo(f"error: {line}", err=True)
+    if summary.failed:
+        sys.exit(FOUND)
+
+
+@app.command("sync")
+def sync(
+    file: Path = LIST,
+    to: str = typer.Option(..., "--to", "-t", help="A registry URL (http://10.0.0.5:30500) or oci:DIR."),
+    jobs: int = JOBS, as_json: bool = JSON, plain_http: bool = PLAIN_HTTP, scoped: bool = SCOPED,
+    platform_index: str = PLATFORM_INDEX, username: str = USERNAME, password_stdin: bool = PASSWORD_STDIN,
+    ca: Path | None = CA, insecure: bool = INSECURE, cert: Path | None = CERT, key: Path | None = KEY,
+) -> None:
+    """Copy the images of a list into a registry or an OCI layout: present ones skipped, the rest resumed."""
+    from k3sreg.images.endpoint import open_target
+    from k3sreg.images.lists import load_list
+    from k3sreg.images.sync import sync_list
+
+    images = load_list(file)
+    for warning in images.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    new_index = _platform_index(platform_index)
+    connection = _connection(username, password_stdin, plain_http, ca, insecure, cert, key)
+
+    async def work(reporter: Any) -> Summary:
+        target = open_target(to, connection, scoped)
+        return await sync_list(images, target, jobs=jobs, plain_http=plain_http, new_index=new_index,
+                               reporter=reporter)
+
+    _finish(_run(as_json, work), as_json)
