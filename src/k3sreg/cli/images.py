@@ -113,3 +113,55 @@ def sync(
                                reporter=reporter)
 
     _finish(_run(as_json, work), as_json)
+
+
+@app.command("export")
+def export(
+    file: Path = LIST,
+    output: Path = typer.Option(..., "--output", "-o", help="The bundle to write (images.tar.zst)."),
+    jobs: int = JOBS, as_json: bool = JSON, plain_http: bool = PLAIN_HTTP, platform_index: str = PLATFORM_INDEX,
+    level: int = typer.Option(3, "--level", min=1, max=19, help="zstd compression level."),
+) -> None:
+    """Write the images of a list into one file: an OCI layout in a zstd-compressed tar, each blob once."""
+    from k3sreg.images.airgap import export_list
+    from k3sreg.images.lists import load_list
+
+    images = load_list(file)
+    for warning in images.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    new_index = _platform_index(platform_index)
+
+    async def work(reporter: Any) -> Summary:
+        return await export_list(images, output, jobs=jobs, plain_http=plain_http, new_index=new_index,
+                                 level=level, reporter=reporter)
+
+    _finish(_run(as_json, work), as_json)
+
+
+@app.command("import")
+def import_(
+    bundle: Path = typer.Argument(..., help="A bundle written by `k3sreg images export`."),
+    to: str | None = typer.Option(None, "--to", "-t", help="The registry to push into (URL), or oci:DIR."),
+    k3s: Path | None = typer.Option(None, "--k3s", help="Also write one tarball per image here, for K3s to "
+                                    "import at start (/var/lib/rancher/k3s/agent/images)."),
+    image: list[str] = typer.Option([], "--image", help="Only images matching this pattern (shell-style, on "
+                                    "the full name); repeatable."),
+    jobs: int = JOBS, as_json: bool = JSON, plain_http: bool = PLAIN_HTTP, scoped: bool = SCOPED,
+    username: str = USERNAME, password_stdin: bool = PASSWORD_STDIN, ca: Path | None = CA,
+    insecure: bool = INSECURE, cert: Path | None = CERT, key: Path | None = KEY,
+) -> None:
+    """Verify every blob of a bundle, then push blobs, manifests and tags (and/or write K3s tarballs)."""
+    from k3sreg.images.airgap import import_bundle
+    from k3sreg.images.endpoint import open_target
+
+    if to is None and k3s is None:
+        raise UsageError("say where the images go: --to URL (a registry), --k3s DIR (K3s tarballs), or both")
+    if not bundle.is_file():
+        raise UsageError(f"{bundle}: no such bundle file")
+    connection = _connection(username, password_stdin, plain_http, ca, insecure, cert, key)
+
+    async def work(reporter: Any) -> Summary:
+        target = open_target(to, connection, scoped) if to else None
+        return await import_bundle(bundle, target, k3s=k3s, only=image, jobs=jobs, reporter=reporter)
+
+    _finish(_run(as_json, work), as_json)

@@ -22,6 +22,7 @@ from typing import Any, BinaryIO
 
 from k3sreg.errors import DigestInvalid, UsageError
 from k3sreg.images.model import CHUNK, CONTAINERD_NAME, REF_NAME, Blob, Image, Node
+from k3sreg.images.trees import images_of
 from k3sreg.oci import mediatypes as mt
 from k3sreg.oci.digest import Digest, InvalidDigest
 
@@ -131,28 +132,8 @@ class LayoutSource:
     def images(self, default_name: str = "") -> list[Image]:
         """Every entry of index.json as an image: named by its io.containerd.image.name or ref.name annotation
         when that is a full reference, else `default_name` (tagged with ref.name)."""
-        from k3sreg.images.trees import tree_from
-
-        out = []
-        for entry in _index_entries(self.root):
-            try:
-                digest = Digest.parse(str(entry.get("digest")))
-            except InvalidDigest as exc:
-                raise UsageError(f"{self.root}/index.json: {exc}") from None
-            annotations = entry.get("annotations") or {}
-            name, tag = split_name(str(annotations.get(CONTAINERD_NAME) or annotations.get(REF_NAME) or ""),
-                                   default_name)
-            root = tree_from(self.read_manifest, digest, str(entry.get("mediaType") or ""), str(self.root))
-            out.append(Image(name, tag, root, self))
-        return out
-
-
-def split_name(ref: str, default_name: str) -> tuple[str, str | None]:
-    """(name, tag) of a full reference `registry/repo:tag`; a bare tag goes with `default_name`."""
-    last = ref.rsplit("/", 1)[-1]
-    if "/" in ref and ":" in last:
-        return ref[: len(ref) - len(last)] + last.split(":", 1)[0], last.split(":", 1)[1]
-    return default_name, ref or None
+        return images_of((self.root / "index.json").read_bytes() if (self.root / "index.json").exists() else b"",
+                         self.read_manifest, self, str(self.root), default_name)
 
 
 async def write_blob(writer: LayoutWriter, blob: Blob, chunks: AsyncIterator[bytes], offset: int,
