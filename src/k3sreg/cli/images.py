@@ -165,3 +165,87 @@ def import_(
         return await import_bundle(bundle, target, k3s=k3s, only=image, jobs=jobs, reporter=reporter)
 
     _finish(_run(as_json, work), as_json)
+
+
+@app.command("push")
+def push(
+    archive: Path = typer.Argument(..., help="An OCI layout directory, an oci-archive or a docker-archive tar."),
+    to: str = typer.Option(..., "--to", "-t", help="Where: URL/REPOSITORY:TAG, e.g. 10.0.0.5:30500/team/app:1."),
+    ref: str | None = typer.Option(None, "--ref", help="Which image of an archive that holds several (its name "
+                                   "or tag)."),
+    jobs: int = JOBS, as_json: bool = JSON, plain_http: bool = PLAIN_HTTP,
+    username: str = USERNAME, password_stdin: bool = PASSWORD_STDIN, ca: Path | None = CA,
+    insecure: bool = INSECURE, cert: Path | None = CERT, key: Path | None = KEY,
+) -> None:
+    """Push an image archive (what buildah, podman or docker save wrote) to a registry, without a daemon."""
+    from k3sreg.images.archives import open_archive
+    from k3sreg.images.copy import Copier
+    from k3sreg.images.endpoint import split_destination
+    from k3sreg.images.model import Image
+    from k3sreg.images.remote import RegistryTarget
+
+    url, repository, tag = split_destination(to, plain_http)
+    connection = _connection(username, password_stdin, plain_http, ca, insecure, cert, key)
+    found = open_archive(archive, ref)
+
+    async def work(reporter: Any) -> Summary:
+        target = RegistryTarget(connection.client(url), scoped=True)
+        try:
+            return await Copier(target, jobs, reporter).run([Image(repository, tag, found.root, found.source)])
+        finally:
+            await target.close()
+
+    _finish(_run(as_json, work), as_json)
+
+
+@app.command("ls")
+def ls(
+    registry: str = typer.Argument(..., help="The registry (URL or host:port), optionally /REPOSITORY."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON document on stdout."),
+    plain_http: bool = PLAIN_HTTP, username: str = USERNAME, password_stdin: bool = PASSWORD_STDIN,
+    ca: Path | None = CA, insecure: bool = INSECURE, cert: Path | None = CERT, key: Path | None = KEY,
+) -> None:
+    """List repositories, tags, digests, platforms and sizes of a registry (or of one repository)."""
+    import asyncio
+
+    from k3sreg.cli.output import print_json
+    from k3sreg.images.endpoint import base_url
+    from k3sreg.images.listing import list_registry
+
+    scheme, _, rest = registry.rpartition("://")
+    host, _, repository = rest.partition("/")
+    url = base_url(f"{scheme}://{host}" if scheme else host, plain_http)
+    connection = _connection(username, password_stdin, plain_http, ca, insecure, cert, key)
+
+    async def work() -> list[Any]:
+        client = connection.client(url)
+        try:
+            return await list_registry(client, [repository] if repository else None)
+        finally:
+            await client.close()
+
+    rows = asyncio.run(work())
+    if as_json:
+        print_json({"registry": url, "images": [r.to_json() for r in rows]})
+        return
+    header = ("REPOSITORY", "TAG", "DIGEST", "PLATFORMS", "SIZE")
+    lines = [(r.repository, r.tag, r.digest[:19], ",".join(r.platforms) or "-", _size(r.size)) for r in rows]
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(*header, title=url, title_justify="left")
+        for line in lines:
+            table.add_row(*line)
+        Console().print(table)
+        return
+    for line in [header, *lines]:
+        typer.echo("\t".join(line))
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
