@@ -55,7 +55,7 @@ def write_tar(out: Path, members: Iterable[Member], mtime: int) -> None:
                 continue
             if isinstance(source, Path):
                 info.size = source.stat().st_size
-                opener: Opener = source.open  # type: ignore[assignment]
+                opener: Opener = lambda path=source: path.open("rb")  # type: ignore[misc]  # noqa: E731
             else:
                 info.size, opener = source
             with opener() as f:
