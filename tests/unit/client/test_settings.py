@@ -20,7 +20,7 @@ def test_settings_from_a_url_take_its_host_or_docker_io() -> None:
 
 def test_bad_settings_are_one_usage_line() -> None:
     """A client certificate without its key is a UsageError naming the registry."""
-    with pytest.raises(UsageError, match="registry https://r.example: a client 'certificate' and its 'key'"):
+    with pytest.raises(UsageError, match=r"registry https://r\.example: a client 'certificate' and its 'key'"):
         registry_settings("https://r.example", certificate="c.pem")
 
 
