@@ -10,7 +10,6 @@ is the archive's.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import tarfile
@@ -20,7 +19,7 @@ from typing import Any, BinaryIO
 
 from k3sreg.errors import UsageError
 from k3sreg.images.layout import LayoutSource
-from k3sreg.images.model import CHUNK, CONTAINERD_NAME, REF_NAME, Blob, Image, Node
+from k3sreg.images.model import CHUNK, CONTAINERD_NAME, REF_NAME, Blob, Image, Node, stream_file
 from k3sreg.images.trees import images_of
 from k3sreg.oci import mediatypes as mt
 from k3sreg.oci.digest import Digest, InvalidDigest
@@ -65,14 +64,8 @@ class TarSource:
 
     async def stream(self, repo: str, blob: Blob, offset: int = 0) -> AsyncIterator[bytes]:
         del repo
-        f = await asyncio.to_thread(self.open_file, blob)
-        try:
-            if offset:
-                await asyncio.to_thread(f.read, offset)
-            while chunk := await asyncio.to_thread(f.read, CHUNK):
-                yield chunk
-        finally:
-            f.close()
+        async for chunk in stream_file(lambda: self.open_file(blob), offset):
+            yield chunk
 
 
 class _Bounded:

@@ -18,7 +18,6 @@ tool) is unpacked into a temporary layout next to it first, which needs its unco
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import io
 import json
@@ -35,7 +34,7 @@ import zstandard
 
 from k3sreg.errors import DigestInvalid, K3sregError, UsageError
 from k3sreg.images.layout import LAYOUT_VERSION, blob_path
-from k3sreg.images.model import CHUNK, CONTAINERD_NAME, REF_NAME, Blob, Image, Node
+from k3sreg.images.model import CHUNK, CONTAINERD_NAME, REF_NAME, Blob, Image, Node, stream_file
 from k3sreg.images.trees import images_of
 from k3sreg.oci import mediatypes as mt
 from k3sreg.oci.digest import Digest, InvalidDigest
@@ -281,14 +280,8 @@ class BundleReader:
 
     async def stream(self, repo: str, blob: Blob, offset: int = 0) -> AsyncIterator[bytes]:
         del repo
-        f = await asyncio.to_thread(self.open_file, blob)
-        try:
-            if offset:
-                await asyncio.to_thread(f.read, offset)
-            while chunk := await asyncio.to_thread(f.read, CHUNK):
-                yield chunk
-        finally:
-            f.close()
+        async for chunk in stream_file(lambda: self.open_file(blob), offset):
+            yield chunk
 
 
 class _FrameReader(io.RawIOBase):

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from k3sreg.errors import DigestInvalid, UsageError
-from k3sreg.images.model import CHUNK, CONTAINERD_NAME, REF_NAME, Blob, Image, Node
+from k3sreg.images.model import CHUNK, CONTAINERD_NAME, REF_NAME, Blob, Image, Node, stream_file
 from k3sreg.images.trees import images_of
 from k3sreg.oci import mediatypes as mt
 from k3sreg.oci.digest import Digest, InvalidDigest
@@ -109,14 +109,8 @@ class LayoutSource:
 
     async def stream(self, repo: str, blob: Blob, offset: int = 0) -> AsyncIterator[bytes]:
         del repo
-        f = await asyncio.to_thread(self.open_file, blob)
-        try:
-            if offset:
-                f.seek(offset)
-            while chunk := await asyncio.to_thread(f.read, CHUNK):
-                yield chunk
-        finally:
-            f.close()
+        async for chunk in stream_file(lambda: self.open_file(blob), offset):
+            yield chunk
 
     def read_manifest(self, digest: Digest) -> bytes | None:
         """A manifest's bytes, checked against `digest`; None when the layout does not hold it."""

@@ -14,7 +14,8 @@ interrupted copy resumes without fetching again what it has.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol
 
@@ -117,6 +118,18 @@ class BlobSource(Protocol):
         """A blocking reader of the blob from its start (for writers that run in a thread); NotImplementedError
         for sources that cannot give one (a remote registry)."""
         ...
+
+
+async def stream_file(opener: Callable[[], BinaryIO], offset: int = 0) -> AsyncIterator[bytes]:
+    """The bytes of a blocking reader from `offset` on, in CHUNK pieces, each read in a thread."""
+    f = await asyncio.to_thread(opener)
+    try:
+        if offset:
+            await asyncio.to_thread(f.read, offset)
+        while chunk := await asyncio.to_thread(f.read, CHUNK):
+            yield chunk
+    finally:
+        f.close()
 
 
 def target_repository(name: str, scoped: bool) -> str:
