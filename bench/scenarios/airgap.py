@@ -39,7 +39,7 @@ def _declare(results: Results, total_mib: int, rss_gib: float) -> None:
     faster = Target("ratio_max", 1 / 1.5, reference=SKOPEO, text="≥1.5x faster than skopeo")
     results.declare(Figure("airgap.sync", f"images sync {IMAGES} images, {total_mib} MiB, to a registry", "s",
                            False, faster))
-    results.declare(Figure("airgap.export", f"images export {total_mib} MiB (skopeo: sync to dir + tar | zstd)",
+    results.declare(Figure("airgap.export", f"images export {total_mib} MiB (skopeo: sync to dir, then tar + zstd)",
                            "s", False, faster))
     results.declare(Figure("airgap.import", f"images import {total_mib} MiB (skopeo: copy one by one)", "s",
                            False, faster))
