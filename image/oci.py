@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from k3sreg.images.tarball import Member, docker_manifest, write_tar
+
 MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MEDIA_CONFIG = "application/vnd.oci.image.config.v1+json"
 MEDIA_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
@@ -184,42 +186,15 @@ def finish_layout(layout: Path, config: dict[str, Any], layers: Sequence[Layer],
     return Image(layout, manifest_desc, config_desc, tuple(layers), ref_name, image_name)
 
 
-def _archive(out: Path, members: Iterator[tuple[str, Path | bytes]], mtime: int) -> None:
-    """A plain tar of `members` (name, file or bytes) in the given order, with fixed owners and mtimes."""
-    tmp = out.with_name(out.name + ".tmp")
-    with tarfile.open(tmp, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        dirs: set[str] = set()
-        for name, source in members:
-            parent = name.rpartition("/")[0]
-            parts = parent.split("/") if parent else []
-            for i in range(1, len(parts) + 1):
-                d = "/".join(parts[:i])
-                if d not in dirs:
-                    dirs.add(d)
-                    info = tarfile.TarInfo(d)
-                    info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, mtime
-                    tar.addfile(info)
-            info = tarfile.TarInfo(name)
-            info.mode, info.mtime = 0o644, mtime
-            if isinstance(source, bytes):
-                info.size = len(source)
-                tar.addfile(info, io.BytesIO(source))
-            else:
-                info.size = source.stat().st_size
-                with source.open("rb") as f:
-                    tar.addfile(info, f)
-    tmp.replace(out)
-
-
 def write_oci_archive(image: Image, out: Path, mtime: int) -> None:
     """The layout as an OCI archive (what `skopeo copy oci-archive:` and `ctr images import` read)."""
-    def members() -> Iterator[tuple[str, Path | bytes]]:
+    def members() -> Iterator[Member]:
         yield "oci-layout", image.layout / "oci-layout"
         yield "index.json", image.layout / "index.json"
         for path in sorted(image.blobs.iterdir()):
             if not path.name.startswith("."):
                 yield f"blobs/sha256/{path.name}", path
-    _archive(out, members(), mtime)
+    write_tar(out, members(), mtime)
 
 
 def write_docker_archive(image: Image, out: Path, mtime: int) -> None:
@@ -228,11 +203,10 @@ def write_docker_archive(image: Image, out: Path, mtime: int) -> None:
     No index.json, so containerd's importer names the image from RepoTags as K3s expects for agent/images/.
     """
     layers = [f"blobs/sha256/{layer.descriptor.hex}" for layer in image.layers]
-    manifest = [{"Config": f"blobs/sha256/{image.config.hex}", "RepoTags": [image.image_name], "Layers": layers}]
 
-    def members() -> Iterator[tuple[str, Path | bytes]]:
+    def members() -> Iterator[Member]:
         yield f"blobs/sha256/{image.config.hex}", image.blobs / image.config.hex
         for layer in image.layers:
             yield f"blobs/sha256/{layer.descriptor.hex}", image.blobs / layer.descriptor.hex
-        yield "manifest.json", canonical_json(manifest)
-    _archive(out, members(), mtime)
+        yield "manifest.json", docker_manifest(f"blobs/sha256/{image.config.hex}", layers, image.image_name)
+    write_tar(out, members(), mtime)

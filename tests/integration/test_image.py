@@ -38,12 +38,6 @@ ULIMITS = ("--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096")
 pytestmark = pytest.mark.timeout(900)
 
 
-@pytest.fixture(scope="session")
-def image() -> Built:
-    """The image of this checkout, built at most once per session (reused from the cache when unchanged)."""
-    return build(REPO)
-
-
 def _blob(built: Built, digest: str) -> bytes:
     return (Path(built.layout) / "blobs" / "sha256" / digest.split(":", 1)[1]).read_bytes()
 

@@ -91,15 +91,16 @@ def retry_after_seconds(value: str | None, now: float) -> int:
     return int(min(max(math.ceil(wait), 1), MAX_RATE_LIMIT_PAUSE))
 
 
-def tag_page(body: bytes) -> list[str] | None:
-    """The `tags` of a tags/list answer (null counts as none); None when the document is not one."""
+def tag_page(body: bytes, key: str = "tags") -> list[str] | None:
+    """The `tags` (or other `key`: `repositories` of a catalog) of a page (null counts as none); None when the
+    document is not one."""
     try:
         doc = json.loads(body)
     except ValueError:
         return None
     if not isinstance(doc, dict):
         return None
-    tags = doc.get("tags") or []
+    tags = doc.get(key) or []
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         return None
     return tags
@@ -113,3 +114,17 @@ def content_range(value: str) -> tuple[int, int, int | None] | None:
     if unit != "bytes" or not (first.isdigit() and last.isdigit()) or not (total.isdigit() or total == "*"):
         return None
     return int(first), int(last), int(total) if total.isdigit() else None
+
+
+def descriptor_list(body: bytes, key: str) -> list[dict[str, Any]] | None:
+    """The list of objects under `key` of a JSON document (an index's `manifests`); None when it is not one."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return None
+    entries = doc.get(key) if isinstance(doc, dict) else None
+    if entries is None and isinstance(doc, dict):
+        return []
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        return None
+    return entries

@@ -15,12 +15,12 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import aiohttp
 from yarl import URL
 
-from k3sreg.client.answers import attempts, content_range, describe_failure, tag_page
+from k3sreg.client.answers import attempts, content_range, describe_failure, descriptor_list, tag_page
 from k3sreg.client.auth import pull_scope
 from k3sreg.client.push import Pusher
 from k3sreg.client.retry import NETWORK_ERRORS, GaveUp, RetryPolicy
@@ -29,7 +29,7 @@ from k3sreg.config.limits import MANIFEST_SIZE
 from k3sreg.config.upstreams import UpstreamSettings
 from k3sreg.errors import BlobUnknown, ManifestUnknown, NameUnknown, RegistryError, Unavailable
 from k3sreg.oci.digest import Digest, InvalidDigest, is_digest
-from k3sreg.oci.mediatypes import DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED, MANIFEST_TYPES
+from k3sreg.oci.mediatypes import DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED, MANIFEST_TYPES, OCI_INDEX
 from k3sreg.oci.reference import canonical_repository
 
 DEFAULT_ACCEPT = (*sorted(MANIFEST_TYPES),)
@@ -109,14 +109,16 @@ class RegistryClient:
     """The client of the registry `settings` describes; reuse it for every request, `close()` it at shutdown.
 
     `session` is the aiohttp session to send through (None: one of its own, see `session.new_session`); `retry`
-    replaces the policy made from `settings.retries`.
+    replaces the policy made from `settings.retries`; `role` is how messages name the registry ("upstream",
+    or "source" / "target" for `k3sreg images`).
     """
 
     def __init__(self, settings: UpstreamSettings, max_manifest_size: int = MANIFEST_SIZE, *,
-                 session: aiohttp.ClientSession | None = None, retry: RetryPolicy | None = None) -> None:
+                 session: aiohttp.ClientSession | None = None, retry: RetryPolicy | None = None,
+                 role: str = "upstream") -> None:
         self.settings = settings
         self.name: str = settings.name
-        self.transport = Transport(settings, session, retry)
+        self.transport = Transport(settings, session, retry, role)
         self._max_manifest = max_manifest_size
 
     async def __aenter__(self) -> Self:
@@ -139,7 +141,7 @@ class RegistryClient:
         return self.transport.base.join(URL(path, encoded=True))
 
     def _where(self, repo: str) -> str:
-        return f"upstream {self.name} ({self.transport.display}), repository {self._repository(repo)}"
+        return f"{self.transport.role} {self.name} ({self.transport.display}), repository {self._repository(repo)}"
 
     async def _get(self, method: str, repo: str, kind: str, reference: str, accept: Sequence[str],
                    missing: type[RegistryError], url: URL | None = None,
@@ -177,7 +179,7 @@ class RegistryClient:
                 response.release()
 
         try:
-            data, response = await self.transport.retrying(attempt, f"upstream {self.name}: GET manifest")
+            data, response = await self.transport.retrying(attempt, f"{self.transport.role} {self.name}: GET manifest")
         except GaveUp as failed:
             raise Unavailable(f"{self._where(repo)}: the manifest download failed {attempts(failed.attempts)}: "
                               f"{self.transport.describe(failed.cause)}") from failed.cause
@@ -198,26 +200,56 @@ class RegistryClient:
 
     async def list_tags(self, repo: str, limit: int = MAX_TAGS) -> list[str]:
         """The registry's tags of `repo`, following its `Link` pages (at most `limit`); NameUnknown when unknown."""
-        tags: list[str] = []
-        url: URL | None = None
-        while len(tags) < limit:
-            response = await self._get("GET", repo, "tags", "list", ("application/json",), NameUnknown, url)
+        return await self._pages(repo, self._url(repo, "tags", "list"), pull_scope(self._repository(repo)),
+                                 "tags", limit)
+
+    async def catalog(self, limit: int = MAX_TAGS) -> list[str]:
+        """The registry's repositories (`/v2/_catalog`, following its `Link` pages, at most `limit`)."""
+        url = self.transport.base.join(URL("v2/_catalog", encoded=True))
+        return await self._pages("", url, "registry:catalog:*", "repositories", limit)
+
+    async def referrers(self, repo: str, digest: Digest) -> list[dict[str, Any]] | None:
+        """The descriptors of the manifests whose subject is `digest` (the OCI 1.1 referrers API); None when the
+        registry has no such API (it answers 404), so the caller may look for the fallback tag instead."""
+        url = self._url(repo, "referrers", str(digest))
+        try:
+            response = await self._get("GET", repo, "referrers", str(digest), (OCI_INDEX,), NameUnknown, url)
+        except NameUnknown:
+            return None
+        try:
+            body = await read_limited(response, self._max_manifest)
+        except NETWORK_ERRORS as exc:
+            raise Unavailable(f"{self._where(repo)}: the referrers download failed: "
+                              f"{self.transport.describe(exc)}") from exc
+        finally:
+            response.release()
+        entries = descriptor_list(body, "manifests")
+        if entries is None:
+            raise Unavailable(f"{self._where(repo)}: the referrers answer is not an image index")
+        return entries
+
+    async def _pages(self, repo: str, first: URL, scope: str, key: str, limit: int) -> list[str]:
+        """The string list `key` of a paginated answer (tags/list, _catalog), following `Link` headers."""
+        found: list[str] = []
+        url: URL | None = first
+        where = self._where(repo) if repo else f"{self.transport.role} {self.name} ({self.transport.display})"
+        while url is not None and len(found) < limit:
+            response = await self.transport.request("GET", url, scope=scope, where=where, missing=NameUnknown,
+                                                    headers={"Accept": "application/json"})
             try:
                 body = await read_limited(response, _TAG_PAGE_BYTES)
             except NETWORK_ERRORS as exc:
-                raise Unavailable(f"{self._where(repo)}: the tag list download failed: "
+                raise Unavailable(f"{where}: the {key} list download failed: "
                                   f"{self.transport.describe(exc)}") from exc
             finally:
                 response.release()
-            page = tag_page(body)
+            page = tag_page(body, key)
             if page is None:
-                raise Unavailable(f"{self._where(repo)}: the tag list is not a JSON object with a list of tags")
-            tags.extend(page)
+                raise Unavailable(f"{where}: the {key} list is not a JSON object with a list of {key}")
+            found.extend(page)
             following = response.links.get("next")
-            if not page or following is None:
-                break
-            url = response.url.join(URL(str(following["url"]), encoded=True))
-        return tags[:limit]
+            url = response.url.join(URL(str(following["url"]), encoded=True)) if page and following else None
+        return found[:limit]
 
     def open_blob(self, repo: str, digest: Digest, offset: int = 0) -> AbstractAsyncContextManager[BlobStream]:
         """`async with client.open_blob(repo, digest) as blob:` streams the blob (from `offset`, with a Range);

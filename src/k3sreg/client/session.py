@@ -47,12 +47,13 @@ def request_options(settings: UpstreamSettings, context: ssl.SSLContext | bool) 
     }
 
 
-def tls_context(settings: UpstreamSettings) -> ssl.SSLContext | bool:
-    """The TLS setup of `settings.tls` (True = system defaults); unreadable files are a ConfigError."""
+def tls_context(settings: UpstreamSettings, where: str = "") -> ssl.SSLContext | bool:
+    """The TLS setup of `settings.tls` (True = system defaults); unreadable files are a ConfigError naming
+    `where` (default: the `upstreams[...]` key)."""
     tls = settings.tls
     if not (tls.ca or tls.insecureskipverify or tls.certificate):
         return True
-    where = f"upstreams[{settings.name}].tls"
+    where = where or f"upstreams[{settings.name}].tls"
     try:
         context = ssl.create_default_context(cafile=tls.ca or None)
         if tls.insecureskipverify:

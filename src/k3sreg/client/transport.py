@@ -52,8 +52,9 @@ class Transport:
     closed by `close()`; a session passed in belongs to the caller)."""
 
     def __init__(self, settings: UpstreamSettings, session: aiohttp.ClientSession | None = None,
-                 retry: RetryPolicy | None = None) -> None:
+                 retry: RetryPolicy | None = None, role: str = "upstream") -> None:
         self.name: str = settings.name
+        self.role = role  # how messages name the registry: "upstream" (the cache's), "source", "target"
         url = URL(settings.url + "/")
         # Credentials written into the URL are used like `username`/`password` and never shown in messages.
         username, password = settings.username or url.user or "", settings.password or url.password or ""
@@ -61,7 +62,8 @@ class Transport:
         self.display = str(self.base).rstrip("/")
         self.timeout: float = settings.timeout
         self.retry = retry or RetryPolicy(settings.retries)
-        self._options = request_options(settings, tls_context(settings))
+        where = f"upstreams[{settings.name}].tls" if role == "upstream" else f"the TLS files of {role} {settings.name}"
+        self._options = request_options(settings, tls_context(settings, where))
         self._session = session
         self._owns_session = session is None
         self._quiet_until = 0.0  # monotonic time before which a rate-limited registry is not asked
@@ -116,14 +118,14 @@ class Transport:
                 raise RetryableStatus(response.status, await drain(response))
             return response
 
-        what = f"upstream {self.name}: {method} {url}"
+        what = f"{self.role} {self.name}: {method} {url}"
         try:
             response = await policy.run(attempt, what, self.describe)
         except GaveUp as failed:
             if isinstance(failed.cause, RetryableStatus):
                 raise self._error(failed.cause.status, failed.cause.body, missing, where, f"{method} {url.path}",
                                   failed.attempts) from None
-            raise Unavailable(f"upstream {self.name} ({self.display}): {method} {url.path} failed "
+            raise Unavailable(f"{self.role} {self.name} ({self.display}): {method} {url.path} failed "
                               f"{attempts(failed.attempts)}: {self.describe(failed.cause)}") from failed.cause
         if 200 <= response.status < 300:
             return response
@@ -148,7 +150,7 @@ class Transport:
     def _rate_limited(self, where: str, said: str | None, retry_after: str | None) -> TooManyRequests:
         wait = retry_after_seconds(retry_after, time.time())
         self._quiet_until = time.monotonic() + wait
-        log.warning("upstream %s: rate limited (%s); no requests to it for %d s", self.name,
+        log.warning("%s %s: rate limited (%s); no requests to it for %d s", self.role, self.name,
                     said or "HTTP 429", wait)
         return TooManyRequests(f"{where}: {said or TooManyRequests.default_message}",
                                headers={"Retry-After": str(wait)})
@@ -162,12 +164,12 @@ class Transport:
         if status in known:
             cls = known[status]
             return cls(f"{where}: {said or cls.default_message}")
-        return Unavailable(f"upstream {self.name} ({self.display}): {what} answered HTTP {status} "
+        return Unavailable(f"{self.role} {self.name} ({self.display}): {what} answered HTTP {status} "
                            f"{attempts(tries)}" + (f" ({said})" if said else ""))
 
     async def _fetch_token(self, realm: BearerRealm, scope: str, basic: str | None) -> tuple[str, float]:
         """GET the token service; its refusals become Unauthorized / Denied, its failures Unavailable."""
-        where = f"upstream {self.name}: the token service {realm.realm}"
+        where = f"{self.role} {self.name}: the token service {realm.realm}"
         url = URL(realm.realm).update_query(token_query(realm, scope))
         headers = {"User-Agent": USER_AGENT, **({"Authorization": basic} if basic else {})}
 
