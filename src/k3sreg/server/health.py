@@ -1,6 +1,8 @@
 """Health checks as Distribution runs them: while any check fails past its threshold, every request is 503.
 
-Checks: `storagedriver` (the store answers a listing), `file` (unhealthy while the file exists), `http`
+Checks: `storagedriver` (a probe object can be written to the store and removed, so that a read-only or full
+store makes the pod unready; in read-only mode, where nothing is written, the store answers a listing),
+`file` (unhealthy while the file exists), `http`
 (the URI answers the expected status), `tcp` (the address accepts a connection). `GET /debug/health` shows
 the state as JSON.
 """
@@ -16,6 +18,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
+from k3sreg import errors
 from k3sreg.config.health import HealthSettings
 from k3sreg.storage.registry import Registry
 
@@ -42,15 +45,17 @@ class Health:
             self.problems[name] = reason
 
 
-def probes(settings: HealthSettings, registry: Registry) -> list[tuple[str, Probe, float, int]]:
-    """(name, probe, interval seconds, threshold) for every configured check."""
+def probes(settings: HealthSettings, registry: Registry, writable: bool = True
+           ) -> list[tuple[str, Probe, float, int]]:
+    """(name, probe, interval seconds, threshold) for every configured check; `writable`: the storage check
+    writes (False in read-only mode, whose store may be read-only on purpose)."""
     out: list[tuple[str, Probe, float, int]] = []
     sd = settings.storagedriver
     if sd.enabled:
         async def storage() -> str | None:
             try:
-                await registry.catalog_root()
-            except OSError as e:
+                await (registry.probe_write() if writable else registry.catalog_root())
+            except (OSError, errors.RegistryError) as e:
                 return f"storage driver: {e}"
             return None
         out.append(("storagedriver", storage, sd.interval, sd.threshold))
@@ -82,9 +87,10 @@ def probes(settings: HealthSettings, registry: Registry) -> list[tuple[str, Prob
     return out
 
 
-def install(app: web.Application, settings: HealthSettings, registry: Registry, health: Health) -> None:
+def install(app: web.Application, settings: HealthSettings, registry: Registry, health: Health,
+            writable: bool = True) -> None:
     """Run the configured checks in the background, filling `health`, and add `/debug/health`."""
-    checks = probes(settings, registry)
+    checks = probes(settings, registry, writable)
 
     async def run_checks(app: web.Application) -> AsyncIterator[None]:
         async def loop(name: str, probe: Probe, interval: float, threshold: int) -> None:
