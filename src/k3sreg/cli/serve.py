@@ -43,15 +43,17 @@ def serve(
         metrics_dir = Path(tempfile.mkdtemp(prefix="k3sreg-metrics-"))
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
     try:
-        _serve(settings, workers)
+        status = _serve(settings, workers)
     finally:
         if metrics_dir is not None:
             import shutil
 
             shutil.rmtree(metrics_dir, ignore_errors=True)
+    if status:
+        raise typer.Exit(status)
 
 
-def _serve(settings: Settings, workers: int) -> None:
+def _serve(settings: Settings, workers: int) -> int:
     from k3sreg.server.app import check_supported
     from k3sreg.server.run import bind, setup_logging, ssl_context
     from k3sreg.server.run import serve as run
@@ -78,7 +80,7 @@ def _serve(settings: Settings, workers: int) -> None:
     say(f"k3sreg listening on {scheme}://{where}{note} (storage: {storage}, workers: {workers})")
     say(f"push an image:  skopeo copy{tls_flag} oci:./layout:1 docker://{where}/library/demo:1")
     _show_upstreams(settings, say)
-    run(settings, sock, workers)
+    return run(settings, sock, workers)
 
 
 def _announcer(settings: Settings) -> Callable[[str], None]:
