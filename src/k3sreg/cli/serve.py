@@ -84,9 +84,9 @@ def _serve(settings: Settings, workers: int) -> int:
 
 
 def _announcer(settings: Settings) -> Callable[[str], None]:
-    """Where the start-up lines go: plain lines on stderr, or log records when the log is JSON for a collector."""
+    """Where the start-up lines go: plain lines on stdout with the log, or log records when the log is JSON."""
     if settings.log.formatter == "text":
-        return lambda line: typer.echo(line, err=True)
+        return typer.echo
     import logging
 
     return logging.getLogger("k3sreg.serve").info
