@@ -51,16 +51,25 @@ def bind(settings: Settings) -> socket.socket:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.bind(path)
     else:
-        host, port = settings.http.bind()
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-        family, _, _, _, addr = sorted(infos, key=lambda i: i[0] != socket.AF_INET6 or host is not None)[0]
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock = tcp_socket(*settings.http.bind())
+    sock.listen(1024)
+    sock.set_inheritable(True)
+    return sock
+
+
+def tcp_socket(host: str | None, port: int) -> socket.socket:
+    """A TCP socket bound to (host, port), not yet listening; host None is every interface, IPv6 and IPv4."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, _, _, _, addr = sorted(infos, key=lambda i: i[0] != socket.AF_INET6 or host is not None)[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if family == socket.AF_INET6 and host is None:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         sock.bind(addr)
-    sock.listen(1024)
-    sock.set_inheritable(True)
+    except BaseException:
+        sock.close()
+        raise
     return sock
 
 
