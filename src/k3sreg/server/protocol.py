@@ -196,8 +196,8 @@ async def _drain(runner: web.AppRunner, seconds: float, cut: asyncio.Event) -> i
 
     left = waiting()
     if any(c.busy for c in left):
-        log.info("waiting up to %gs for %d requests in flight (http.draintimeout; Ctrl-C cuts them)", seconds,
-                 sum(c.busy for c in left))
+        log.info("draining: %d request(s) in flight get up to %gs to finish (http.draintimeout; Ctrl-C cuts "
+                 "them)", sum(c.busy for c in left), seconds)
     while left and not cut.is_set() and loop.time() < deadline:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(cut.wait(), min(_DRAIN_POLL, max(deadline - loop.time(), 0)))
@@ -205,7 +205,7 @@ async def _drain(runner: web.AppRunner, seconds: float, cut: asyncio.Event) -> i
     busy = sum(c.busy for c in left)
     if busy:
         why = "interrupted" if cut.is_set() else f"http.draintimeout ({seconds:g}s) ran out"
-        log.error("cutting %d requests still in flight: %s", busy, why)
+        log.error("cutting %d request(s) still in flight: %s", busy, why)
     for conn in left:
         conn.force_close()
     return busy

@@ -31,9 +31,9 @@ _LEVELS = {"error": logging.ERROR, "warn": logging.WARNING, "info": logging.INFO
 def setup_logging(settings: Settings) -> None:
     """Text, JSON or logstash lines on stdout at the configured level; `log.fields` are added to every line.
 
-    stdout, not stderr: in a pod both reach `kubectl logs`, but collectors (Fluent Bit, Cloud Logging) take
-    stderr lines for errors; and one stream keeps every line of a JSON log JSON. Errors that stop `serve`
-    before it runs stay one line on stderr, like every command's.
+    stdout, not stderr: in a pod both reach `kubectl logs`, but some collectors (Cloud Logging, for one) mark
+    every stderr line as an error. Errors that stop `serve` before it runs stay one line on stderr, like every
+    command's.
     """
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(make_formatter(settings.log.formatter, settings.log.fields))
