@@ -80,7 +80,7 @@ def refused(port: int) -> bool:
 def wait_refused(reg: RegistryProcess) -> None:
     deadline = time.monotonic() + 30
     while not refused(reg.port):
-        assert time.monotonic() < deadline, "new connections are still accepted after SIGTERM"
+        assert time.monotonic() < deadline, "new connections are still accepted after the signal"
         time.sleep(0.05)
 
 
@@ -120,3 +120,17 @@ def test_an_upload_still_in_flight_when_the_drain_ends_is_cut(registry: Registry
         assert upload.data.stat().st_size == 0  # the session as it was before the request
     registry.start()
     assert head_blob(registry, "drain/cut")[0] == 404
+
+
+@pytest.mark.parametrize("variant", ["k3sreg", "k3sreg-w2"])
+def test_a_second_ctrl_c_cuts_the_drain(variant: str, tmp_path: Path) -> None:
+    """SIGINT drains like SIGTERM; a second SIGINT (Ctrl-C again) cuts the upload at once: exit status 1."""
+    registry = make_variant(variant, tmp_path / "reg", config={"http": {"draintimeout": "10m"}})
+    with registry:
+        upload = HeldUpload(registry, "drain/interrupted")
+        registry.signal_main(signal.SIGINT)
+        wait_refused(registry)
+        registry.signal_main(signal.SIGINT)
+        assert upload.answer() == b""
+        assert registry.wait_exit() == 1
+        assert list(registry.root.glob("docker/registry/v2/blobs/sha256/*/*")) == []
