@@ -11,6 +11,7 @@ import http.client
 import os
 import signal
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.peers.registry import RegistryProcess, make_variant
+from tests.peers.process import end_group
+from tests.peers.registry import K3SREG_BIN, RegistryProcess, free_port, make_variant
 
 BLOB = os.urandom(8 << 20)
 DIGEST = "sha256:" + hashlib.sha256(BLOB).hexdigest()
@@ -134,3 +136,22 @@ def test_a_second_ctrl_c_cuts_the_drain(variant: str, tmp_path: Path) -> None:
         assert upload.answer() == b""
         assert registry.wait_exit() == 1
         assert list(registry.root.glob("docker/registry/v2/blobs/sha256/*/*")) == []
+
+
+def test_sigterm_to_workers_still_starting_is_a_clean_stop(tmp_path: Path) -> None:
+    """SIGTERM as soon as the workers are forked (before they serve) stops them as usual: exit status 0."""
+    config = tmp_path / "config.yml"
+    config.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path}/data\n"
+                      f"http:\n  addr: 127.0.0.1:{free_port()}\n")
+    with (tmp_path / "log").open("wb") as log:
+        proc = subprocess.Popen([K3SREG_BIN, "serve", str(config), "--workers", "2"], stdout=log, stderr=log,
+                                start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while len(subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True).stdout.split()) < 2:
+            assert time.monotonic() < deadline and proc.poll() is None, (tmp_path / "log").read_text()
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0, (tmp_path / "log").read_text()
+    finally:
+        end_group(proc)

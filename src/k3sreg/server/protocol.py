@@ -35,6 +35,7 @@ from aiohttp.web_log import AccessLogger
 from k3sreg.server.middleware import API_VERSION, client_gone, error_body, json_error
 
 log = logging.getLogger("k3sreg.server")
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 _CUT_GRACE = 2.0  # seconds a cut request's handler gets to clean up (abort its upload) before it is cancelled
 _DRAIN_POLL = 0.1
 _JSON = {"Content-Type": "application/json", API_VERSION[0]: API_VERSION[1]}
@@ -160,15 +161,17 @@ async def _serve(app: web.Application, sock: socket.socket, ssl_context: ssl.SSL
     # Our own handlers, not aiohttp's: theirs raise GracefulExit, which cancels the drain half-way.
     runner = _Runner(app, handle_signals=False, shutdown_timeout=_CUT_GRACE, **handler_args)
     await runner.setup()
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, on_signal, signum)
+    # A worker starts with them blocked (run.py): one that came during start-up is handled now.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     try:
         await web.SockSite(runner, sock, ssl_context=ssl_context, backlog=1024).start()
         await stop.wait()
         return await _drain(runner, drain, cut)
     finally:
         await runner.cleanup()
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in STOP_SIGNALS:
             loop.remove_signal_handler(signum)
 
 

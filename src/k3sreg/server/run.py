@@ -116,6 +116,10 @@ def serve(settings: Settings, sock: socket.socket, workers: int) -> int:
     parent = os.getpid()
 
     def spawn(slot: int) -> None:
+        # Blocked across the fork: the child must never run the parent's handler, and a signal that reaches a
+        # worker still starting waits until its loop handles it (protocol.run unblocks them) instead of
+        # killing it outright.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, protocol.STOP_SIGNALS)
         pid = os.fork()
         if pid == 0:
             signal.signal(signal.SIGINT, signal.SIG_DFL)
@@ -127,6 +131,7 @@ def serve(settings: Settings, sock: socket.socket, workers: int) -> int:
             finally:
                 os._exit(status)
         children[pid] = slot
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
     def stop(signum: int, _frame: object) -> None:
         nonlocal stopping
