@@ -68,6 +68,8 @@ def test_quick_start_commands_push_and_list(tmp_path: Path) -> None:
             os.killpg(proc.pid, signal.SIGTERM)  # the registry started in the background, and bash if still there
     out, err = out_file.read_text(), err_file.read_text()
     assert proc.returncode == 0, err[-3000:]
-    listed = json.loads(out[out.rindex("{\n"):])
+    # The registry in the background logs to the same stdout: its access lines may come after skopeo's answer.
+    start = out.rindex("{\n")
+    listed = json.loads(out[start:out.index("\n}", start) + 2])
     assert listed == {"Repository": f"127.0.0.1:{port}/library/demo", "Tags": ["1"]}
     assert (tmp_path / "data/docker/registry/v2/repositories/library/demo").is_dir()

@@ -98,8 +98,8 @@ def test_env_overrides_and_start_message(tmp_path: Path, procs: list[subprocess.
         assert r.status == 202
     assert (tmp_path / "store/docker/registry/v2/repositories/x/_uploads").is_dir()
     p.send_signal(signal.SIGTERM)
-    _, err = p.communicate(timeout=10)
-    assert f"listening on http://127.0.0.1:{port}" in err and "skopeo copy" in err
+    out, err = p.communicate(timeout=10)
+    assert f"listening on http://127.0.0.1:{port}" in out and "skopeo copy" in out and err == ""
 
 
 def test_workers_share_the_port_and_are_restarted(tmp_path: Path, procs: list[subprocess.Popen[str]]) -> None:

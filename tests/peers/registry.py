@@ -13,6 +13,8 @@ API (both classes share it; use them as context managers or call ``start()``/``s
     * ``start(timeout=20)`` returns once ``GET /v2/`` answers (200 or 401), moving to a fresh port if the
       chosen one was taken meanwhile; ``stop()`` = SIGTERM then SIGKILL;
       ``kill(signal.SIGKILL)`` kills the whole process group (every worker) at once and reaps it;
+      ``signal_main(sig)`` signals the main process only (as Kubernetes signals a container's PID 1), and
+      ``wait_exit(timeout)`` then waits for it, reaps the group and returns the exit status;
       ``restart()`` starts again on the same port, config and root.
     * ``url`` (``http://127.0.0.1:PORT``), ``host`` (``127.0.0.1:PORT``), ``port``, ``root``, ``impl``
       (``"docker-registry"`` or ``"k3sreg"``), ``config_path``, ``log_path``.
@@ -262,6 +264,23 @@ class RegistryProcess:
                         os.kill(pid, signal.SIGKILL)
                 return
             time.sleep(0.05)
+
+    def signal_main(self, sig: int) -> None:
+        """Send ``sig`` to the main process only; with workers, it is the master's job to pass it on."""
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def wait_exit(self, timeout: float = 90.0) -> int:
+        """Wait for the main process to exit (SIGKILL to the group after ``timeout``); reap; its exit status."""
+        assert self.proc is not None
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise
+        self._reap_group()
+        self.proc = None
+        return code
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after 10 s; idempotent."""

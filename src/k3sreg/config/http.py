@@ -11,6 +11,10 @@ from k3sreg.config.problems import problem
 from k3sreg.config.values import Duration, GoStr, Section, StrList, split_host_port
 from k3sreg.problems import show_value
 
+DEFAULT_DRAIN = 55.0
+"""Seconds that requests in flight get to finish on SIGTERM when `http.draintimeout` is not set: the drain and
+the exit that follows fit in the 60 s Kubernetes waits before SIGKILL (terminationGracePeriodSeconds)."""
+
 
 class LetsEncryptSettings(Section):
     """`http.tls.letsencrypt`: parsed so a Distribution file loads; k3sreg does not run ACME."""
@@ -85,7 +89,7 @@ class HTTPSettings(Section):
     prefix: GoStr = ""
     secret: GoStr | None = None
     relativeurls: bool = False
-    draintimeout: Duration = 0.0
+    draintimeout: Duration | None = None
     headers: dict[str, StrList] = Field(default_factory=dict)
     tls: TLSSettings | None = None
     debug: DebugSettings | None = None
@@ -142,6 +146,11 @@ class HTTPSettings(Section):
                 raise problem("'clientcas' needs http.tls.certificate and http.tls.key")
             return None
         return value
+
+    @property
+    def drain(self) -> float:
+        """Seconds requests in flight get to finish on SIGTERM (`draintimeout`, else DEFAULT_DRAIN); 0: none."""
+        return DEFAULT_DRAIN if self.draintimeout is None else self.draintimeout
 
     def bind(self) -> tuple[str | None, int]:
         """(host, port) to listen on for `net: tcp`; host None means every interface."""

@@ -1,6 +1,7 @@
 """The config.yml that runs in the pod: the user's (or the default one), adapted to the Deployment around it.
 
     config.yml ──► storage path (the PVC's mount), port (containerPort), health.storagedriver on (readiness)
+               ──► http.draintimeout → the pod's terminationGracePeriodSeconds (a little longer)
                ──► auth.htpasswd.path → the htpasswd Secret's mount; the Ingress host added to `names`
                ──► secret values (upstream and proxy passwords, S3 keys, http.secret) moved out of the text into
                    a Secret, and put back by REGISTRY_<PATH> variables (config.yml's environment overrides)
@@ -16,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from k3sreg.config.http import DEFAULT_DRAIN
+from k3sreg.config.units import duration_seconds
 from k3sreg.errors import UsageError
 
 MOUNT_CONFIG = "/etc/k3sreg"
@@ -83,6 +86,8 @@ class PodConfig:
     storage_path: str | None
     secrets: list[SecretValue] = field(default_factory=list)
     htpasswd: bool = False
+    drain: float = DEFAULT_DRAIN
+    """Seconds k3sreg lets requests in flight finish on SIGTERM (http.draintimeout)."""
 
     def env(self) -> dict[str, str]:
         """The REGISTRY_* variables the pod gets from the Secret (for checking the config as the pod loads it)."""
@@ -100,6 +105,16 @@ def _port(http: dict[str, Any]) -> int:
     if not port.isdigit():
         raise UsageError(f"config.yml http.addr {addr!r}: expected ':5000'")
     return int(port)
+
+
+def _drain(http: dict[str, Any]) -> float:
+    value = http.get("draintimeout")
+    if value in (None, ""):
+        return DEFAULT_DRAIN
+    try:
+        return duration_seconds(value)
+    except ValueError as e:
+        raise UsageError(f"config.yml http.draintimeout: {e}") from None
 
 
 def _take(doc: dict[str, Any], path: tuple[str, ...]) -> Any:
@@ -146,6 +161,7 @@ def pod_config(raw: dict[str, Any] | None, host: str, htpasswd: bool = False) ->
         raise UsageError("config.yml http.tls: in the cluster TLS ends at the Ingress (--tls-secret NAME) and "
                          "the nodes use the NodePort; remove http.tls")
     port = _port(http)
+    drain = _drain(http)
     storage = doc.get("storage") or {}
     storage_path = None
     if isinstance(storage, dict) and "filesystem" in storage:
@@ -171,4 +187,5 @@ def pod_config(raw: dict[str, Any] | None, host: str, htpasswd: bool = False) ->
     text += yaml.safe_dump(doc, sort_keys=False, default_flow_style=False, allow_unicode=True)
     if raw is None:
         text += UPSTREAMS_EXAMPLE
-    return PodConfig(text=text, port=port, storage_path=storage_path, secrets=secrets, htpasswd=htpasswd)
+    return PodConfig(text=text, port=port, storage_path=storage_path, secrets=secrets, htpasswd=htpasswd,
+                     drain=drain)

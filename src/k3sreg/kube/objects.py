@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import math
 from typing import Any
 
 import yaml
@@ -23,6 +24,8 @@ CREDENTIALS_SECRET = f"{APP}-credentials"
 TRAEFIK_READ_TIMEOUT = "0s"
 """Traefik v3 ends a request whose body takes longer than 60 s to arrive; 0s: no limit (a layer push may take
 minutes). Idle connections are still closed after Traefik's idleTimeout."""
+GRACE_MARGIN = 5
+"""Seconds past the drain for k3sreg to close its storage and exit before Kubernetes sends SIGKILL."""
 
 # Figures from docs/benchmarks.md: peak RSS ~59 MiB per worker process (flat with blob size); the request
 # leaves room for one worker and the page cache it leans on, the limit for bursts and a second worker.
@@ -128,6 +131,12 @@ def config_checksum(pod: PodConfig) -> str:
     return "sha256:" + hashlib.sha256(pod.text.encode()).hexdigest()
 
 
+def grace_period(pod: PodConfig) -> int:
+    """Seconds Kubernetes waits after SIGTERM before SIGKILL: k3sreg's drain (requests in flight, uploads
+    included, finish) plus a margin to close and exit; 60 with the default drain."""
+    return math.ceil(pod.drain) + GRACE_MARGIN
+
+
 def deployment(spec: DeploySpec, pod: PodConfig) -> dict[str, Any]:
     """One replica, Recreate (a ReadWriteOnce volume cannot be mounted by two pods), probes, limits, non-root."""
     volumes, mounts = _volumes(spec, pod)
@@ -166,8 +175,7 @@ def deployment(spec: DeploySpec, pod: PodConfig) -> dict[str, Any]:
                 "spec": {
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
-                    # Uploads in flight get this long to finish after SIGTERM.
-                    "terminationGracePeriodSeconds": 60,
+                    "terminationGracePeriodSeconds": grace_period(pod),
                     "securityContext": {"runAsNonRoot": True, "runAsUser": RUN_AS, "runAsGroup": RUN_AS,
                                         "fsGroup": RUN_AS, "fsGroupChangePolicy": "OnRootMismatch",
                                         "seccompProfile": {"type": "RuntimeDefault"}},

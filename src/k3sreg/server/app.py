@@ -113,7 +113,7 @@ def create_app(settings: Settings, registry: Registry | None = None) -> web.Appl
     app = web.Application(middlewares=make_middlewares(settings.http.headers, state.problems),
                           client_max_size=1 << 20)
     app[CONTEXT] = ctx
-    health.install(app, settings.health, registry, state)
+    health.install(app, settings.health, registry, state, writable=not ctx.read_only)
     app.router.add_route("*", "/v2/{tail:.*}", dispatch)
     app.router.add_route("*", "/v2", _redirect_base)
     app.router.add_get("/metrics", metrics.metrics)

@@ -6,7 +6,16 @@ It also reports clients that went away from deep inside its loop. Here those ans
 logged as one debug line, without an access-log line (docker-registry is silent about them too). Anything else
 that escapes the middleware still logs its traceback: in this log, a traceback means a bug.
 
-    run()  = web.run_app(), with a runner whose server makes RegistryRequestHandler connections
+    run()  = web.run_app(), with a runner whose server makes RegistryRequestHandler connections, and a drain
+
+Stopping (SIGTERM from Kubernetes, systemd or the master process; SIGINT from Ctrl-C):
+
+    signal ──► listening socket closed: new connections are refused (the Service moves on)
+           ──► idle keep-alive connections closed; busy ones close after their answer
+           ──► requests in flight (a layer upload, a blob download) get `drain` seconds to finish
+           ──► what is still running then is cut (a second SIGINT cuts at once); an upload cut half-way
+               leaves its session as it was before the request, and no blob
+           ──► the application's cleanup; run() returns how many requests were cut
 """
 
 from __future__ import annotations
@@ -14,17 +23,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import socket
 import ssl
 from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_log import AccessLogger
 
 from k3sreg.server.middleware import API_VERSION, client_gone, error_body, json_error
 
 log = logging.getLogger("k3sreg.server")
+STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+_CUT_GRACE = 2.0  # seconds a cut request's handler gets to clean up (abort its upload) before it is cancelled
+_DRAIN_POLL = 0.1
 _JSON = {"Content-Type": "application/json", API_VERSION[0]: API_VERSION[1]}
 
 
@@ -42,6 +55,18 @@ class AccessLog(AccessLogger):
 
 class RegistryRequestHandler(web.RequestHandler):
     """aiohttp's connection handler, with OCI JSON error answers and a log kept for operators."""
+
+    # What the drain asks of a connection, read from aiohttp's own state (its keep-alive timer and its
+    # shutdown() test the same fields). close() is no way to stop a busy one: it drops the rest of the body.
+    @property
+    def busy(self) -> bool:
+        """A request is being handled on this connection: read, answered, or its answer still being sent."""
+        return self._request_in_progress
+
+    @property
+    def idle(self) -> bool:
+        """Kept alive, waiting for a next request: closing it now loses nothing."""
+        return self._waiter is not None and not self._waiter.done()
 
     def handle_error(self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:
@@ -83,19 +108,22 @@ class _Runner(web.AppRunner):
 
 
 def run(app: web.Application, sock: socket.socket, ssl_context: ssl.SSLContext | None,
-        access_log: logging.Logger | None, shutdown_timeout: float,
-        access_log_format: str = AccessLogger.LOG_FORMAT) -> None:
-    """Serve `app` on `sock` until SIGINT or SIGTERM, as web.run_app does."""
+        access_log: logging.Logger | None, drain: float,
+        access_log_format: str = AccessLogger.LOG_FORMAT) -> int:
+    """Serve `app` on `sock` until SIGINT or SIGTERM, then drain for up to `drain` seconds (module docstring).
+
+    Returns the number of requests that were cut (0: every request in flight finished).
+    """
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     # keepalive_timeout: run_app's default, which the server had before.
-    main = loop.create_task(_serve(app, sock, ssl_context, shutdown_timeout, access_log=access_log,
+    main = loop.create_task(_serve(app, sock, ssl_context, drain, access_log=access_log,
                                    access_log_class=AccessLog, access_log_format=access_log_format,
                                    keepalive_timeout=75.0))
     try:
-        loop.run_until_complete(main)
-    except (web.GracefulExit, KeyboardInterrupt):
-        pass
+        return loop.run_until_complete(main)
+    except KeyboardInterrupt:  # Ctrl-C before the signal handlers were in place: nothing was served yet
+        return 0
     finally:
         if not main.done():
             main.cancel()
@@ -110,11 +138,77 @@ def run(app: web.Application, sock: socket.socket, ssl_context: ssl.SSLContext |
 
 
 async def _serve(app: web.Application, sock: socket.socket, ssl_context: ssl.SSLContext | None,
-                 shutdown_timeout: float, **handler_args: Any) -> None:
-    runner = _Runner(app, handle_signals=True, shutdown_timeout=shutdown_timeout, **handler_args)
+                 drain: float, **handler_args: Any) -> int:
+    loop = asyncio.get_running_loop()
+    stop, cut = asyncio.Event(), asyncio.Event()
+
+    def on_signal(signum: int) -> None:
+        if not stop.is_set():
+            log.info("stopping on %s", signal.Signals(signum).name)
+            stop.set()
+        elif signum == signal.SIGINT:
+            # Ctrl-C again. A repeated SIGTERM does not cut: Kubernetes, the master and a signal sent to the
+            # whole process group may each deliver one.
+            cut.set()
+
+    async def last_answer(request: web.Request, response: web.StreamResponse) -> None:
+        # While draining, each answer tells its client to send no further request on its connection.
+        if stop.is_set():
+            response.force_close()
+            response.headers[hdrs.CONNECTION] = "close"
+
+    app.on_response_prepare.append(last_answer)
+    # Our own handlers, not aiohttp's: theirs raise GracefulExit, which cancels the drain half-way.
+    runner = _Runner(app, handle_signals=False, shutdown_timeout=_CUT_GRACE, **handler_args)
     await runner.setup()
+    for signum in STOP_SIGNALS:
+        loop.add_signal_handler(signum, on_signal, signum)
+    # A worker starts with them blocked (run.py): one that came during start-up is handled now.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     try:
         await web.SockSite(runner, sock, ssl_context=ssl_context, backlog=1024).start()
-        await asyncio.Event().wait()  # until a signal raises GracefulExit
+        await stop.wait()
+        return await _drain(runner, drain, cut)
     finally:
         await runner.cleanup()
+        for signum in STOP_SIGNALS:
+            loop.remove_signal_handler(signum)
+
+
+async def _drain(runner: web.AppRunner, seconds: float, cut: asyncio.Event) -> int:
+    """Stop accepting, wait up to `seconds` (or until `cut` is set) for the requests in flight, cut the rest.
+
+    Returns how many requests were cut."""
+    for site in list(runner.sites):
+        await site.stop()  # closes the listening socket (this process's copy of it)
+    server = runner.server
+    assert server is not None
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+
+    def waiting() -> list[RegistryRequestHandler]:
+        """Connections to wait for; idle ones are closed on the way (a kept-alive one once its answer is out)."""
+        left = []
+        for conn in server.connections:
+            assert isinstance(conn, RegistryRequestHandler)
+            if conn.idle:
+                conn.force_close()
+            else:
+                left.append(conn)
+        return left
+
+    left = waiting()
+    if any(c.busy for c in left):
+        log.info("draining: %d request(s) in flight get up to %gs to finish (http.draintimeout; Ctrl-C cuts "
+                 "them)", sum(c.busy for c in left), seconds)
+    while left and not cut.is_set() and loop.time() < deadline:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(cut.wait(), min(_DRAIN_POLL, max(deadline - loop.time(), 0)))
+        left = waiting()
+    busy = sum(c.busy for c in left)
+    if busy:
+        why = "interrupted" if cut.is_set() else f"http.draintimeout ({seconds:g}s) ran out"
+        log.error("cutting %d request(s) still in flight: %s", busy, why)
+    for conn in left:
+        conn.force_close()
+    return busy

@@ -3,7 +3,8 @@
     parent: bind(addr) ──fork──► worker 1 ─┐
                        ──fork──► worker 2 ─┼─ accept() on the same listening socket (the kernel spreads
                        ...                 ┘  connections); workers share state only through the storage
-The parent restarts a worker that dies and stops them all on SIGINT/SIGTERM.
+The parent restarts a worker that dies. On SIGINT/SIGTERM it closes its copy of the socket and passes SIGTERM
+on; each worker drains (protocol.py) and the parent waits for them all.
 """
 
 from __future__ import annotations
@@ -28,8 +29,13 @@ _LEVELS = {"error": logging.ERROR, "warn": logging.WARNING, "info": logging.INFO
 
 
 def setup_logging(settings: Settings) -> None:
-    """Text, JSON or logstash lines on stderr at the configured level; `log.fields` are added to every line."""
-    handler = logging.StreamHandler(sys.stderr)
+    """Text, JSON or logstash lines on stdout at the configured level; `log.fields` are added to every line.
+
+    stdout, not stderr: in a pod both reach `kubectl logs`, but some collectors (Cloud Logging, for one) mark
+    every stderr line as an error. Errors that stop `serve` before it runs stay one line on stderr, like every
+    command's.
+    """
+    handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(make_formatter(settings.log.formatter, settings.log.fields))
     logging.basicConfig(level=_LEVELS.get(settings.log.level, logging.INFO), handlers=[handler])
     if settings.log.accesslog.disabled:
@@ -45,16 +51,25 @@ def bind(settings: Settings) -> socket.socket:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.bind(path)
     else:
-        host, port = settings.http.bind()
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-        family, _, _, _, addr = sorted(infos, key=lambda i: i[0] != socket.AF_INET6 or host is not None)[0]
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock = tcp_socket(*settings.http.bind())
+    sock.listen(1024)
+    sock.set_inheritable(True)
+    return sock
+
+
+def tcp_socket(host: str | None, port: int) -> socket.socket:
+    """A TCP socket bound to (host, port), not yet listening; host None is every interface, IPv6 and IPv4."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, _, _, _, addr = sorted(infos, key=lambda i: i[0] != socket.AF_INET6 or host is not None)[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if family == socket.AF_INET6 and host is None:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         sock.bind(addr)
-    sock.listen(1024)
-    sock.set_inheritable(True)
+    except BaseException:
+        sock.close()
+        raise
     return sock
 
 
@@ -73,47 +88,65 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | None:
     return ctx
 
 
-def _serve_one(settings: Settings, sock: socket.socket) -> None:
-    """One worker: an event loop (uvloop when installed) serving the app on the shared socket."""
+def _serve_one(settings: Settings, sock: socket.socket) -> int:
+    """One worker: an event loop (uvloop when installed) serving the app on the shared socket, until stopped.
+
+    Returns the number of requests cut when it stopped."""
     if os.environ.get("K3SREG_LOOP", "uvloop") == "uvloop":
         with contextlib.suppress(ImportError):
             import uvloop
 
             asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     access_log = None if settings.log.accesslog.disabled else logging.getLogger("aiohttp.access")
-    protocol.run(create_app(settings), sock, ssl_context(settings), access_log,
-                 shutdown_timeout=settings.http.draintimeout or 5.0, access_log_format=ACCESS_LOG_FORMAT)
+    return protocol.run(create_app(settings), sock, ssl_context(settings), access_log, settings.http.drain,
+                        access_log_format=ACCESS_LOG_FORMAT)
 
 
-def serve(settings: Settings, sock: socket.socket, workers: int) -> None:
-    """Serve forever from `workers` processes; returns when stopped by SIGINT or SIGTERM."""
+def serve(settings: Settings, sock: socket.socket, workers: int) -> int:
+    """Serve from `workers` processes until SIGINT or SIGTERM, then drain (`http.draintimeout`).
+
+    Returns the exit status: 0 when every request in flight finished, 1 when some were cut (as Distribution
+    exits 1 when its drain times out).
+    """
     if workers <= 1:
-        _serve_one(settings, sock)
-        return
+        return 1 if _serve_one(settings, sock) else 0
     children: dict[int, int] = {}
     stopping = False
+    failed = False
     parent = os.getpid()
 
     def spawn(slot: int) -> None:
+        # Blocked across the fork: the child must never run the parent's handler, and a signal that reaches a
+        # worker still starting waits until its loop handles it (protocol.run unblocks them) instead of
+        # killing it outright.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, protocol.STOP_SIGNALS)
         pid = os.fork()
         if pid == 0:
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             _die_with_parent(parent)
+            status = 1
             try:
-                _serve_one(settings, sock)
+                status = 1 if _serve_one(settings, sock) else 0
             finally:
-                os._exit(0)
+                os._exit(status)
         children[pid] = slot
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
     def stop(signum: int, _frame: object) -> None:
         nonlocal stopping
+        if stopping and signum != signal.SIGINT:
+            return
         if not stopping:
-            log.warning("stopping on signal %d", signum)
+            # While the parent holds the socket open the kernel keeps accepting connections that no worker
+            # will ever answer: closed here, they are refused once the workers have closed theirs.
+            sock.close()
+        # A worker drains on the first signal and cuts on a later SIGINT (Ctrl-C again).
+        forward = signal.SIGINT if stopping else signal.SIGTERM
         stopping = True
         for pid in list(children):
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
+                os.kill(pid, forward)
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
@@ -128,7 +161,11 @@ def serve(settings: Settings, sock: socket.socket, workers: int) -> None:
         if ended >= 0 and not stopping:
             log.error("worker %d exited (status %d); starting a new one", pid, status)
             time.sleep(0.2)
-            spawn(ended)
+            if not stopping:
+                spawn(ended)
+        elif os.waitstatus_to_exitcode(status) != 0:
+            failed = True
+    return 1 if failed else 0
 
 
 def _die_with_parent(parent: int) -> None:

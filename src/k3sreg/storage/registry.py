@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -216,6 +217,17 @@ class Registry:
     async def catalog_root(self) -> None:
         """Touch the store (the storage health check); raises OSError when it does not answer."""
         await self.run(self.driver.list, paths.REPOSITORIES)
+
+    async def probe_write(self) -> None:
+        """Write a small object and remove it (the storage health check: readiness fails on a store that is
+        read-only or full); raises OSError or the storage's API error when either fails."""
+        probe = f"{paths.TMP}/health-{uuid.uuid4().hex}"
+
+        def write_and_remove() -> None:
+            self.driver.put_content(probe, b"k3sreg storage health probe\n")
+            self.driver.delete(probe)
+
+        await self.run(write_and_remove)
 
     async def catalog(self) -> list[str]:
         return await self.run(catalog.repositories, self.driver)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from k3sreg.config import EMBEDDED_DEFAULTS, Settings, load_settings
+from k3sreg.config.http import DEFAULT_DRAIN
 
 GUIDE_CONFIG = """\
 version: 0.1
@@ -124,7 +125,8 @@ def test_distribution_defaults_with_a_file(tmp_path: Path) -> None:
     assert s.storage.filesystem.rootdirectory == Path("/var/lib/registry")
     assert s.storage.filesystem.maxthreads == 100
     assert s.http.addr == ":5000" and s.http.net == "tcp" and s.http.prefix == ""
-    assert s.http.secret is None and s.http.host is None and s.http.draintimeout == 0.0
+    assert s.http.secret is None and s.http.host is None and s.http.draintimeout is None
+    assert s.http.drain == DEFAULT_DRAIN
     assert (s.log.level, s.log.formatter, s.log.accesslog.disabled) == ("info", "text", False)
     assert s.limits.manifestsize == 4 * 1024 * 1024 and s.limits.blobsize == 0 and s.limits.bodytimeout == 60.0
     assert s.catalog.maxentries == 1000 and s.tags.maxtags == 1000

@@ -168,6 +168,17 @@ def test_deployment_runs_locked_down() -> None:
     assert {"readinessProbe", "livenessProbe"} <= set(container)
 
 
+@pytest.mark.parametrize(("draintimeout", "grace"), [(None, 60), ("2m", 125), (30000000000, 35)])
+def test_grace_period_outlasts_the_drain(draintimeout: str | int | None, grace: int, tmp_path: Path) -> None:
+    """terminationGracePeriodSeconds leaves k3sreg's drain (http.draintimeout, default 55 s) time to end first."""
+    raw = None if draintimeout is None else {"version": "0.1", "storage": {"filesystem": {}},
+                                             "http": {"addr": ":5000", "draintimeout": draintimeout}}
+    rendered = render(DeploySpec(), raw)
+    pod = _by_kind(rendered)["Deployment"][0]["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] == grace
+    assert _pod_settings(rendered, tmp_path).http.drain == grace - 5
+
+
 def test_config_checksum_rolls_the_pod_on_a_config_change() -> None:
     """The pod template's checksum annotation follows config.yml."""
     def checksum(rendered: Rendered) -> str:
