@@ -17,7 +17,7 @@ import aiohttp
 from aiohttp import web
 
 from k3sreg.config.health import HealthSettings
-from k3sreg.storage.registry import Registry
+from k3sreg.storage.store import Store
 
 log = logging.getLogger("k3sreg.health")
 Probe = Callable[[], Awaitable[str | None]]  # None when healthy, else the reason
@@ -42,14 +42,14 @@ class Health:
             self.problems[name] = reason
 
 
-def probes(settings: HealthSettings, registry: Registry) -> list[tuple[str, Probe, float, int]]:
+def probes(settings: HealthSettings, store: Store) -> list[tuple[str, Probe, float, int]]:
     """(name, probe, interval seconds, threshold) for every configured check."""
     out: list[tuple[str, Probe, float, int]] = []
     sd = settings.storagedriver
     if sd.enabled:
         async def storage() -> str | None:
             try:
-                await registry.catalog_root()
+                await store.catalog_root()
             except OSError as e:
                 return f"storage driver: {e}"
             return None
@@ -82,9 +82,9 @@ def probes(settings: HealthSettings, registry: Registry) -> list[tuple[str, Prob
     return out
 
 
-def install(app: web.Application, settings: HealthSettings, registry: Registry, health: Health) -> None:
+def install(app: web.Application, settings: HealthSettings, store: Store, health: Health) -> None:
     """Run the configured checks in the background, filling `health`, and add `/debug/health`."""
-    checks = probes(settings, registry)
+    checks = probes(settings, store)
 
     async def run_checks(app: web.Application) -> AsyncIterator[None]:
         async def loop(name: str, probe: Probe, interval: float, threshold: int) -> None:

@@ -12,7 +12,9 @@ from k3sreg.oci.digest import Digest
 from k3sreg.storage import paths
 from k3sreg.storage.blobs import BlobStore
 from k3sreg.storage.filesystem import FilesystemDriver
+from k3sreg.storage.inventory import Inventory
 from k3sreg.storage.manifests import ManifestStore
+from k3sreg.storage.uploads import UploadSessions
 from k3sreg.upstream.evict import Evictor
 
 NOW = 1_000_000.0
@@ -20,11 +22,12 @@ HUB = UpstreamSettings(name="docker.io", url="https://registry-1.docker.io", ttl
 
 
 def blob(blobs: BlobStore, repo: str, data: bytes) -> Digest:
-    uuid = blobs.create_upload(repo)
-    a = blobs.begin_append(repo, uuid, 0)
+    uploads = UploadSessions(blobs)
+    uuid = uploads.create(repo)
+    a = uploads.begin_append(repo, uuid, 0)
     a.write(data)
     a.finish()
-    return blobs.commit_upload(repo, uuid, Digest.of(data)).digest
+    return uploads.commit(repo, uuid, Digest.of(data)).digest
 
 
 def image(store: ManifestStore, repo: str, tag: str, layers: list[bytes]) -> Digest:
@@ -58,9 +61,9 @@ def test_ttl_evicts_unpulled_image_but_keeps_shared_layer(tmp_path: Path) -> Non
     new = image(store, "docker.io/library/b", "1", [b"shared", b"only-b"])
     age_repo(tmp_path, "docker.io/library/a", NOW - 7200)
     age_repo(tmp_path, "docker.io/library/b", NOW - 60)
-    report = Evictor(store, [HUB], None).run(NOW)
+    report = Evictor(Inventory(store), [HUB], None).run(NOW)
     assert report.manifests == [f"docker.io/library/a@{old}"]
-    assert store.tags("docker.io/library/a") == []
+    assert store.tags.list("docker.io/library/a") == []
     assert store.get("docker.io/library/b", "1").digest == new
     assert driver.stat(paths.blob_data(Digest.of(b"shared"))) is not None
     assert driver.stat(paths.blob_data(Digest.of(b"only-a"))) is None
@@ -75,9 +78,9 @@ def test_pushed_images_keep_their_blobs(tmp_path: Path) -> None:
     image(store, "team/app", "1", [b"common"])
     age_repo(tmp_path, "docker.io/library/a", NOW - 7200)
     age_repo(tmp_path, "team/app", NOW - 7200)
-    Evictor(store, [HUB], None).run(NOW)
+    Evictor(Inventory(store), [HUB], None).run(NOW)
     assert driver.stat(paths.blob_data(Digest.of(b"common"))) is not None
-    assert store.tags("team/app") == ["1"]
+    assert store.tags.list("team/app") == ["1"]
 
 
 def test_recent_access_keeps_image(tmp_path: Path) -> None:
@@ -86,7 +89,7 @@ def test_recent_access_keeps_image(tmp_path: Path) -> None:
     d = image(store, "docker.io/library/a", "1", [b"x"])
     age_repo(tmp_path, "docker.io/library/a", NOW - 7200)
     age(tmp_path, paths.revision_link("docker.io/library/a", d), NOW - 60)
-    assert Evictor(store, [HUB], None).run(NOW).manifests == []
+    assert Evictor(Inventory(store), [HUB], None).run(NOW).manifests == []
 
 
 def test_size_cap_evicts_least_recently_pulled(tmp_path: Path) -> None:
@@ -97,7 +100,7 @@ def test_size_cap_evicts_least_recently_pulled(tmp_path: Path) -> None:
     image(store, "docker.io/library/b", "1", [b"b" * 1500])
     age_repo(tmp_path, "docker.io/library/a", NOW - 100)
     age_repo(tmp_path, "docker.io/library/b", NOW - 10)
-    report = Evictor(store, [capped], None).run(NOW)
+    report = Evictor(Inventory(store), [capped], None).run(NOW)
     assert report.manifests == [f"docker.io/library/a@{first}"]
     assert driver.stat(paths.blob_data(Digest.of(b"b" * 1500))) is not None
 
@@ -109,4 +112,4 @@ def test_other_upstreams_and_local_repos_untouched(tmp_path: Path) -> None:
     image(store, "team/app", "1", [b"t"])
     age_repo(tmp_path, "quay.io/org/app", NOW - 99999)
     age_repo(tmp_path, "team/app", NOW - 99999)
-    assert Evictor(store, [HUB], None).run(NOW).manifests == []
+    assert Evictor(Inventory(store), [HUB], None).run(NOW).manifests == []
