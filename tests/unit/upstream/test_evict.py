@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from k3sreg.config.upstreams import UpstreamSettings
 from k3sreg.oci import mediatypes as mt
@@ -113,3 +114,46 @@ def test_other_upstreams_and_local_repos_untouched(tmp_path: Path) -> None:
     age_repo(tmp_path, "quay.io/org/app", NOW - 99999)
     age_repo(tmp_path, "team/app", NOW - 99999)
     assert Evictor(Inventory(store), [HUB], None).run(NOW).manifests == []
+
+
+class CountingDriver(FilesystemDriver):
+    """A filesystem driver that counts the calls that read the store."""
+
+    calls = 0
+
+    def stat(self, path: str) -> Any:
+        self.calls += 1
+        return super().stat(path)
+
+    def list(self, path: str) -> list[str]:
+        self.calls += 1
+        return super().list(path)
+
+    def get_content(self, path: str) -> bytes:
+        self.calls += 1
+        return super().get_content(path)
+
+
+def test_size_cap_costs_the_store_once_not_once_per_eviction(tmp_path: Path) -> None:
+    """Evicting half of a capped cache reads the store a bounded number of times per object, however many
+    manifests go (marking once, then sweeping), and keeps exactly the newest half."""
+    driver = CountingDriver(tmp_path)
+    store = ManifestStore(BlobStore(driver))
+    n = 40
+    digests = []
+    for i in range(n):
+        digests.append(image(store, f"docker.io/library/app{i % 4}", f"v{i}", [b"%d-a" % i * 50, b"%d-b" % i * 50]))
+        age_repo_manifest(tmp_path, f"docker.io/library/app{i % 4}", digests[-1], NOW - 10_000 + i)
+    total = sum(len(store.load(d).data) for d in digests) + sum(len(b"%d-a" % i * 50) * 2 for i in range(n))
+    capped = UpstreamSettings(name="docker.io", url="https://x", maxsize=total // 2 + 2000)
+    driver.calls = 0
+    report = Evictor(Inventory(store), [capped], None).run(NOW)
+    objects = n * 4  # a manifest, its config and two layers
+    assert driver.calls < 12 * objects, driver.calls
+    evicted = {entry.split("@")[1] for entry in report.manifests}
+    assert evicted == {str(d) for d in digests[:len(evicted)]} and 0 < len(evicted) < n
+
+
+def age_repo_manifest(root: Path, repo: str, d: Digest, when: float) -> None:
+    """Set the last access of manifest `d` of `repo` (its revision link)."""
+    os.utime(root / paths.revision_link(repo, d), (when, when))
