@@ -74,7 +74,8 @@ class Writer(Protocol):
     size: int
 
     def write(self, data: bytes) -> None:
-        """Append `data`; once this returns, readers of the file see it (no buffer of the writer holds it)."""
+        """Append `data`. When readers see it depends on the driver: local files at once (followers of a fill
+        read the file as it grows), memory and object stores at `close`."""
         ...
 
     def close(self, sync: bool = False) -> None:

@@ -116,7 +116,7 @@ class ProxyRepository:
         metrics.BYTES_FETCHED.labels(self.settings.name).inc(len(fetched.data))
         try:
             return await self.store.put_manifest(self.repo, tag or str(fetched.digest), fetched.data,
-                                                    fetched.media_type, check_references=False)
+                                                 fetched.media_type, check_references=False)
         except (errors.ManifestInvalid, errors.DigestInvalid) as e:
             # What the upstream sent is no manifest (an HTML page with 200, say): its failure, not the client's.
             raise errors.Unavailable(

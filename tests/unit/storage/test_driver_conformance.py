@@ -7,7 +7,6 @@ are also a LockService. Everything else here applies to it unchanged.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import threading
 import time
@@ -29,6 +28,7 @@ from k3sreg.storage.filesystem import FilesystemDriver
 from k3sreg.storage.manifests import ManifestStore
 from k3sreg.storage.memory import MemoryDriver
 from k3sreg.storage.uploads import UploadSessions
+from tests.unit.storage.faults import every_fault
 from tests.unit.storage.test_store import image, push_blob
 
 DRIVERS: dict[str, Callable[[Path], Driver]] = {
@@ -335,100 +335,7 @@ def test_locks_are_exclusive_and_die_with_their_directory(locking: str, tmp_path
         locks.try_lock("s/1/lock")
 
 
-# --- atomicity: a driver that fails at every step in turn ------------------------------------------------
-class Injected(OSError):
-    """The failure the faulty driver injects (EIO: a failing disk)."""
-
-    def __init__(self) -> None:
-        super().__init__(errno.EIO, "injected fault")
-
-
-class _FaultyWriter:
-    def __init__(self, faulty: Faulty, inner: Any):
-        self._faulty, self._inner = faulty, inner
-
-    @property
-    def size(self) -> int:
-        return int(self._inner.size)
-
-    def write(self, data: bytes) -> None:
-        if self._faulty.step():
-            self._inner.write(data[:len(data) // 2])  # the disk failed half-way through
-            raise Injected()
-        self._inner.write(data)
-
-    def close(self, sync: bool = False) -> None:
-        if self._faulty.step():
-            self._inner.cancel()  # what reached the disk is unknown: nothing, here
-            raise Injected()
-        self._inner.close(sync)
-
-    def cancel(self) -> None:
-        self._inner.cancel()
-
-
-class Faulty:
-    """Wraps a driver; the `fail_at`-th step that changes anything (a put, a move, a delete, opening a writer,
-    a write, a close) fails with EIO, and every later one goes through."""
-
-    def __init__(self, inner: Any, fail_at: int):
-        self.inner, self.fail_at, self.steps = inner, fail_at, 0
-        self.name, self.cheap_reads = inner.name, inner.cheap_reads
-
-    def step(self) -> bool:
-        self.steps += 1
-        return self.steps == self.fail_at
-
-    @property
-    def failed(self) -> bool:
-        return self.steps >= self.fail_at
-
-    def _check(self) -> None:
-        if self.step():
-            raise Injected()
-
-    def put_content(self, path: str, data: bytes, sync: bool = True) -> None:
-        self._check()
-        self.inner.put_content(path, data, sync)
-
-    def move(self, src: str, dst: str) -> None:
-        self._check()
-        self.inner.move(src, dst)
-
-    def delete(self, path: str) -> bool:
-        self._check()
-        return bool(self.inner.delete(path))
-
-    def writer(self, path: str, append: bool) -> _FaultyWriter:
-        self._check()
-        return _FaultyWriter(self, self.inner.writer(path, append))
-
-    def __getattr__(self, name: str) -> Any:  # reads and locks go straight through
-        return getattr(self.inner, name)
-
-
-def _every_fault(make: Callable[[], Driver], prepare: Callable[[Driver], None], act: Callable[[Any], None],
-                 check: Callable[[Driver, bool], None]) -> int:
-    """For n = 1, 2, ...: on a fresh driver, `prepare` it, then `act` through a driver whose n-th change fails;
-    `check(driver, done)` the state seen without faults (`done`: `act` went through), then that `act` works on
-    it once the fault is gone. Returns how many faults were injected (until `act` needed fewer steps)."""
-    for n in range(1, 500):
-        driver = make()
-        prepare(driver)
-        faulty = Faulty(driver, n)
-        try:
-            act(faulty)
-        except (Injected, errors.RegistryError) as e:
-            assert faulty.failed, f"failed without a fault: {e!r}"
-        if not faulty.failed:
-            check(driver, True)
-            return n - 1
-        check(driver, False)
-        act(Faulty(driver, 0))
-        check(driver, True)
-    raise AssertionError("the operation never ran through")
-
-
+# --- atomicity: a driver that fails at every step in turn (`faults`) -------------------------------------
 DATA = bytes(range(256)) * 40  # 10 KiB
 
 
@@ -445,7 +352,7 @@ def test_staged_write_and_move_is_all_or_nothing(make: Callable[[], Driver]) -> 
         info = d.stat("final/x")
         assert (info is None and not done) or d.get_content("final/x") == DATA
 
-    assert _every_fault(make, lambda d: None, act, check) >= 5
+    assert every_fault(make, lambda d: None, act, check) >= 5
 
 
 def test_put_content_failing_keeps_the_old_content(make: Callable[[], Driver]) -> None:
@@ -453,7 +360,7 @@ def test_put_content_failing_keeps_the_old_content(make: Callable[[], Driver]) -
     def check(d: Driver, done: bool) -> None:
         assert d.get_content("p/link") == (b"new content" if done else b"old")
 
-    _every_fault(make, lambda d: d.put_content("p/link", b"old"), lambda d: d.put_content("p/link", b"new content"),
+    every_fault(make, lambda d: d.put_content("p/link", b"old"), lambda d: d.put_content("p/link", b"new content"),
                  check)
 
 
@@ -486,7 +393,7 @@ def test_upload_failing_at_any_step_leaves_no_partial_blob(make: Callable[[], Dr
             appender.finish()
         uploads.commit("r", uuid, Digest.of(DATA))
 
-    assert _every_fault(make, lambda d: None, act, lambda d, done: _blob_state(d, "r", DATA, done)) >= 8
+    assert every_fault(make, lambda d: None, act, lambda d, done: _blob_state(d, "r", DATA, done)) >= 8
 
 
 def test_blob_writer_commit_failing_at_any_step_leaves_no_partial_blob(make: Callable[[], Driver]) -> None:
@@ -503,7 +410,7 @@ def test_blob_writer_commit_failing_at_any_step_leaves_no_partial_blob(make: Cal
             raise
         blobs.link("r", Digest.of(DATA))
 
-    assert _every_fault(make, lambda d: None, act, lambda d, done: _blob_state(d, "r", DATA, done)) >= 5
+    assert every_fault(make, lambda d: None, act, lambda d, done: _blob_state(d, "r", DATA, done)) >= 5
 
 
 def test_manifest_put_failing_at_any_step_is_all_or_nothing(make: Callable[[], Driver]) -> None:
@@ -535,4 +442,4 @@ def test_manifest_put_failing_at_any_step_is_all_or_nothing(make: Callable[[], D
         if done:
             assert tags == ["v1"]
 
-    assert _every_fault(make, prepare, act, check) >= 4
+    assert every_fault(make, prepare, act, check) >= 4
