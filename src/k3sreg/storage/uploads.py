@@ -153,7 +153,6 @@ class UploadSessions:
             # Every writer of this session holds the lock we hold, so none is open: the file moved into the
             # blob store is closed for good.
             writer = self._writer(repo, uuid, self._take(repo, uuid, size, rehash=False))
-            self._drop(repo, uuid)
             try:
                 info = writer.commit(d)
             except BaseException as e:
