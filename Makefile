@@ -4,13 +4,15 @@ PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 VENV := .venv
 APT_PACKAGES := skopeo containerd docker-registry podman buildah umoci openssh-server nginx wrk iproute2 \
-	uidmap fuse-overlayfs sudo apache2-utils tinyproxy
+	uidmap fuse-overlayfs sudo apache2-utils tinyproxy binutils
 APT_MARKER := .venv/.apt-done
 
-.PHONY: install serve test lint unit bench peers conformance clean
+.PHONY: install serve test lint unit bench peers conformance image clean
 
+# Debian 12 and later refuse `pip install --user` into the system Python (PEP 668) unless told it is meant.
 $(UV):
-	$(PYTHON) -m pip install --quiet --user uv || $(PYTHON) -m pip install --quiet uv
+	$(PYTHON) -m pip install --quiet --user uv || $(PYTHON) -m pip install --quiet --user --break-system-packages uv \
+	  || $(PYTHON) -m pip install --quiet uv
 
 $(VENV)/.installed: pyproject.toml uv.lock | $(UV)
 	$(UV) sync --frozen --quiet
@@ -35,7 +37,7 @@ $(APT_MARKER): Makefile | $(VENV)/.installed
 peers: $(APT_MARKER)
 
 lint: install
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check src tests bench image
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
@@ -47,6 +49,12 @@ unit: install
 
 bench: install peers
 	$(VENV)/bin/python -m bench $(BENCH_ARGS)
+
+# The k3sreg image from Debian 12 packages (apt-get download, the machine's apt sources) and uv.lock, with no
+# registry and no daemon: dist/k3sreg-<version>.oci.tar and .docker.tar. A build of the same inputs is reused
+# from .cache/image/ (see image/build.py). Needs root (or user namespaces) to compile bytecode in the tree.
+image: install
+	UV=$(UV) $(VENV)/bin/python -m image.build $(IMAGE_ARGS)
 
 # The official OCI distribution-spec conformance suite (v1.1.1, all four workflows). Manual: it builds the Go
 # suite from source snapshots that a developer session fetches, which a fresh machine or CI cannot do.

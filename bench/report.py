@@ -17,7 +17,8 @@ from rich.text import Text
 
 from bench.servers import DOCKER_REGISTRY, K3SREG, NGINX
 
-COLUMNS = (K3SREG, DOCKER_REGISTRY, NGINX)
+SKOPEO = "skopeo"  # the client-side baseline of `k3sreg images` (bench/scenarios/airgap.py)
+COLUMNS = (K3SREG, DOCKER_REGISTRY, NGINX, SKOPEO)
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,7 @@ class Results:
                     "errors": fig.errors,
                     "ratio_docker_registry": fig.ratio(DOCKER_REGISTRY),
                     "ratio_nginx": fig.ratio(NGINX),
+                    "ratio_skopeo": fig.ratio(SKOPEO),
                     "target": fig.target.describe() if fig.target else None,
                     "target_spec": asdict(fig.target) if fig.target else None,
                     "target_met": fig.target.check(medians) if fig.target else None,
@@ -187,6 +189,7 @@ def _row(fig: Figure) -> list[str]:
         *(_cell(fig, c) for c in COLUMNS),
         _ratio(fig.ratio(DOCKER_REGISTRY)),
         _ratio(fig.ratio(NGINX)),
+        _ratio(fig.ratio(SKOPEO)),
     ]
 
 
@@ -198,6 +201,7 @@ def render_table(results: Results, console: Console, title: str) -> None:
         table.add_column(column, justify="right")
     table.add_column("k3sreg/docker-registry", justify="right")
     table.add_column("k3sreg/nginx", justify="right")
+    table.add_column("k3sreg/skopeo", justify="right")
     table.add_column("target")
     for fig in results.figures.values():
         verdict, style = _verdict(fig)
@@ -212,7 +216,7 @@ def render_table(results: Results, console: Console, title: str) -> None:
 
 def render_markdown(results: Results) -> str:
     """The same table as GitHub markdown (for docs/benchmarks.md)."""
-    header = ["figure", *COLUMNS, "k3sreg/docker-registry", "k3sreg/nginx", "target"]
+    header = ["figure", *COLUMNS, "k3sreg/docker-registry", "k3sreg/nginx", "k3sreg/skopeo", "target"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for fig in results.figures.values():
         lines.append("| " + " | ".join([*_row(fig), _verdict(fig)[0]]) + " |")

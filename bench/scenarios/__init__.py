@@ -12,12 +12,14 @@ from collections.abc import Awaitable, Callable
 
 from bench.context import Context
 from bench.report import Results
-from bench.scenarios import core, evict, proxy
+from bench.scenarios import airgap, core, evict, proxy, startup
 
 Scenario = Callable[[Context, Results], Awaitable[None]]
 
 SCENARIOS: dict[str, Scenario] = {
     "core": core.run,
     "proxy": proxy.run,
+    "startup": startup.run,
+    "airgap": airgap.run,
     "evict": evict.run,
 }

@@ -8,6 +8,7 @@
 * ``docker_registry`` / ``k3sreg_registry``: one instance of each, for tests about a single implementation.
 * ``skopeo``: a ``tests.peers.skopeo.Skopeo``.
 * ``netns``: an isolated network namespace (loopback only) for the session.
+* ``image``: k3sreg's own image (`make image`), built at most once per session (reused from .cache/image).
 Every test under this directory is marked ``peers``.
 """
 
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from image.build import REPO, Built, build
 from tests.peers.netns import NetNs, network_namespace
 from tests.peers.registry import VARIANTS, DockerRegistry, K3sregServer, RegistryProcess, make_variant
 from tests.peers.skopeo import Skopeo
@@ -77,3 +79,9 @@ def netns() -> Iterator[NetNs]:
     """A network namespace with only loopback up, for the whole session."""
     with network_namespace() as ns:
         yield ns
+
+
+@pytest.fixture(scope="session")
+def image() -> Built:
+    """The image of this checkout, built at most once per session (reused from the cache when unchanged)."""
+    return build(REPO)

@@ -246,3 +246,16 @@ def test_auth_section_refuses_to_start_open(tmp_path: Path) -> None:
                        timeout=30)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "auth.htpasswd" in r.stderr and "not enforced" in r.stderr
+
+
+def test_a_bad_tls_file_is_named_not_blamed_on_the_address(tmp_path: Path) -> None:
+    """A missing key or a certificate in the key's place stops start-up naming http.tls.key and the file."""
+    crt, _ = make_cert(tmp_path)
+    for key in (tmp_path / "missing.key", crt):
+        cfg = tmp_path / "config.yml"
+        cfg.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path}/d\nhttp:\n"
+                       f"  addr: 127.0.0.1:0\n  tls:\n    certificate: {crt}\n    key: {key}\n")
+        r = subprocess.run([K3SREG, "serve", str(cfg)], capture_output=True, text=True, timeout=30)
+        assert r.returncode == 2 and "Traceback" not in r.stderr
+        assert r.stderr.startswith("error: http.tls.key: ") and str(key) in r.stderr, r.stderr
+        assert "http.addr" not in r.stderr

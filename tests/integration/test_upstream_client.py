@@ -25,11 +25,11 @@ from typing import Any
 
 import pytest
 
+from k3sreg.client import RegistryClient
 from k3sreg.config.upstreams import UpstreamSettings
 from k3sreg.errors import BlobUnknown, ManifestUnknown, Unauthorized, Unavailable
 from k3sreg.oci.digest import Digest
 from k3sreg.oci.mediatypes import OCI_INDEX, OCI_MANIFEST
-from k3sreg.upstream import UpstreamClient
 from tests.peers.images import TestLayout, build_layout, read_blob
 from tests.peers.registry import DockerRegistry, free_port, write_self_signed
 from tests.peers.skopeo import Skopeo
@@ -158,13 +158,13 @@ def basic(tmp_path_factory: pytest.TempPathFactory, plain: DockerRegistry) -> It
         yield reg
 
 
-def upstream(url: str, name: str = "upstream.test", **extra: Any) -> UpstreamClient:
+def upstream(url: str, name: str = "upstream.test", **extra: Any) -> RegistryClient:
     """A client for `url` named `name`, with short retries so failures show quickly."""
     settings = UpstreamSettings.model_validate({"name": name, "url": url, "timeout": "5s", **extra})
-    return UpstreamClient(settings)
+    return RegistryClient(settings)
 
 
-async def read_all(client: UpstreamClient, repo: str, digest: str) -> tuple[bytes, int | None, int]:
+async def read_all(client: RegistryClient, repo: str, digest: str) -> tuple[bytes, int | None, int]:
     """(bytes, announced size, number of chunks) of a blob."""
     chunks: list[bytes] = []
     async with client.open_blob(repo, Digest.parse(digest)) as blob:

@@ -9,21 +9,18 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from k3sreg.cli.output import FOUND, new_app
 from k3sreg.errors import UsageError
 
 if TYPE_CHECKING:
     from k3sreg.k3s.explain import Plan
     from k3sreg.k3s.render import RenderOptions
 
-# The k3s package (pydantic models, YAML) is imported inside each command, so that other commands of the
-# CLI (`k3sreg serve`...) do not pay for it at start.
-PROGRAMS = ("k3s", "rke2")
-RUNTIMES = ("k3s", "containerd")
+# The k3s package (YAML, the registries.yaml model) is imported inside each command, so that other commands of
+# the CLI (`k3sreg serve`...) do not pay for it at start.
 
-app = typer.Typer(
-    help="registries.yaml: write it, validate it, render containerd's hosts.toml as K3s does, explain a pull.",
-    no_args_is_help=True,
-)
+app = new_app("registries.yaml: write it, validate it, render containerd's hosts.toml as K3s does, "
+              "explain a pull.")
 
 _NO_DEFAULT = typer.Option(False, "--disable-default-endpoint",
                            help="As K3s's --disable-default-registry-endpoint: no fallback to the registry itself.")
@@ -33,7 +30,7 @@ _DATA_DIR = typer.Option(None, "--data-dir", help="The agent's --data-dir (defau
 
 
 def _options(no_default: bool, embedded: bool, flavor: str, data_dir: str | None) -> RenderOptions:
-    from k3sreg.k3s.render import RenderOptions
+    from k3sreg.k3s.render import PROGRAMS, RenderOptions
 
     if flavor not in PROGRAMS:
         raise UsageError(f"--flavor must be one of {', '.join(PROGRAMS)}, not {flavor!r}")
@@ -76,7 +73,7 @@ def validate_cmd(
         errors = sum(f.severity == "error" for f in findings)
         typer.echo(f"{file}: {errors} error(s), {len(findings) - errors} warning(s)", err=True)
     if has_errors(findings):
-        raise typer.Exit(1)
+        raise typer.Exit(FOUND)
 
 
 @app.command("render")
@@ -107,11 +104,16 @@ def render_cmd(
             typer.echo(f"warning: {file}:{f.location()}: {f.path}: {f.message}", err=True)
     for note in result.notes:
         typer.echo(f"{flavor}: {note}", err=True)
-    applied = apply_hosts(out, result.files, flavor)
+    try:
+        applied = apply_hosts(out, result.files, flavor)
+    except OSError as e:
+        raise UsageError(f"cannot write into {out}: {e.strerror or e} (--out names the certs.d directory)") from None
     for rel in applied.removed:
-        typer.echo(f"removed {out / rel}", err=True)
+        typer.echo(f"removed {out / rel}")
     for rel in applied.written:
         typer.echo(f"wrote {out / rel}")
+    for rel in applied.unchanged:
+        typer.echo(f"unchanged {out / rel}")
     if containerd_auth:
         if containerd_version not in (2, 3):
             raise UsageError("--containerd-config-version must be 2 or 3")
@@ -154,7 +156,7 @@ def explain_cmd(
 ) -> None:
     """The ordered requests containerd makes for IMAGE; warns when the last hop is a public registry."""
     from k3sreg.k3s.decode import load_registries
-    from k3sreg.k3s.explain import explain
+    from k3sreg.k3s.explain import RUNTIMES, explain
     from k3sreg.k3s.render import render
 
     if runtime not in RUNTIMES:
@@ -182,6 +184,9 @@ def explain_cmd(
 @app.command("init")
 def init_cmd(
     endpoint: list[str] = typer.Option([], "--endpoint", "-e", help="Mirror endpoint, in order (repeat)."),
+    scheme: str = typer.Option("", "--scheme", show_default=False,
+                               help="http or https for endpoints given without a scheme (default: from "
+                               "--from-config's http.tls, else as K3s: https unless loopback)."),
     mirror: list[str] = typer.Option([], "--mirror", "-m", help="Registry to mirror, e.g. docker.io or '*'."),
     from_config: Path | None = typer.Option(None, "--from-config",
                                             help="Mirror every upstream of this k3sreg config.yml."),
@@ -198,7 +203,7 @@ def init_cmd(
     output: Path | None = typer.Option(None, "--output", "-o", help="Write here instead of stdout."),
 ) -> None:
     """Write a valid, minimal, commented registries.yaml."""
-    from k3sreg.k3s.generate import InitSpec, generate
+    from k3sreg.k3s.generate import InitSpec, generate, scheme_notes
 
     _options(False, False, flavor, None)
     password = ""
@@ -215,17 +220,30 @@ def init_cmd(
             raise UsageError(f"--rewrite {item!r}: write PATTERN=REPLACEMENT")
         rewrites[pattern] = replacement
     mirrors = list(mirror)
+    reason = ""
     if from_config is not None:
         from k3sreg.config import load_settings
 
-        mirrors += [u.name for u in load_settings(from_config).effective_upstreams]
-    text = generate(InitSpec(endpoints=endpoint, mirrors=mirrors, insecure_skip_verify=insecure_skip_verify,
-                             ca_file=ca_file, cert_file=cert_file, key_file=key_file, username=username,
-                             password=password, rewrites=rewrites, program=flavor))
+        settings = load_settings(from_config)
+        mirrors += [u.name for u in settings.effective_upstreams]
+        if not scheme:
+            tls = settings.http.tls is not None and settings.http.tls.enabled
+            scheme = "https" if tls else "http"
+            reason = f"{from_config}: " + ("http.tls is set, so k3sreg serves HTTPS" if tls
+                                           else "no http.tls, so k3sreg serves plain HTTP")
+    spec = InitSpec(endpoints=endpoint, mirrors=mirrors, insecure_skip_verify=insecure_skip_verify,
+                    ca_file=ca_file, cert_file=cert_file, key_file=key_file, username=username,
+                    password=password, rewrites=rewrites, program=flavor, scheme=scheme, scheme_reason=reason)
+    text = generate(spec)
+    for note in scheme_notes(spec):
+        typer.echo(f"note: {note}", err=True)
     if output is None:
         typer.echo(text, nl=False)
     else:
-        output.write_text(text, encoding="utf-8")
-        if password:
-            output.chmod(0o600)
+        try:
+            output.write_text(text, encoding="utf-8")
+            if password:
+                output.chmod(0o600)
+        except OSError as e:
+            raise UsageError(f"cannot write {output}: {e.strerror or e}") from None
         typer.echo(f"wrote {output}", err=True)

@@ -1,13 +1,13 @@
 """`k3sreg nodes plan | apply | status | rollback`: registries.yaml on every node, over SSH.
 
-Live progress and the summary table go to stderr/stdout through rich; `--json` prints one JSON document on
-stdout instead. Exit status: 0 when every node is fine, 1 when any node failed (or, for `status`, is not in
+Live progress (stderr) and the summary table (stdout) go through rich on a terminal; when stdout is piped,
+the table is plain tab-separated lines, one per node, after a header line; `--json` prints one JSON document
+on stdout instead. Exit status: 0 when every node is fine, 1 when any node failed (or, for `status`, is not in
 sync), 2 for bad input (an invalid registries.yaml is refused before any node is contacted).
 """
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections import Counter
 from collections.abc import Callable, Coroutine, Sequence
@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from k3sreg.cli.output import print_json
+from k3sreg.cli.output import FOUND, new_app, print_json
+from k3sreg.cli.sshopts import ssh_options
 from k3sreg.errors import UsageError
 
 if TYPE_CHECKING:
@@ -25,21 +26,12 @@ if TYPE_CHECKING:
 # The rollout machinery (asyncssh, cryptography, rich) is imported inside the commands: importing it here
 # would cost every other k3sreg command a second at start.
 
-app = typer.Typer(
-    help="Roll registries.yaml out to every node over SSH: planned, idempotent, restarting only what changed.",
-    no_args_is_help=True,
-)
+app = new_app("Roll registries.yaml out to every node over SSH: planned, idempotent, restarting only what "
+              "changed.")
 
 INVENTORY = typer.Option(..., "--inventory", "-i", help="Our YAML inventory, or a k3s-ansible one (YAML/INI).")
 REGISTRIES = typer.Option(..., "--registries", "-r", help="The registries.yaml to roll out.")
 NODES = typer.Option([], "--node", "-n", help="Only this node (name or address); repeatable.")
-KNOWN_HOSTS = typer.Option(Path("~/.ssh/known_hosts"), "--known-hosts", help="Host keys to check against.")
-ACCEPT_NEW = typer.Option(False, "--accept-new-host-keys",
-                          help="Trust and record the key of a host known_hosts does not list yet.")
-IDENTITY = typer.Option(None, "--identity", "-k", help="Private key for nodes whose inventory names none.")
-NO_AGENT = typer.Option(False, "--no-agent", help="Do not use the SSH agent (SSH_AUTH_SOCK).")
-CONNECT_TIMEOUT = typer.Option(10.0, "--connect-timeout", min=0.1, help="Seconds to connect and log in.")
-COMMAND_TIMEOUT = typer.Option(60.0, "--command-timeout", min=0.1, help="Seconds for each remote command.")
 PARALLEL = typer.Option(4, "--parallel", "-p", min=1, help="Nodes handled at the same time.")
 ROLLING = typer.Option(False, "--rolling", help="One node at a time, servers first; stop at the first failure.")
 DRY_RUN = typer.Option(False, "--dry-run", help="Show what would happen; change nothing.")
@@ -58,15 +50,6 @@ _SUMMARY = {
 }
 
 
-def _ssh(known_hosts: Path, accept_new: bool, identity: Path | None, no_agent: bool, connect_timeout: float,
-         command_timeout: float) -> SshOptions:
-    from k3sreg.k3s.rollout import SshOptions
-
-    return SshOptions(known_hosts=known_hosts.expanduser(), accept_new_host_keys=accept_new,
-                      identity=str(identity.expanduser()) if identity else None, use_agent=not no_agent,
-                      connect_timeout=connect_timeout, command_timeout=command_timeout)
-
-
 def _nodes(inventory: Path, names: Sequence[str]) -> list[Node]:
     from k3sreg.k3s.rollout import load_inventory, select_nodes
 
@@ -77,6 +60,8 @@ def _run(nodes: Sequence[Node], as_json: bool,
          job: Callable[[Callable[[str, str], None] | None], Coroutine[Any, Any, list[NodeResult]]]
          ) -> list[NodeResult]:
     """Run `job` with a live progress display on a terminal (nothing when --json or not a terminal)."""
+    import asyncio
+
     from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
@@ -95,36 +80,59 @@ def _run(nodes: Sequence[Node], as_json: bool,
 
 def _report(command: str, results: Sequence[NodeResult], as_json: bool, show_diff: bool = False,
             extra: dict[str, Any] | None = None) -> None:
-    from rich.console import Console
-    from rich.syntax import Syntax
-    from rich.table import Table
-
     counts: Counter[str] = Counter(r.outcome for r in results)
     if as_json:
         print_json({"command": command, "ok": not _bad(command, results), "summary": dict(counts),
                     "nodes": [r.to_json() for r in results], **(extra or {})})
         return
-    out = Console(soft_wrap=False)
-    if show_diff:
-        for r in results:
-            if r.diff:
-                out.rule(f"{r.node} ({r.address}) {r.action if r.action != 'none' else r.outcome}")
-                out.print(Syntax(r.diff, "diff", theme="ansi_dark", background_color="default"))
-    table = Table(title=f"k3sreg nodes {command}", title_justify="left")
     show_restart = command != "status"
     show_hot = any(r.hot for r in results)
     columns = ["node", "address", "role", "service", "result"]
     columns += ["restart"] * show_restart + ["hosts.toml"] * show_hot + ["detail"]
-    for column in columns:
-        table.add_column(column, overflow="fold")
+    rows = []
     for r in results:
-        row = [r.node, r.address, r.role or "?", r.service or "?", f"[{_STYLE.get(r.outcome, '')}]{r.outcome}[/]"]
+        row = [r.node, r.address, r.role or "?", r.service or "?", r.outcome]
         row += ["yes" if r.restart else "no"] * show_restart + [" ".join(r.hot)] * show_hot
         row.append(r.reason or (r.action if r.action != "none" else ""))
-        table.add_row(*row)
-    out.print(table)
+        rows.append(row)
     keys = list(_SUMMARY[command]) + sorted(k for k in counts if k not in _SUMMARY[command])
-    out.print(" · ".join(f"{k} {counts.get(k, 0)}" for k in keys))
+    summary = " · ".join(f"{k} {counts.get(k, 0)}" for k in keys)
+    diffs = [(f"{r.node} ({r.address}) {r.action if r.action != 'none' else r.outcome}", r.diff)
+             for r in results if show_diff and r.diff]
+    if sys.stdout.isatty():
+        _rich_report(command, columns, rows, diffs, summary)
+        return
+    # Piped or redirected: plain lines that grep, cut and awk can read (a table would wrap word by word).
+    for title, diff in diffs:
+        typer.echo(f"--- {title}")
+        typer.echo(diff.rstrip("\n"))
+    typer.echo("\t".join(columns))
+    for row in rows:
+        typer.echo("\t".join(cell.replace("\t", " ").replace("\n", " ") or "-" for cell in row))
+    typer.echo(summary)
+
+
+def _rich_report(command: str, columns: list[str], rows: list[list[str]], diffs: list[tuple[str, str]],
+                 summary: str) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.syntax import Syntax
+    from rich.table import Table
+
+    out = Console(soft_wrap=False)
+    for title, diff in diffs:
+        out.rule(title)
+        out.print(Syntax(diff, "diff", theme="ansi_dark", background_color="default"))
+    table = Table(title=f"k3sreg nodes {command}", title_justify="left")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    result = columns.index("result")
+    for row in rows:
+        cells = [escape(cell) for cell in row]
+        cells[result] = f"[{_STYLE.get(row[result], '')}]{cells[result]}[/]"
+        table.add_row(*cells)
+    out.print(table)
+    out.print(summary)
 
 
 def _bad(command: str, results: Sequence[NodeResult]) -> bool:
@@ -135,7 +143,7 @@ def _bad(command: str, results: Sequence[NodeResult]) -> bool:
 
 def _finish(command: str, results: Sequence[NodeResult]) -> None:
     if _bad(command, results):
-        sys.exit(1)
+        sys.exit(FOUND)
 
 
 def _desired(registries: Path, as_json: bool) -> bytes:
@@ -149,12 +157,11 @@ def _desired(registries: Path, as_json: bool) -> bytes:
 
 
 @app.command("plan")
+@ssh_options
 def plan(
     inventory: Path = INVENTORY, registries: Path = REGISTRIES, node: list[str] = NODES,
     hot: bool = typer.Option(False, "--hot", help="Also plan the hosts.toml files in certs.d."),
-    known_hosts: Path = KNOWN_HOSTS, accept_new_host_keys: bool = ACCEPT_NEW, identity: Path | None = IDENTITY,
-    no_agent: bool = NO_AGENT, connect_timeout: float = CONNECT_TIMEOUT, command_timeout: float = COMMAND_TIMEOUT,
-    as_json: bool = JSON,
+    as_json: bool = JSON, *, ssh: SshOptions,
 ) -> None:
     """For each node: missing, different (masked diff) or up to date, and whether a restart would follow."""
     from k3sreg.k3s.rollout import plan as plan_nodes
@@ -163,22 +170,20 @@ def plan(
     desired = _desired(registries, as_json)
     render = hot_render(desired, str(registries)) if hot else None
     nodes = _nodes(inventory, node)
-    ssh = _ssh(known_hosts, accept_new_host_keys, identity, no_agent, connect_timeout, command_timeout)
     results = _run(nodes, as_json, lambda p: plan_nodes(nodes, desired, ssh, render, p))
     _report("plan", results, as_json, show_diff=True)
     _finish("plan", results)
 
 
 @app.command("apply")
+@ssh_options
 def apply(
     inventory: Path = INVENTORY, registries: Path = REGISTRIES, node: list[str] = NODES,
     parallel: int = PARALLEL, rolling: bool = ROLLING, dry_run: bool = DRY_RUN,
     hot: bool = typer.Option(False, "--hot", help="Also write the rendered hosts.toml into containerd's certs.d, "
                              "and skip the restart: containerd reads them on every pull."),
     restart_timeout: int = RESTART_TIMEOUT,
-    known_hosts: Path = KNOWN_HOSTS, accept_new_host_keys: bool = ACCEPT_NEW, identity: Path | None = IDENTITY,
-    no_agent: bool = NO_AGENT, connect_timeout: float = CONNECT_TIMEOUT, command_timeout: float = COMMAND_TIMEOUT,
-    as_json: bool = JSON,
+    as_json: bool = JSON, *, ssh: SshOptions,
 ) -> None:
     """Validate, then write registries.yaml where it differs (atomic, root 0600, backup kept); restart those nodes."""
     from k3sreg.k3s.rollout import RolloutOptions
@@ -190,7 +195,6 @@ def apply(
     for caveat in hot_caveats(desired) if hot else []:
         typer.echo(f"warning: {caveat}", err=True)
     nodes = _nodes(inventory, node)
-    ssh = _ssh(known_hosts, accept_new_host_keys, identity, no_agent, connect_timeout, command_timeout)
     opts = RolloutOptions(parallel=parallel, rolling=rolling, dry_run=dry_run, hot=hot,
                           restart_timeout=restart_timeout)
     results = _run(nodes, as_json, lambda p: apply_nodes(nodes, desired, ssh, opts, render, p))
@@ -199,32 +203,29 @@ def apply(
 
 
 @app.command("status")
+@ssh_options
 def status(
     inventory: Path = INVENTORY, registries: Path = REGISTRIES, node: list[str] = NODES,
-    known_hosts: Path = KNOWN_HOSTS, accept_new_host_keys: bool = ACCEPT_NEW, identity: Path | None = IDENTITY,
-    no_agent: bool = NO_AGENT, connect_timeout: float = CONNECT_TIMEOUT, command_timeout: float = COMMAND_TIMEOUT,
-    as_json: bool = JSON,
+    as_json: bool = JSON, *, ssh: SshOptions,
 ) -> None:
     """Drift report: which nodes carry the desired file, which differ, which are unreachable (exit 1 if any)."""
     from k3sreg.k3s.rollout import status as status_nodes
 
     desired = _desired(registries, as_json)
     nodes = _nodes(inventory, node)
-    ssh = _ssh(known_hosts, accept_new_host_keys, identity, no_agent, connect_timeout, command_timeout)
     results = _run(nodes, as_json, lambda p: status_nodes(nodes, desired, ssh, p))
     _report("status", results, as_json, show_diff=True)
     _finish("status", results)
 
 
 @app.command("rollback")
+@ssh_options
 def rollback(
     names: list[str] = typer.Argument(None, help="Nodes to roll back (name or address)."),
     all_nodes: bool = typer.Option(False, "--all", help="Roll back every node of the inventory."),
     inventory: Path = INVENTORY, parallel: int = PARALLEL, rolling: bool = ROLLING, dry_run: bool = DRY_RUN,
     restart_timeout: int = RESTART_TIMEOUT,
-    known_hosts: Path = KNOWN_HOSTS, accept_new_host_keys: bool = ACCEPT_NEW, identity: Path | None = IDENTITY,
-    no_agent: bool = NO_AGENT, connect_timeout: float = CONNECT_TIMEOUT, command_timeout: float = COMMAND_TIMEOUT,
-    as_json: bool = JSON,
+    as_json: bool = JSON, *, ssh: SshOptions,
 ) -> None:
     """Put back the registries.yaml that the last apply replaced on the named nodes, and restart them."""
     from k3sreg.k3s.rollout import RolloutOptions
@@ -235,7 +236,6 @@ def rollback(
     if names and all_nodes:
         raise UsageError("either name nodes or pass --all, not both")
     nodes = _nodes(inventory, names or [])
-    ssh = _ssh(known_hosts, accept_new_host_keys, identity, no_agent, connect_timeout, command_timeout)
     opts = RolloutOptions(parallel=parallel, rolling=rolling, dry_run=dry_run, restart_timeout=restart_timeout)
     results = _run(nodes, as_json, lambda p: rollback_nodes(nodes, ssh, opts, p))
     _report("rollback", results, as_json)

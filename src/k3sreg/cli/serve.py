@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from k3sreg.config import Settings, load_settings
 from k3sreg.errors import UsageError
+
+if TYPE_CHECKING:
+    import socket
+    from collections.abc import Callable
+
+    from k3sreg.config import Settings
+
+# Everything else (settings, the server, logging, sockets) is imported when `serve` runs: importing this
+# module must cost `k3sreg --help` nothing.
 
 
 def serve(
@@ -23,50 +30,90 @@ def serve(
 
     Without a config it listens on 127.0.0.1:5000 and stores under ./data.
     """
+    if config is not None and config_opt is not None:
+        raise UsageError(f"the config file is given twice ({config} and --config {config_opt}); give one")
+    from k3sreg.config import load_settings
+
+    settings = load_settings(config_opt or config, check_files=True)
+    metrics_dir = None
     if workers > 1:
+        import tempfile
+
         # Before prometheus_client is imported: each worker then writes its counters where /metrics sums them.
         metrics_dir = Path(tempfile.mkdtemp(prefix="k3sreg-metrics-"))
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    try:
+        _serve(settings, workers)
+    finally:
+        if metrics_dir is not None:
+            import shutil
+
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _serve(settings: Settings, workers: int) -> None:
     from k3sreg.server.app import check_supported
     from k3sreg.server.run import bind, setup_logging, ssl_context
     from k3sreg.server.run import serve as run
 
-    settings = load_settings(config_opt or config)
     check_supported(settings)
     setup_logging(settings)
     try:
         sock = bind(settings)
-        ssl_context(settings)  # fail now, in one line, on unreadable certificates
     except OSError as e:
         reason = e.strerror or str(e)
         raise UsageError(f"cannot serve on {settings.http.addr}: {reason} (change http.addr, or stop what uses it)"
                          ) from None
-    if settings.http.net == "unix":
-        where = f"unix:{settings.http.addr}"
-    else:
-        host, port = sock.getsockname()[:2]
-        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else (f"[{host}]" if ":" in host else host)
-        where = f"{shown}:{port}"
+    try:
+        ssl_context(settings)  # the files were checked with the settings; this catches what only OpenSSL sees
+    except (OSError, ValueError) as e:
+        sock.close()
+        raise UsageError(f"http.tls: OpenSSL cannot use the certificate and key: {e}") from None
+    where, note = listen_address(sock) if settings.http.net == "tcp" else (f"unix:{settings.http.addr}", "")
     scheme = "https" if settings.http.tls and settings.http.tls.certificate else "http"
     storage = (str(settings.storage.filesystem.rootdirectory.resolve()) if settings.storage.filesystem
                else settings.storage.driver)
     tls_flag = "" if scheme == "https" else " --dest-tls-verify=false"
-    typer.echo(f"k3sreg listening on {scheme}://{where} (storage: {storage}, workers: {workers})", err=True)
-    typer.echo(f"push an image:  skopeo copy{tls_flag} oci:./layout:1 docker://{where}/library/demo:1", err=True)
-    _show_upstreams(settings)
-    try:
-        run(settings, sock, workers)
-    finally:
-        if workers > 1:
-            shutil.rmtree(metrics_dir, ignore_errors=True)
+    say = _announcer(settings)
+    say(f"k3sreg listening on {scheme}://{where}{note} (storage: {storage}, workers: {workers})")
+    say(f"push an image:  skopeo copy{tls_flag} oci:./layout:1 docker://{where}/library/demo:1")
+    _show_upstreams(settings, say)
+    run(settings, sock, workers)
 
 
-def _show_upstreams(settings: Settings) -> None:
+def _announcer(settings: Settings) -> Callable[[str], None]:
+    """Where the start-up lines go: plain lines on stderr, or log records when the log is JSON for a collector."""
+    if settings.log.formatter == "text":
+        return lambda line: typer.echo(line, err=True)
+    import logging
+
+    return logging.getLogger("k3sreg.serve").info
+
+
+def listen_address(sock: socket.socket) -> tuple[str, str]:
+    """(host:port to reach a TCP listening socket from this machine, a note when it listens on every interface).
+
+    `http.addr: :5000` binds the wildcard address: the registry is reachable from other machines too, which
+    the start-up line must say rather than show only the loopback address.
+    """
+    import socket
+
+    host, port = sock.getsockname()[:2]
+    if host == "0.0.0.0":
+        return f"127.0.0.1:{port}", f" and every IPv4 interface, port {port}"
+    if host == "::":
+        v6only = sock.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY)
+        families = "IPv6" if v6only else "IPv4 and IPv6"
+        return f"127.0.0.1:{port}" if not v6only else f"[::1]:{port}", f" and every {families} interface, port {port}"
+    return (f"[{host}]" if ":" in host else host) + f":{port}", ""
+
+
+def _show_upstreams(settings: Settings, say: Callable[[str], None]) -> None:
     """One line per upstream: its registry name, URL, whether it is reached through an HTTP(S)_PROXY, and for
     the `proxy:` upstream that it also takes what names no other upstream."""
     from yarl import URL
 
-    from k3sreg.upstream.proxyenv import ProxyEnv
+    from k3sreg.client.proxyenv import ProxyEnv
 
     proxies = ProxyEnv.from_env(os.environ)
     proxy = settings.proxy_upstream
@@ -75,4 +122,4 @@ def _show_upstreams(settings: Settings) -> None:
         route = "offline" if upstream.offline else proxies.describe(url)
         default = proxy is not None and upstream.name == proxy.name
         also = "; proxy: also every request without ns or whose ns no other upstream claims" if default else ""
-        typer.echo(f"upstream {upstream.name}: {url.with_user(None)} ({route}{also})", err=True)
+        say(f"upstream {upstream.name}: {url.with_user(None)} ({route}{also})")

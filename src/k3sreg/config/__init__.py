@@ -8,7 +8,7 @@
       units.py      parsing and printing durations and sizes (no pydantic)
       model.py      Settings, the root, and the checks that span sections
       log.py http.py health.py storage.py proxy.py auth.py catalog.py tags.py   Distribution's sections
-      upstreams.py limits.py                                                   k3sreg's own sections
+      upstreams.py limits.py access.py (and auth.token.builtin in auth.py)         k3sreg's own sections
 
 Every section keeps its defaults in one place (its module); consumers receive their own section, not the whole
 Settings. The full reference of every key is docs/configuration.md.

@@ -24,9 +24,9 @@ import yaml
 from pydantic import BaseModel
 
 from k3sreg.config.auth import AuthSettings
-from k3sreg.config.problems import Loc, nearest
 from k3sreg.config.storage import DRIVERS, OTHER_DRIVERS, StorageSettings
 from k3sreg.config.values import ConfigLoader
+from k3sreg.problems import Loc, nearest
 
 PREFIX = "REGISTRY_"
 _KUBE_SERVICE_LINKS = re.compile(r"^REGISTRY_(PORT(_.*)?|SERVICE_(HOST|PORT)(_.*)?)$")

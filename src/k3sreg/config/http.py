@@ -8,8 +8,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from k3sreg.config.problems import problem
-from k3sreg.config.units import show_value
 from k3sreg.config.values import Duration, GoStr, Section, StrList, split_host_port
+from k3sreg.problems import show_value
 
 
 class LetsEncryptSettings(Section):

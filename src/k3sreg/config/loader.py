@@ -2,7 +2,7 @@
 
     load_settings(path, env)
       file (or the embedded defaults) ──► YAML (numbers keep their text) ──► REGISTRY_* overrides
-      ──► storage driver choice check ──► pydantic models (extra keys forbidden)
+      ──► storage driver choice check ──► pydantic models (extra keys forbidden) ──► the TLS files (serve)
       ──► every problem as one line "key.path: what is wrong; the fix" ──► ConfigError(problems)
 """
 
@@ -19,11 +19,12 @@ from pydantic import BaseModel, ValidationError
 
 from k3sreg.config.env import apply_env, type_at
 from k3sreg.config.model import Settings
-from k3sreg.config.problems import ERROR_TYPE, Loc, describe, line
+from k3sreg.config.problems import line
 from k3sreg.config.storage import OTHER_DRIVERS, storage_problems
-from k3sreg.config.units import show_value
+from k3sreg.config.tls import tls_file_problems
 from k3sreg.config.values import ConfigLoader
 from k3sreg.errors import ConfigError
+from k3sreg.problems import ERROR_TYPE, Loc, describe, show_value
 
 EMBEDDED_DEFAULTS: dict[str, Any] = {
     "version": "0.1",
@@ -37,19 +38,22 @@ EMBEDDED_DEFAULTS: dict[str, Any] = {
 """What `k3sreg serve` runs with when no config file is given (environment overrides still apply)."""
 
 
-def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+def load_settings(path: Path | None = None, env: Mapping[str, str] | None = None, *,
+                  check_files: bool = False) -> Settings:
     """Read, override from `REGISTRY_*` variables and validate the settings; ConfigError lists every problem.
 
-    `path` None uses EMBEDDED_DEFAULTS; `env` None uses os.environ.
+    `path` None uses EMBEDDED_DEFAULTS; `env` None uses os.environ. `check_files` also checks the files the
+    settings name (TLS certificate, key, client CAs), as a server about to use them needs.
     """
     if path is None:
         raw: Any = copy.deepcopy(EMBEDDED_DEFAULTS)
     else:
         raw = _read_file(path)
-    return parse_settings(raw, env, source=str(path) if path else "the embedded defaults")
+    return parse_settings(raw, env, source=str(path) if path else "the embedded defaults", check_files=check_files)
 
 
-def parse_settings(raw: Any, env: Mapping[str, str] | None = None, source: str = "config") -> Settings:
+def parse_settings(raw: Any, env: Mapping[str, str] | None = None, source: str = "config", *,
+                   check_files: bool = False) -> Settings:
     """Validate an already-parsed config document (as `yaml.safe_load` gives it) after applying `env`.
 
     `raw` is modified by the overrides; `source` names it in messages. ConfigError lists every problem.
@@ -80,6 +84,8 @@ def parse_settings(raw: Any, env: Mapping[str, str] | None = None, source: str =
             if loc == ("storage",) and (err["type"] == "missing" or (driver_issues and err["type"] == ERROR_TYPE)):
                 continue  # already said by storage_problems
             found.append((loc, describe(err, _keys_at)))
+    if check_files and settings is not None and settings.http.tls is not None:
+        found += tls_file_problems(settings.http.tls)
     problems += [line(loc, msg, applied) for loc, msg in found]
     if problems or settings is None:
         raise ConfigError(problems)

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
+from k3sreg.config.access import AccessRuleSettings
 from k3sreg.config.auth import AuthSettings
 from k3sreg.config.catalog import CatalogSettings
 from k3sreg.config.health import HealthSettings
@@ -22,7 +23,7 @@ from k3sreg.config.proxy import ProxySettings
 from k3sreg.config.storage import StorageSettings
 from k3sreg.config.tags import TagsSettings
 from k3sreg.config.upstreams import UpstreamSettings
-from k3sreg.config.values import GoStr, RegistryHost, Section, registry_name_for_url
+from k3sreg.config.values import GoStr, ReferenceHost, Section, registry_name_for_url
 
 
 class Settings(Section):
@@ -47,8 +48,9 @@ class Settings(Section):
     policy: dict[str, Any] | None = None
     # k3sreg's own keys
     upstreams: list[UpstreamSettings] = Field(default_factory=list)
-    names: list[RegistryHost] = Field(default_factory=list)
+    names: list[ReferenceHost] = Field(default_factory=list)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    access: list[AccessRuleSettings] = Field(default_factory=list)
 
     @field_validator("version")
     @classmethod
@@ -102,6 +104,7 @@ class Settings(Section):
         clash = sorted(own & {u.name for u in self.effective_upstreams})
         if clash:
             raise problem(f"names: {clash[0]!r} is both this registry's own name and an upstream; remove one")
+        self._check_auth()
         proxied = self.proxy_upstream
         if self.storage.driver == "inmemory" and self.effective_upstreams:
             # Fills stage the download in a file that every worker can follow; memory has no such file.
@@ -113,6 +116,16 @@ class Settings(Section):
                 "remove it from upstreams or remove the proxy section"
             )
         return self
+
+    def _check_auth(self) -> None:
+        if self.access and (self.auth is None or self.auth.kind == "silly"):
+            raise problem("access: rules need auth.htpasswd or auth.token to know who is asking; add one")
+        token = self.auth.token if self.auth else None
+        fs = self.storage.filesystem
+        root = str(fs.rootdirectory) if fs is not None else None
+        if token and token.builtin and token.builtin.keyring_path(root) is None:
+            raise problem("auth.token.builtin: set 'keyring' (a file for the generated signing keys) or "
+                          "'signingkey'; with this storage driver there is no root directory to keep them in")
 
     @property
     def proxy_upstream(self) -> UpstreamSettings | None:

@@ -8,8 +8,8 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from k3sreg.config.problems import problem
-from k3sreg.config.units import show_value
 from k3sreg.config.values import Duration, GoStr, Section, Size, go_str
+from k3sreg.problems import show_value
 
 DRIVERS = ("filesystem", "inmemory", "s3")
 """The storage drivers k3sreg has."""

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 
+from k3sreg.problems import show_value
+
 _DURATION_UNITS: dict[str, float] = {
     "ns": 1e-9,
     "us": 1e-6,
@@ -123,18 +125,3 @@ def format_duration(seconds: float) -> str:
     if secs or frac or not parts:
         parts.append(f"{secs + frac:g}s")
     return "".join(parts)
-
-
-def show_value(value: object) -> str:
-    """A value as the user wrote it in YAML, for messages."""
-    if value is None:
-        return "nothing (null)"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, str):
-        return repr(value)
-    return str(value)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field, field_validator, model_validator
 
 from k3sreg.config.problems import problem
-from k3sreg.config.values import Duration, GoStr, RegistryHost, Section, Size, check_url
+from k3sreg.config.values import Duration, GoStr, ReferenceHost, Section, Size, check_url
 
 
 class UpstreamTLSSettings(Section):
@@ -31,7 +31,7 @@ class UpstreamSettings(Section):
     re-checked upstream; `offline` never contacts the upstream.
     """
 
-    name: RegistryHost
+    name: ReferenceHost
     url: GoStr
     username: GoStr = ""
     password: GoStr = ""

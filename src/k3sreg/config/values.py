@@ -16,7 +16,9 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, model_validator
 
 from k3sreg.config.problems import problem
-from k3sreg.config.units import duration_seconds, show_value, size_bytes
+from k3sreg.config.units import duration_seconds, size_bytes
+from k3sreg.oci.reference import DOCKER_HUB, DOCKER_HUB_HOSTS
+from k3sreg.problems import show_value
 
 
 class YamlInt(int):
@@ -123,10 +125,6 @@ _HOSTPORT = re.compile(rf"^(?:\[(?P<v6>[0-9A-Fa-f:.%\w]+)\]|(?P<host>[^\s:\[\]]*
 _DNS_LABEL = r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
 _REGISTRY_HOST = re.compile(rf"^(?:{_DNS_LABEL}(?:\.{_DNS_LABEL})*|\[[0-9A-Fa-f:.]+\])(?::(?P<port>\d{{1,5}}))?$")
 
-DOCKER_HUB_HOSTS = ("registry-1.docker.io", "index.docker.io", "registry.hub.docker.com", "docker.io")
-"""Hosts that are the registry image references call `docker.io`."""
-
-
 def split_host_port(addr: str) -> tuple[str | None, int]:
     """`":5000"` -> (None, 5000), `"127.0.0.1:5000"` -> ("127.0.0.1", 5000), `"[::1]:5000"` -> ("::1", 5000).
 
@@ -161,7 +159,7 @@ def _registry_host(value: Any) -> Any:
         ) from None
 
 
-RegistryHost = Annotated[str, BeforeValidator(_registry_host)]
+ReferenceHost = Annotated[str, BeforeValidator(_registry_host)]
 """A registry host as image references spell it (`docker.io`, `127.0.0.1:30500`), lower-cased."""
 
 
@@ -178,5 +176,5 @@ def registry_name_for_url(url: str) -> str:
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
     if host in DOCKER_HUB_HOSTS:
-        return "docker.io"
+        return DOCKER_HUB
     return parts.netloc.rsplit("@", 1)[-1].lower()

@@ -2,8 +2,8 @@
 
 Public API (what `k3sreg mirrors` and the SSH rollout use):
 
-    load_registries(text, source) -> Registries          decode as K3s does; ConfigError when K3s would not start
-    load_registries_file(path) -> Registries              a missing file is an empty configuration, as on a node
+    load_registries(text, source) -> RegistriesYaml          decode as K3s does; ConfigError when K3s would not start
+    load_registries_file(path) -> RegistriesYaml              a missing file is an empty configuration, as on a node
     validate_text(text, options) -> list[Finding]         every problem at once (decode + semantic rules)
     RenderOptions(no_default_endpoint, embedded_registry, program="k3s"|"rke2", data_dir, mirror_address)
     render_hosts(registries, options) -> dict[str, str]   "<host dir>/hosts.toml" → content, exactly K3s's set
@@ -19,23 +19,44 @@ Public API (what `k3sreg mirrors` and the SSH rollout use):
     generate(InitSpec) -> str                             a minimal, commented registries.yaml
 
 Modules: `endpoints` (Go URL parsing and K3s normalisation), `decode` (yaml.v2 semantics on PyYAML nodes),
-`model` (pydantic), `validate` + `rewrites` + `hints` (rules), `render` + `apply` (hosts.toml), `explain`,
+`model` (dataclasses), `validate` + `rewrites` + `hints` (rules), `render` + `apply` (hosts.toml), `explain`,
 `generate`. Nothing here imports the server or the storage.
 """
 
 from __future__ import annotations
 
-from k3sreg.k3s.apply import Applied, apply_hosts, is_generated
-from k3sreg.k3s.decode import load_registries, load_registries_file
-from k3sreg.k3s.explain import Plan, explain
-from k3sreg.k3s.findings import Finding
-from k3sreg.k3s.generate import InitSpec, generate
-from k3sreg.k3s.model import Registries
-from k3sreg.k3s.render import Render, RenderOptions, containerd_auth_toml, header_line, render, render_hosts
-from k3sreg.k3s.validate import validate_text
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from k3sreg.k3s.apply import Applied, apply_hosts, is_generated
+    from k3sreg.k3s.decode import load_registries, load_registries_file
+    from k3sreg.k3s.explain import Plan, explain
+    from k3sreg.k3s.findings import Finding
+    from k3sreg.k3s.generate import InitSpec, generate
+    from k3sreg.k3s.model import RegistriesYaml
+    from k3sreg.k3s.render import Render, RenderOptions, containerd_auth_toml, header_line, render, render_hosts
+    from k3sreg.k3s.validate import validate_text
+
+# The public names load their module on first use: a command that needs one module (validate) does not pay
+# for the others (explain, generate) at start.
+_HOME = {
+    "Applied": "apply", "apply_hosts": "apply", "is_generated": "apply",
+    "load_registries": "decode", "load_registries_file": "decode",
+    "Plan": "explain", "explain": "explain", "Finding": "findings", "InitSpec": "generate", "generate": "generate",
+    "RegistriesYaml": "model", "Render": "render", "RenderOptions": "render", "containerd_auth_toml": "render",
+    "header_line": "render", "render": "render", "render_hosts": "render", "validate_text": "validate",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOME:
+        return getattr(import_module(f"k3sreg.k3s.{_HOME[name]}"), name)
+    raise AttributeError(f"module 'k3sreg.k3s' has no attribute {name!r}")
+
 
 __all__ = [
-    "Applied", "Finding", "InitSpec", "Plan", "Registries", "Render", "RenderOptions", "apply_hosts",
+    "Applied", "Finding", "InitSpec", "Plan", "RegistriesYaml", "Render", "RenderOptions", "apply_hosts",
     "containerd_auth_toml", "explain", "generate", "header_line", "is_generated", "load_registries",
     "load_registries_file", "render",
     "render_hosts", "validate_text",

@@ -27,7 +27,7 @@ import yaml
 from k3sreg.errors import ConfigError
 from k3sreg.k3s import hints
 from k3sreg.k3s.findings import Finding, KeyPath, Severity, format_path
-from k3sreg.k3s.model import AUTH_FIELDS, TLS_FIELDS, Registries
+from k3sreg.k3s.model import AUTH_FIELDS, TLS_FIELDS, RegistriesYaml
 
 _TRUE = {"y", "Y", "yes", "Yes", "YES", "on", "On", "ON", "true", "True", "TRUE"}
 _FALSE = {"n", "N", "no", "No", "NO", "off", "Off", "OFF", "false", "False", "FALSE"}
@@ -48,7 +48,7 @@ class Decoded:
     (after repairs), good for further checks but not for rendering.
     """
 
-    registries: Registries
+    registries: RegistriesYaml
     findings: list[Finding]
     positions: dict[KeyPath, tuple[int, int]]
     fatal: bool
@@ -215,7 +215,7 @@ class _Decoder:
             if name == "mirrors":
                 found = self.entries(("mirrors",), value, self.mirror, "map[string]Mirror")
             elif name == "configs":
-                found = self.entries(("configs",), value, self.config, "map[string]RegistryConfig")
+                found = self.entries(("configs",), value, self.config, "map[string]HostSettings")
             elif name == "auths":
                 found = self.entries(("auths",), value, self.auth, "map[string]AuthConfig")
             else:
@@ -265,7 +265,7 @@ class _Decoder:
 
     def config(self, path: KeyPath, node: yaml.Node) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for name, key, value in self.mapping(path, node, "registries.RegistryConfig"):
+        for name, key, value in self.mapping(path, node, "registries.HostSettings"):
             if name == "auth":
                 # a struct field: yaml.v2 decodes a repeated key into the same object
                 out["auth"] = None if _is_null(value) else {**(out.get("auth") or {}),
@@ -344,17 +344,17 @@ def decode_text(text: str) -> Decoded:
             "use single quotes ('...'), where a backslash is literal" if "escape" in problem else
             "fix the YAML at this position (indent with spaces, quote values containing `: ` or `#`)",
             mark.line + 1 if mark else None, mark.column + 1 if mark else None))
-        return Decoded(Registries(), decoder.findings, {}, True, lines)
+        return Decoded(RegistriesYaml(), decoder.findings, {}, True, lines)
     except yaml.YAMLError as e:
         decoder.findings.append(Finding("(top level)", "error", "syntax", f"YAML error: {e}",
                                         "fix the YAML", None, None))
-        return Decoded(Registries(), decoder.findings, {}, True, lines)
+        return Decoded(RegistriesYaml(), decoder.findings, {}, True, lines)
     data = decoder.decode(root)
-    registries = Registries.model_validate(data)
+    registries = RegistriesYaml.from_data(data)
     return Decoded(registries, decoder.findings, decoder.positions, decoder.fatal, lines)
 
 
-def load_registries(text: str, source: str = "registries.yaml") -> Registries:
+def load_registries(text: str, source: str = "registries.yaml") -> RegistriesYaml:
     """The model K3s would build from `text`; ConfigError (every fatal problem) when K3s would not start."""
     decoded = decode_text(text)
     if decoded.fatal:
@@ -364,12 +364,12 @@ def load_registries(text: str, source: str = "registries.yaml") -> Registries:
     return decoded.registries
 
 
-def load_registries_file(path: Path) -> Registries:
+def load_registries_file(path: Path) -> RegistriesYaml:
     """Read a registries.yaml; a missing file is an empty configuration, as on a K3s node."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        return Registries()
+        return RegistriesYaml()
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError([f"{path}: cannot read: {e}"]) from e
     return load_registries(text, str(path))

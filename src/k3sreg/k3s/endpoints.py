@@ -14,8 +14,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, replace
 
-DOCKER_HUB = "docker.io"
-DOCKER_HUB_HOST = "registry-1.docker.io"
+from k3sreg.oci.reference import DOCKER_HUB, DOCKER_HUB_HOST
 
 # Go's net/url escaping modes (only those a parsed endpoint goes through).
 _PATH, _HOST, _ZONE, _USERINFO, _FRAGMENT = "path", "host", "zone", "userinfo", "fragment"

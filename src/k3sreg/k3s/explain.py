@@ -23,16 +23,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from k3sreg.k3s.endpoints import (
-    DOCKER_HUB,
-    DOCKER_HUB_HOST,
-    EndpointError,
-    is_localhost,
-    parse_url,
-    split_host_port,
-)
-from k3sreg.k3s.model import Registries
+from k3sreg.k3s.endpoints import EndpointError, is_localhost, parse_url, split_host_port
+from k3sreg.k3s.model import RegistriesYaml
 from k3sreg.k3s.rewrites import apply_rewrites
+from k3sreg.oci.reference import DOCKER_HUB, DOCKER_HUB_HOST, ImageRef, parse_image
 
 RUNTIMES = ("k3s", "containerd")
 _PUBLIC_SUFFIXES = (".docker.io", ".gcr.io", ".pkg.dev", ".amazonaws.com", ".azurecr.io", ".quay.io")
@@ -40,50 +34,6 @@ _PUBLIC_HOSTS = {"docker.io", "gcr.io", "ghcr.io", "quay.io", "registry.k8s.io",
                  "public.ecr.aws", "mcr.microsoft.com", "nvcr.io", "registry.gitlab.com", "docker.elastic.co"}
 _PRIVATE_SUFFIXES = (".local", ".internal", ".lan", ".svc", ".cluster.local", ".localdomain", ".home.arpa",
                      ".test", ".example", ".invalid", ".localhost")
-
-
-@dataclass(frozen=True)
-class ImageRef:
-    """An image reference split the way containerd's ParseDockerRef does."""
-
-    registry: str
-    repository: str
-    tag: str
-    digest: str
-
-    def reference(self) -> str:
-        """The digest when there is one, else the tag."""
-        return self.digest or self.tag
-
-    def __str__(self) -> str:
-        out = f"{self.registry}/{self.repository}"
-        if self.tag:
-            out += f":{self.tag}"
-        return out + (f"@{self.digest}" if self.digest else "")
-
-
-def parse_image(image: str) -> ImageRef:
-    """Normalise `busybox`, `rancher/pause:3.6`, `ghcr.io/a/b@sha256:…` to registry/repository/tag/digest."""
-    name, _, digest = image.partition("@")
-    tag = ""
-    slash = name.rfind("/")
-    colon = name.rfind(":")
-    if colon > slash:
-        name, tag = name[:colon], name[colon + 1:]
-    first, sep, rest = name.partition("/")
-    if sep and ("." in first or ":" in first or first == "localhost" or first.lower() != first):
-        registry, repository = first, rest
-    else:
-        registry, repository = DOCKER_HUB, name
-    if registry == "index.docker.io":
-        registry = DOCKER_HUB
-    if registry == DOCKER_HUB and "/" not in repository:
-        repository = f"library/{repository}"
-    if not tag and not digest:
-        tag = "latest"
-    if not repository:
-        raise ValueError(f"invalid image reference {image!r}")
-    return ImageRef(registry, repository, tag, digest)
 
 
 @dataclass
@@ -233,7 +183,7 @@ def _tls(h: _Host) -> str:
     return "HTTPS, " + ("; ".join(extra) if extra else "system CAs")
 
 
-def _auth(host: str, registries: Registries | None) -> str:
+def _auth(host: str, registries: RegistriesYaml | None) -> str:
     if registries is None:
         return "unknown (credentials live in containerd's config.toml)"
     config = registries.configs.get(host)
@@ -243,7 +193,7 @@ def _auth(host: str, registries: Registries | None) -> str:
 
 
 def _hop(ref: ImageRef, h: _Host, verb: str, kind: str, ref_part: str, runtime: str,
-         registries: Registries | None) -> Hop:
+         registries: RegistriesYaml | None) -> Hop:
     repository, by = ref.repository, None
     rewrite = h.table.get("rewrite")
     if runtime == "k3s" and isinstance(rewrite, dict) and rewrite:
@@ -255,7 +205,7 @@ def _hop(ref: ImageRef, h: _Host, verb: str, kind: str, ref_part: str, runtime: 
                is_public(h.host))
 
 
-def explain(image: str, files: Mapping[str, str], registries: Registries | None = None,
+def explain(image: str, files: Mapping[str, str], registries: RegistriesYaml | None = None,
             runtime: str = "k3s") -> Plan:
     """The plan for pulling `image` given hosts.toml `files` (`<dir>/hosts.toml` → content)."""
     ref = parse_image(image)

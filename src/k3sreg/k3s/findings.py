@@ -7,29 +7,19 @@ probably not as meant), what goes wrong on the node, and the fix.
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
+
+from k3sreg.problems import key_path
 
 Severity = Literal["error", "warning"]
 PathPart = str | int
 KeyPath = tuple[PathPart, ...]
 
-_BARE_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
-
-
 def format_path(path: Sequence[PathPart]) -> str:
     """`("mirrors", "docker.io", "endpoint", 0)` → `mirrors."docker.io".endpoint[0]`; `()` → `(top level)`."""
-    out = ""
-    for part in path:
-        if isinstance(part, int):
-            out += f"[{part}]"
-            continue
-        text = part if _BARE_KEY.match(part) else json.dumps(part)
-        out += ("." if out else "") + text
-    return out or "(top level)"
+    return key_path(path) or "(top level)"
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,12 @@
 """`k3sreg mirrors init`: write a minimal, commented registries.yaml from what the user means.
 
 The output only uses keys K3s reads, quotes every string (so `*`, `yes` or `#` cannot change meaning),
-gives each endpoint scheme explicitly, keys TLS and credentials by the endpoint's exact `host:port` (the host
-containerd actually contacts), and leaves out settings that would do nothing (TLS on plain-HTTP endpoints,
-the registry itself as the last endpoint). It validates with no finding.
+gives each endpoint scheme explicitly (an endpoint given without one gets `scheme`, or else the scheme K3s
+would pick, and a comment and a note saying which and why: K3s picks https for every host but loopback,
+which is wrong for a plain-HTTP k3sreg and shows only as x509/"HTTP response to HTTPS client" errors),
+keys TLS and credentials by the endpoint's exact `host:port` (the host containerd actually contacts), and
+leaves out settings that would do nothing (TLS on plain-HTTP endpoints, the registry itself as the last
+endpoint). It validates with no finding.
 """
 
 from __future__ import annotations
@@ -32,6 +35,41 @@ class InitSpec:
     password: str = ""
     rewrites: dict[str, str] = field(default_factory=dict)
     program: str = "k3s"
+    # The scheme for endpoints given without one ("" = the one K3s would pick), and where it came from
+    # (shown in the notes; "--scheme" when empty). An endpoint written with a scheme keeps it.
+    scheme: str = ""
+    scheme_reason: str = ""
+
+
+SCHEMES = ("http", "https")
+
+
+def endpoint_scheme(address: str, spec: InitSpec) -> tuple[str, str]:
+    """(the URL to write for `address`, why its scheme was chosen or "" when the user wrote it).
+
+    Raises EndpointError for an address K3s cannot parse.
+    """
+    if "://" in address:
+        return _explicit(address), ""
+    if spec.scheme:
+        why = spec.scheme_reason or f"--scheme {spec.scheme}"
+        return _explicit(f"{spec.scheme}://{address}"), f"no scheme given: {spec.scheme}, from {why}"
+    url = _explicit(address)
+    if url.startswith("http://"):
+        return url, "no scheme given: http, as K3s uses for a loopback host with a port"
+    return url, ("no scheme given: https, as K3s assumes for a host that is not loopback; write http:// or "
+                 "pass --scheme http if the registry serves plain HTTP, as k3sreg does without http.tls")
+
+
+def scheme_notes(spec: InitSpec) -> list[str]:
+    """One line per endpoint whose scheme `generate` chose, saying which and why (empty when all were given)."""
+    notes = []
+    for address in dict.fromkeys(spec.endpoints):
+        with contextlib.suppress(EndpointError):
+            url, why = endpoint_scheme(address, spec)
+            if why:
+                notes.append(f"--endpoint {address}: wrote {url} ({why})")
+    return notes
 
 
 def _q(value: str) -> str:
@@ -48,6 +86,8 @@ def _explicit(address: str) -> str:
 
 
 def _check(spec: InitSpec) -> None:
+    if spec.scheme and spec.scheme not in SCHEMES:
+        raise UsageError(f"--scheme must be http or https, not {spec.scheme!r}")
     problems = []
     if not spec.endpoints:
         problems.append("give at least one --endpoint (the mirror's address, e.g. http://127.0.0.1:30500)")
@@ -59,12 +99,12 @@ def _check(spec: InitSpec) -> None:
         except EndpointError as e:
             problems.append(f"--endpoint {address!r}: {e}")
             continue
-        if ep.scheme not in ("http", "https"):
+        if ep.scheme not in SCHEMES:
             problems.append(f"--endpoint {address!r}: scheme must be http or https")
     schemes: dict[str, set[str]] = {}
     for address in spec.endpoints:
         with contextlib.suppress(EndpointError):
-            ep = normalize_endpoint(address)
+            ep = normalize_endpoint(endpoint_scheme(address, spec)[0])
             schemes.setdefault(ep.host, set()).add(ep.scheme)
     tls_asked = spec.insecure_skip_verify or spec.ca_file or spec.cert_file or spec.key_file
     for host, used in schemes.items():
@@ -92,8 +132,13 @@ def generate(spec: InitSpec) -> str:
     _check(spec)
     # One entry per normalised URL: `https://h` and `https://h/v2` are the same endpoint to K3s.
     unique: dict[str, str] = {}
+    why: dict[str, str] = {}
     for address in spec.endpoints:
-        unique.setdefault(normalize_endpoint(address).url, _explicit(address))
+        url, reason = endpoint_scheme(address, spec)
+        key = normalize_endpoint(url).url
+        if key not in unique:
+            unique[key] = url
+            why[url] = reason
     endpoints = list(unique.values())
     program = spec.program
     lines = [
@@ -112,7 +157,7 @@ def generate(spec: InitSpec) -> str:
             raise UsageError(f"--mirror {name!r}: every endpoint is the registry itself; give a mirror endpoint")
         lines.append(f"  {_q(name)}:")
         lines.append("    endpoint:")
-        lines += [f"      - {_q(e)}" for e in listed]
+        lines += [f"      - {_q(e)}" + (f"  # {why[e].split(';')[0]}" if why[e] else "") for e in listed]
         if spec.rewrites:
             lines.append("    rewrite:  # applied to the endpoints above, never to the registry itself")
             lines += [f"      {_q(p)}: {_q(r)}" for p, r in sorted(spec.rewrites.items())]

@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from k3sreg.k3s import rewrites as rw
 from k3sreg.k3s.decode import Decoded, decode_text
 from k3sreg.k3s.endpoints import (
-    DOCKER_HUB,
-    DOCKER_HUB_HOST,
     Endpoint,
     EndpointError,
     default_host,
@@ -27,6 +25,7 @@ from k3sreg.k3s.endpoints import (
 )
 from k3sreg.k3s.findings import Finding, KeyPath, Severity, format_path, sort_findings
 from k3sreg.k3s.render import RenderOptions
+from k3sreg.oci.reference import DOCKER_HUB, DOCKER_HUB_HOST
 
 
 @dataclass

@@ -21,20 +21,17 @@ import time
 from k3sreg.config import Settings
 from k3sreg.server import protocol
 from k3sreg.server.app import create_app
+from k3sreg.server.logformat import ACCESS_LOG_FORMAT, make_formatter
 
 log = logging.getLogger("k3sreg.server")
 _LEVELS = {"error": logging.ERROR, "warn": logging.WARNING, "info": logging.INFO, "debug": logging.DEBUG}
 
 
 def setup_logging(settings: Settings) -> None:
-    """Text or JSON logs on stderr at the configured level; `log.fields` are added to every line."""
-    fields = " ".join(f"{k}={v}" for k, v in settings.log.fields.items())
-    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s" + (f" {fields}" if fields else "")
-    if settings.log.formatter in ("json", "logstash"):
-        extra = "".join(f', "{k}": "{v}"' for k, v in settings.log.fields.items())
-        fmt = '{"time": "%(asctime)s", "level": "%(levelname)s", "logger": "%(name)s", "msg": "%(message)s"' \
-              + extra + "}"
-    logging.basicConfig(level=_LEVELS.get(settings.log.level, logging.INFO), format=fmt, stream=sys.stderr)
+    """Text, JSON or logstash lines on stderr at the configured level; `log.fields` are added to every line."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(make_formatter(settings.log.formatter, settings.log.fields))
+    logging.basicConfig(level=_LEVELS.get(settings.log.level, logging.INFO), handlers=[handler])
     if settings.log.accesslog.disabled:
         logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
@@ -85,7 +82,7 @@ def _serve_one(settings: Settings, sock: socket.socket) -> None:
             asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     access_log = None if settings.log.accesslog.disabled else logging.getLogger("aiohttp.access")
     protocol.run(create_app(settings), sock, ssl_context(settings), access_log,
-                 shutdown_timeout=settings.http.draintimeout or 5.0)
+                 shutdown_timeout=settings.http.draintimeout or 5.0, access_log_format=ACCESS_LOG_FORMAT)
 
 
 def serve(settings: Settings, sock: socket.socket, workers: int) -> None:

@@ -64,6 +64,10 @@ class BlobFileResponse(web.FileResponse):
                     raise
                 # The client closed the connection, and the loop its socket, while the thread was sending.
                 raise ConnectionResetError(f"client went away during sendfile: {e}") from None
+            except BaseException:
+                # The headers are out and the body is not: the only honest answer left is a cut connection.
+                transport.abort()
+                raise
             finally:
                 # Uncorking sends the last partial segment now rather than after the kernel's 200 ms cap.
                 _cork(sock, False)

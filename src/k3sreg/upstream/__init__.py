@@ -1,9 +1,5 @@
 """The pull-through cache: upstream registries behind the same repository interface as local storage.
 
-`client.UpstreamClient` talks to one upstream (auth in `auth`), re-exported here with its result types.
+Routing (`routing`) picks the upstream of a request; `cache` answers it from storage or through the registry
+client (`k3sreg.client`); `fill` fetches each blob once for every waiting client; `evict` keeps the cache in bounds.
 """
-
-from k3sreg.upstream.answers import upstream_repository
-from k3sreg.upstream.client import BlobStream, FetchedManifest, ManifestHead, UpstreamClient
-
-__all__ = ["BlobStream", "FetchedManifest", "ManifestHead", "UpstreamClient", "upstream_repository"]

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from k3sreg import errors
+from k3sreg.client.registry import RegistryClient
 from k3sreg.oci.digest import Digest, is_digest
 from k3sreg.oci.manifest import Descriptor
 from k3sreg.storage.access import AccessClock
@@ -29,7 +30,6 @@ from k3sreg.storage.blobs import BlobInfo
 from k3sreg.storage.manifests import StoredManifest
 from k3sreg.storage.store import Store
 from k3sreg.upstream import metrics
-from k3sreg.upstream.client import UpstreamClient
 from k3sreg.upstream.fill import FillCoordinator, Source, is_committed
 from k3sreg.upstream.routing import Target
 
@@ -47,7 +47,7 @@ class FillingBlob(BlobInfo):
 class ProxyRepository:
     """Reads of `target` (an upstream's repository), served from the cache and filled from the upstream."""
 
-    def __init__(self, store: Store, client: UpstreamClient, fills: FillCoordinator, target: Target,
+    def __init__(self, store: Store, client: RegistryClient, fills: FillCoordinator, target: Target,
                  flights: dict[tuple[str, str], asyncio.Future[StoredManifest]], tag_timeout: float,
                  access: AccessClock):
         assert target.upstream is not None

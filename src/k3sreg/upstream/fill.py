@@ -29,11 +29,11 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from k3sreg import errors
+from k3sreg.client.registry import RegistryClient
 from k3sreg.oci.digest import Digest
 from k3sreg.storage.blobwriter import feed
 from k3sreg.storage.fills import Claim, StagedFill
 from k3sreg.storage.store import Store
-from k3sreg.upstream.client import UpstreamClient
 
 log = logging.getLogger("k3sreg.upstream")
 _BUFFER = 1 << 20
@@ -105,7 +105,7 @@ class FillCoordinator:
         self._tasks: set[asyncio.Task[None]] = set()
         self._on_fetched = on_fetched or (lambda _upstream, _n: None)
 
-    async def open(self, client: UpstreamClient, upstream_repo: str, cache_repo: str, d: Digest) -> Source:
+    async def open(self, client: RegistryClient, upstream_repo: str, cache_repo: str, d: Digest) -> Source:
         """Serve `d`: follow a running fill, or become the leader of a new one. A request that arrives after a
         fill failed, while it is still being cleaned up, waits for that and then starts a new fill."""
         for _ in range(_ATTEMPTS):
@@ -143,7 +143,7 @@ class FillCoordinator:
                 await task
 
     # --- the leader -----------------------------------------------------------------------------------
-    async def _lead(self, fill: Fill, claim: Claim, client: UpstreamClient, upstream_repo: str,
+    async def _lead(self, fill: Fill, claim: Claim, client: RegistryClient, upstream_repo: str,
                     cache_repo: str) -> None:
         """Download, check and commit the blob, detached from every client; on failure leave nothing behind
         and hand the error to every follower. The claim goes last, so other processes see the outcome."""
@@ -168,7 +168,7 @@ class FillCoordinator:
             claim.release()
             fill.finished.set()
 
-    async def _download(self, fill: Fill, client: UpstreamClient, upstream_repo: str) -> None:
+    async def _download(self, fill: Fill, client: RegistryClient, upstream_repo: str) -> None:
         """Every byte of the blob into the staging. A cut once the download had started asks for the rest with
         a Range (as many times as `retries` allows); the followers keep being fed from the same staged file."""
         while True:
@@ -186,7 +186,7 @@ class FillCoordinator:
                 log.info("upstream %s: download of %s %s cut at %d of %d bytes (%s); resuming",
                          client.name, upstream_repo, fill.digest, fill.written, fill.size, e)
 
-    async def _receive(self, fill: Fill, client: UpstreamClient, stream: Answer) -> None:
+    async def _receive(self, fill: Fill, client: RegistryClient, stream: Answer) -> None:
         """One answer of the upstream: the first one stages the fill and starts the followers; each is written
         while it arrives (`blobwriter.feed`), and what arrived before a cut is kept."""
         if fill.staged is None:
@@ -204,7 +204,7 @@ class FillCoordinator:
         await feed(self.store.run, stream, fill.staged.writer, buffer=_BUFFER, join=True,
                    keep=(errors.Unavailable,), written=fill.arrived)
 
-    async def _seal(self, fill: Fill, client: UpstreamClient, upstream_repo: str) -> None:
+    async def _seal(self, fill: Fill, client: RegistryClient, upstream_repo: str) -> None:
         """Check the whole blob; from then on the followers may send their last bytes."""
         assert fill.staged is not None
         if fill.written != fill.size:

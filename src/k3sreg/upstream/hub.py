@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
+from k3sreg.client.registry import RegistryClient
 from k3sreg.config.upstreams import UpstreamSettings
 from k3sreg.storage.access import AccessClock
 from k3sreg.storage.manifests import StoredManifest
@@ -13,7 +14,6 @@ from k3sreg.storage.repository import LocalRepository, Repository
 from k3sreg.storage.store import Store
 from k3sreg.upstream import metrics
 from k3sreg.upstream.cache import ProxyRepository
-from k3sreg.upstream.client import UpstreamClient
 from k3sreg.upstream.evict import Evictor
 from k3sreg.upstream.fill import FillCoordinator
 from k3sreg.upstream.routing import Router, Target
@@ -28,7 +28,7 @@ class ProxyHub:
                  proxy_upstream: UpstreamSettings | None, max_manifest_size: int):
         self.store = store
         self.router = Router(upstreams, own_names, proxy_upstream)
-        self.clients = {u.name: UpstreamClient(u, max_manifest_size) for u in upstreams}
+        self.clients = {u.name: RegistryClient(u, max_manifest_size) for u in upstreams}
         self.upstreams = list(upstreams)
         self.fills = FillCoordinator(store, lambda name, n: metrics.BYTES_FETCHED.labels(name).inc(n))
         self._flights: dict[tuple[str, str], asyncio.Future[StoredManifest]] = {}

@@ -21,8 +21,7 @@ from dataclasses import dataclass
 
 from k3sreg import errors
 from k3sreg.config.upstreams import UpstreamSettings
-
-DOCKER_HUB = "docker.io"
+from k3sreg.oci.reference import canonical_repository
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,13 +38,6 @@ class Target:
         return self.upstream is None
 
 
-def upstream_repository(upstream_name: str, repo: str) -> str:
-    """Docker Hub's official images live under `library/`: `nginx` there is `library/nginx`."""
-    if upstream_name == DOCKER_HUB and "/" not in repo:
-        return f"library/{repo}"
-    return repo
-
-
 class Router:
     """Resolves (name, ns) to a Target from the configured upstreams and this registry's own names."""
 
@@ -60,12 +52,8 @@ class Router:
     def proxy_name(self) -> str | None:
         return self._proxy.name if self._proxy is not None else None
 
-    @property
-    def enabled(self) -> bool:
-        return bool(self._by_name)
-
     def _target(self, upstream: UpstreamSettings, repo: str, default: bool = False) -> Target:
-        upstream_repo = upstream_repository(upstream.name, repo)
+        upstream_repo = canonical_repository(upstream.name, repo)
         # The `proxy:` upstream caches under plain names, as registry:2 does on the same volume.
         cache = upstream_repo if upstream is self._proxy else f"{upstream.name}/{upstream_repo}"
         return Target(cache, upstream, upstream_repo, default)

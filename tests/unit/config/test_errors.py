@@ -98,7 +98,8 @@ def test_unknown_key_without_a_near_match_lists_the_valid_ones(tmp_path: Path) -
         ),
         (
             "version: 0.1\nstorage: inmemory\nauth:\n  token:\n    realm: r\n    service: s\n    issuer: i\n",
-            "auth.token: set 'rootcertbundle' (PEM certificates of the token signer) or 'jwks'",
+            "auth.token: set 'rootcertbundle' (PEM certificates of the token signer), 'jwks', or 'builtin' "
+            "(k3sreg issues the tokens)",
         ),
         (
             "version: 0.1\nstorage: inmemory\nhttp:\n  host: registry.example.com\n",

@@ -55,3 +55,29 @@ def test_refuses_paths_outside(tmp_path: Path, bad: str) -> None:
     """Only <dir>/hosts.toml inside certs.d can be written."""
     with pytest.raises(ConfigError):
         apply_hosts(tmp_path, {bad: HEADER})
+
+
+def test_an_identical_render_touches_nothing(tmp_path: Path) -> None:
+    """A directory already holding exactly the rendered hosts.toml is left alone: same inode, same mtime."""
+    files = {"docker.io/hosts.toml": HEADER + "[host]\n", "quay.io/hosts.toml": HEADER}
+    apply_hosts(tmp_path, files)
+    target = tmp_path / "docker.io/hosts.toml"
+    before = target.stat()
+    changed = dict(files, **{"quay.io/hosts.toml": HEADER + "# changed\n"})
+    applied = apply_hosts(tmp_path, changed)
+    after = target.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert applied.unchanged == ["docker.io/hosts.toml"]
+    assert applied.written == ["quay.io/hosts.toml"] and applied.removed == ["quay.io"]
+
+
+def test_extra_files_or_other_modes_are_not_unchanged(tmp_path: Path) -> None:
+    """Same hosts.toml but an extra file beside it, or a looser mode, is rewritten as K3s would."""
+    files = {"docker.io/hosts.toml": HEADER}
+    apply_hosts(tmp_path, files)
+    write(tmp_path / "docker.io/ca.crt", "pem")
+    assert apply_hosts(tmp_path, files).written == ["docker.io/hosts.toml"]
+    assert not (tmp_path / "docker.io/ca.crt").exists()
+    (tmp_path / "docker.io/hosts.toml").chmod(0o644)
+    assert apply_hosts(tmp_path, files).written == ["docker.io/hosts.toml"]
+    assert stat.S_IMODE((tmp_path / "docker.io/hosts.toml").stat().st_mode) == 0o600

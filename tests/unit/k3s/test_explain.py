@@ -5,10 +5,8 @@ from __future__ import annotations
 import textwrap
 from typing import Any
 
-import pytest
-
 from k3sreg.k3s.decode import load_registries
-from k3sreg.k3s.explain import Plan, explain, host_dirs, is_public, parse_image
+from k3sreg.k3s.explain import Plan, explain, host_dirs, is_public
 from k3sreg.k3s.render import RenderOptions, render_hosts
 
 
@@ -16,23 +14,6 @@ def plan_for(image: str, yaml_text: str, runtime: str = "k3s", **options: Any) -
     """Render `yaml_text` and explain `image` against it."""
     reg = load_registries(textwrap.dedent(yaml_text))
     return explain(image, render_hosts(reg, RenderOptions(**options)), reg, runtime)
-
-
-@pytest.mark.parametrize(
-    ("image", "expected"),
-    [
-        ("busybox", ("docker.io", "library/busybox", "latest", "")),
-        ("rancher/pause:3.6", ("docker.io", "rancher/pause", "3.6", "")),
-        ("index.docker.io/library/nginx", ("docker.io", "library/nginx", "latest", "")),
-        ("localhost:5000/app:1", ("localhost:5000", "app", "1", "")),
-        ("ghcr.io/a/b@sha256:" + "0" * 64, ("ghcr.io", "a/b", "", "sha256:" + "0" * 64)),
-        ("Registry/x:1", ("Registry", "x", "1", "")),
-    ],
-)
-def test_parse_image(image: str, expected: tuple[str, str, str, str]) -> None:
-    """References normalise like containerd's ParseDockerRef."""
-    ref = parse_image(image)
-    assert (ref.registry, ref.repository, ref.tag, ref.digest) == expected
 
 
 def test_order_ns_and_public_last_hop() -> None:

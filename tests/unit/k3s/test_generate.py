@@ -6,7 +6,7 @@ import pytest
 
 from k3sreg.errors import UsageError
 from k3sreg.k3s.decode import load_registries
-from k3sreg.k3s.generate import InitSpec, generate
+from k3sreg.k3s.generate import InitSpec, generate, scheme_notes
 from k3sreg.k3s.validate import validate_text
 
 
@@ -67,3 +67,29 @@ def test_relative_certificate_paths_are_refused() -> None:
     """Certificate paths are paths on the node and must be absolute."""
     with pytest.raises(UsageError, match="absolute"):
         generate(InitSpec(endpoints=["https://h"], mirrors=["docker.io"], ca_file="ca.pem"))
+
+
+def test_a_chosen_scheme_is_said_and_commented() -> None:
+    """An endpoint without a scheme gets K3s's choice, and both the file and the notes say which and why."""
+    spec = InitSpec(endpoints=["10.0.0.5:30500", "127.0.0.1:5000", "http://10.0.0.6:5000"], mirrors=["docker.io"])
+    text = generate(spec)
+    assert load_registries(text).mirrors["docker.io"].endpoint == [
+        "https://10.0.0.5:30500", "http://127.0.0.1:5000", "http://10.0.0.6:5000"]
+    assert '"https://10.0.0.5:30500"  # no scheme given: https, as K3s assumes for a host that is not loopback\n' \
+        in text
+    notes = scheme_notes(spec)
+    assert len(notes) == 2 and notes[0].startswith("--endpoint 10.0.0.5:30500: wrote https://10.0.0.5:30500 (")
+    assert "--scheme http" in notes[0] and "loopback" in notes[1]
+    assert validate_text(text) == []
+
+
+def test_scheme_option_applies_to_endpoints_without_one() -> None:
+    """--scheme http writes http:// for bare endpoints and keeps the schemes the user wrote."""
+    spec = InitSpec(endpoints=["10.0.0.5:30500", "https://mirror.example.com"], mirrors=["docker.io"],
+                    scheme="http", scheme_reason="config.yml: no http.tls")
+    assert load_registries(generate(spec)).mirrors["docker.io"].endpoint == [
+        "http://10.0.0.5:30500", "https://mirror.example.com"]
+    assert scheme_notes(spec) == ["--endpoint 10.0.0.5:30500: wrote http://10.0.0.5:30500 (no scheme given: "
+                                  "http, from config.yml: no http.tls)"]
+    with pytest.raises(UsageError, match="--scheme"):
+        generate(InitSpec(endpoints=["h:1"], mirrors=["docker.io"], scheme="ftp"))

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from k3sreg.k3s.decode import decode_text
-from k3sreg.k3s.model import AuthConfig, Mirror, Registries, RegistryConfig, TLSConfig
+from k3sreg.k3s.model import AuthConfig, HostSettings, Mirror, RegistriesYaml, TLSConfig
 from k3sreg.k3s.render import RenderOptions, render
 from k3sreg.k3s.validate import validate_text
 
@@ -18,7 +18,7 @@ from k3sreg.k3s.validate import validate_text
 _host = st.sampled_from(["docker.io", "quay.io", "registry-1.docker.io", "localhost:5000", "127.0.0.1:30500",
                          "m.example.com", "m.example.com:443", "[::1]:5000", "*", "_default", "..", "a/b"])
 _text = st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=12)
-def _registries_of(text: st.SearchStrategy[str]) -> st.SearchStrategy[Registries]:
+def _registries_of(text: st.SearchStrategy[str]) -> st.SearchStrategy[RegistriesYaml]:
     address = st.one_of(
         _host,
         st.builds(lambda s, h, p: f"{s}{h}{p}", st.sampled_from(["", "http://", "https://", "HTTPS://"]), _host,
@@ -28,10 +28,10 @@ def _registries_of(text: st.SearchStrategy[str]) -> st.SearchStrategy[Registries
     tls = st.builds(TLSConfig, ca_file=st.one_of(st.just(""), text), cert_file=st.one_of(st.just(""), text),
                     key_file=st.one_of(st.just(""), text), insecure_skip_verify=st.booleans())
     auth = st.builds(AuthConfig, username=text, password=text)
-    config = st.builds(RegistryConfig, auth=st.none() | auth, tls=st.none() | tls)
+    config = st.builds(HostSettings, auth=st.none() | auth, tls=st.none() | tls)
     mirror = st.builds(Mirror, endpoint=st.lists(address, max_size=4),
                        rewrite=st.dictionaries(st.one_of(text, st.just("^a/(.*)")), text, max_size=3))
-    return st.builds(Registries, mirrors=st.dictionaries(st.one_of(_host, text), mirror, max_size=4),
+    return st.builds(RegistriesYaml, mirrors=st.dictionaries(st.one_of(_host, text), mirror, max_size=4),
                      configs=st.dictionaries(st.one_of(_host, text), config, max_size=4))
 
 
@@ -60,7 +60,7 @@ def _check_containerd_accepts(text: str, program: str) -> None:
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_registries, _options)
-def test_render_always_writes_files_containerd_accepts(registries: Registries, options: RenderOptions) -> None:
+def test_render_always_writes_files_containerd_accepts(registries: RegistriesYaml, options: RenderOptions) -> None:
     """Every rendered file is valid TOML with the header, a [host] table and well-typed fields."""
     result = render(registries, options)
     for path, text in result.files.items():
@@ -71,9 +71,9 @@ def test_render_always_writes_files_containerd_accepts(registries: Registries, o
 
 @settings(max_examples=200, deadline=None)
 @given(_registries_of(_yaml_text))
-def test_yaml_round_trip_decodes_to_the_same_model(registries: Registries) -> None:
+def test_yaml_round_trip_decodes_to_the_same_model(registries: RegistriesYaml) -> None:
     """A file dumped from a model decodes back to that model, with no parser-level finding."""
-    text = yaml.safe_dump(registries.model_dump(exclude_none=True), allow_unicode=True)
+    text = yaml.safe_dump(registries.as_data(), allow_unicode=True)
     decoded = decode_text(text)
     assert not decoded.fatal, decoded.findings
     assert decoded.registries == registries

@@ -175,3 +175,48 @@ def test_flavor_paths_and_services() -> None:
     assert str(certs_d_path("k3s")) == "/var/lib/rancher/k3s/agent/etc/containerd/certs.d"
     assert [s for _, _, s in unit_candidates(None, "agent")] == ["k3s-agent", "rke2-agent"]
     assert [s for _, _, s in unit_candidates("rke2", None)] == ["rke2-server", "rke2-agent"]
+
+
+def test_our_yaml_problems_have_file_line_column_and_nearest_key() -> None:
+    """Each problem reads `file:line:column: key.path: what is wrong`, in file order, with 'did you mean'."""
+    text = ("defaults: {usr: root}\nnodes:\n  - {address: 10.0.0.1, role: master}\n"
+            "  - address: 10.0.0.2\n    prot: 22\n    port: 0\n")
+    with pytest.raises(ConfigError) as info:
+        parse_inventory(text, source="inv.yaml")
+    assert info.value.problems == [
+        "inv.yaml:1:12: defaults.usr: unknown key; did you mean 'user'?",
+        "inv.yaml:3:25: nodes[0].role: expected one of 'server' or 'agent', got 'master'",
+        "inv.yaml:5:5: nodes[1].prot: unknown key; did you mean 'port'?",
+        "inv.yaml:6:5: nodes[1].port: must be greater than or equal to 1, got 0",
+    ]
+
+
+def test_mapping_form_problems_name_the_node_key() -> None:
+    """In the `nodes:` mapping form, problems name the node by its key; a missing address points at it."""
+    with pytest.raises(ConfigError) as info:
+        parse_inventory("nodes:\n  cp1: {adress: 10.0.0.1}\n", source="inv.yaml")
+    assert info.value.problems == [
+        "inv.yaml:2:3: nodes.cp1.address: required key is missing",
+        "inv.yaml:2:9: nodes.cp1.adress: unknown key; did you mean 'address'?",
+    ]
+
+
+def test_yaml_syntax_error_has_its_position() -> None:
+    """A YAML syntax error is one line with file, line and column, not a multi-line parser dump."""
+    with pytest.raises(ConfigError) as info:
+        parse_inventory("nodes:\n  - {address: 10.0.0.1\n", source="inv.yaml")
+    assert len(info.value.problems) == 1
+    assert info.value.problems[0].startswith("inv.yaml:3:1: YAML syntax error: ")
+
+
+def test_ansible_yaml_unknown_group_keys_and_wrong_shapes() -> None:
+    """A misspelt group key (Ansible skips it) and a host list instead of a mapping are reported with position."""
+    text = ("k3s_cluster:\n  children:\n    server:\n      host:\n        10.0.0.1:\n"
+            "    agent:\n      hosts: [10.0.0.2]\n")
+    with pytest.raises(ConfigError) as info:
+        parse_inventory(text, source="hosts.yaml")
+    assert info.value.problems == [
+        "hosts.yaml:4:7: k3s_cluster.children.server.host: unknown key in group server (Ansible skips it); "
+        "did you mean 'hosts'?",
+        "hosts.yaml:7:7: k3s_cluster.children.agent.hosts: expected a mapping of host names, got a list",
+    ]

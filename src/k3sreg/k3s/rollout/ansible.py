@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from k3sreg.errors import ConfigError
 from k3sreg.k3s.rollout.model import FLAVORS, Node, Role
+from k3sreg.problems import Loc, key_path, nearest, position, show_value
 
 SERVER_GROUPS = ("server", "master")
 AGENT_GROUPS = ("agent", "node")
+_GROUP_KEYS = ["hosts", "children", "vars"]
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
 
@@ -29,29 +32,49 @@ class _Group:
     children: list[str] = field(default_factory=list)
 
 
-def load_ansible_yaml(data: dict[str, Any], source: str) -> list[Node]:
-    """Nodes of a YAML Ansible inventory (already parsed): groups with `hosts`, `children` and `vars`."""
-    groups: dict[str, _Group] = {}
-    problems: list[str] = []
+def load_ansible_yaml(data: dict[str, Any], source: str,
+                      positions: Mapping[Loc, tuple[int, int]] | None = None) -> list[Node]:
+    """Nodes of a YAML Ansible inventory (already parsed): groups with `hosts`, `children` and `vars`.
 
-    def visit(name: str, body: Any) -> None:
+    `positions` (from `problems.yaml_positions`) puts the line and column of the key in each problem.
+    """
+    groups: dict[str, _Group] = {}
+    problems: list[tuple[tuple[int, int], str]] = []
+
+    def report(loc: Loc, message: str) -> None:
+        at = position(positions or {}, loc)
+        where = f"{source}:{at[0]}:{at[1]}" if at else source
+        problems.append((at or (0, 0), f"{where}: {key_path(loc)}: {message}"))
+
+    def mapping(loc: Loc, value: Any, what: str) -> dict[Any, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            report(loc, f"expected a mapping of {what}, got {show_value(value)}")
+            return {}
+        return value
+
+    def visit(loc: Loc, name: str, body: Any) -> None:
         group = groups.setdefault(name, _Group())
-        if body is None:
-            return
+        for key in mapping(loc, body, "hosts, children and vars"):
+            if key not in _GROUP_KEYS:
+                guess = nearest(str(key), _GROUP_KEYS)
+                hint = f"did you mean '{guess}'?" if guess else f"valid keys here: {', '.join(_GROUP_KEYS)}"
+                report((*loc, str(key)), f"unknown key in group {name} (Ansible skips it); {hint}")
         if not isinstance(body, dict):
-            problems.append(f"{source}: group {name}: expected a mapping of hosts/children/vars")
             return
-        group.vars.update(body.get("vars") or {})
-        for host, hvars in (body.get("hosts") or {}).items():
-            group.hosts.setdefault(str(host), {}).update(hvars or {})
-        for child, child_body in (body.get("children") or {}).items():
+        group.vars.update(mapping((*loc, "vars"), body.get("vars"), "variables"))
+        for host, hvars in mapping((*loc, "hosts"), body.get("hosts"), "host names").items():
+            variables = mapping((*loc, "hosts", str(host)), hvars, "host variables")
+            group.hosts.setdefault(str(host), {}).update(variables)
+        for child, child_body in mapping((*loc, "children"), body.get("children"), "groups").items():
             group.children.append(str(child))
-            visit(str(child), child_body)
+            visit((*loc, "children", str(child)), str(child), child_body)
 
     for name, body in data.items():
-        visit(str(name), body)
+        visit((str(name),), str(name), body)
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError([message for _, message in sorted(problems)])
     return _resolve(groups, source)
 
 

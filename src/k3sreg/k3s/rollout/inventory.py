@@ -15,7 +15,7 @@ defaults to true for any user but root. Ansible inventories: hosts of the `serve
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from k3sreg.errors import ConfigError, UsageError
 from k3sreg.k3s.rollout.ansible import load_ansible_ini, load_ansible_yaml
 from k3sreg.k3s.rollout.model import Flavor, Node, Role
+from k3sreg.problems import Loc, describe, key_path, position, yaml_positions
 
 
 class _NodeFields(BaseModel):
@@ -50,6 +51,11 @@ class _Inventory(BaseModel):
     nodes: list[_NodeEntry]
 
 
+# The section model at each key path (list indexes as "*"), for the valid keys of an unknown key's section.
+_SECTIONS: dict[tuple[str, ...], type[BaseModel]] = {
+    (): _Inventory, ("defaults",): _NodeFields, ("nodes", "*"): _NodeEntry}
+
+
 def load_inventory(path: Path) -> list[Node]:
     """Read the inventory at `path` in whichever of the three formats it is; ConfigError lists every problem."""
     try:
@@ -66,12 +72,20 @@ def parse_inventory(text: str, source: str = "inventory", base_dir: Path | None 
         nodes = load_ansible_ini(text, source)
     else:
         try:
+            positions = yaml_positions(yaml.compose(text, Loader=yaml.SafeLoader))
             data = yaml.safe_load(text)
+        except yaml.MarkedYAMLError as e:
+            mark = e.problem_mark or e.context_mark
+            where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+            raise ConfigError([f"{where}: YAML syntax error: {e.problem or e.context}"]) from None
         except yaml.YAMLError as e:
-            raise ConfigError([f"{source}: not valid YAML: {e}"]) from e
+            raise ConfigError([f"{source}: YAML syntax error: {e}"]) from None
         if not isinstance(data, dict):
             raise ConfigError([f"{source}: expected a mapping with `nodes` (or Ansible groups) at the top"])
-        nodes = _load_ours(data, source, base_dir) if "nodes" in data else load_ansible_yaml(data, source)
+        if "nodes" in data:
+            nodes = _load_ours(data, source, base_dir, positions)
+        else:
+            nodes = load_ansible_yaml(data, source, positions)
     _check_unique(nodes, source)
     return nodes
 
@@ -88,15 +102,19 @@ def select_nodes(nodes: Sequence[Node], names: Sequence[str]) -> list[Node]:
     return [n for n in nodes if n.name in wanted or n.address in wanted]
 
 
-def _load_ours(data: dict[str, Any], source: str, base_dir: Path | None) -> list[Node]:
+def _load_ours(data: dict[str, Any], source: str, base_dir: Path | None,
+               positions: Mapping[Loc, tuple[int, int]]) -> list[Node]:
+    names: list[Any] = []
     if isinstance(data.get("nodes"), dict):
         # The mapping form names each node by its key: the same as a list entry with `name`.
+        names = list(data["nodes"])
         data = {**data, "nodes": [{"name": k, **(v if isinstance(v, dict) else {"address": v})}
                                   for k, v in data["nodes"].items()]}
     try:
         inv = _Inventory.model_validate(data)
     except ValidationError as e:
-        raise ConfigError([_problem(source, err) for err in e.errors()]) from e
+        found = [_problem(source, err, positions, names) for err in e.errors()]
+        raise ConfigError([message for _, message in sorted(found)]) from None
     d = inv.defaults
     nodes = []
     for entry in inv.nodes:
@@ -127,9 +145,21 @@ def _key_path(value: str | None, base_dir: Path | None) -> str | None:
     return str(p)
 
 
-def _problem(source: str, err: Any) -> str:
-    loc = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in err["loc"]).lstrip(".")
-    return f"{source}: {loc or '(top)'}: {err['msg']}"
+def _problem(source: str, err: Any, positions: Mapping[Loc, tuple[int, int]],
+             names: Sequence[Any]) -> tuple[tuple[int, int], str]:
+    """(line, column) and `file:line:column: key.path: what is wrong` for one validation error."""
+    loc: Loc = tuple(err["loc"])
+    if names and len(loc) >= 2 and loc[0] == "nodes" and isinstance(loc[1], int):
+        # Back from the list the mapping form was turned into, to the key the user wrote.
+        loc = ("nodes", str(names[loc[1]]), *loc[2:])
+    at = position(positions, loc)
+    where = f"{source}:{at[0]}:{at[1]}" if at else source
+    return at or (0, 0), f"{where}: {key_path(loc) or '(top level)'}: {describe(err, _keys_at)}"
+
+
+def _keys_at(loc: Loc) -> list[str] | None:
+    model = _SECTIONS.get(tuple("*" if isinstance(part, int) else str(part) for part in loc))
+    return list(model.model_fields) if model else None
 
 
 def _check_unique(nodes: Sequence[Node], source: str) -> None:

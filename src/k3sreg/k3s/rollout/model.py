@@ -19,7 +19,6 @@ from typing import Literal
 Flavor = Literal["k3s", "rke2"]
 Role = Literal["server", "agent"]
 FLAVORS: tuple[Flavor, ...] = ("k3s", "rke2")
-ROLES: tuple[Role, ...] = ("server", "agent")
 
 _SERVICES: dict[tuple[Flavor, Role], str] = {
     ("k3s", "server"): "k3s",

@@ -1,4 +1,4 @@
-"""Pure parts of the upstream client: repository names, URLs, TLS settings."""
+"""Pure parts of the registry client: URLs, credentials, TLS settings, and reading what registries answer."""
 
 from __future__ import annotations
 
@@ -10,32 +10,17 @@ from types import SimpleNamespace
 import aiohttp
 import pytest
 
-from k3sreg.config.upstreams import UpstreamSettings
-from k3sreg.errors import ConfigError
-from k3sreg.upstream.answers import (
+from k3sreg.client.answers import (
     content_range,
     describe_failure,
     retry_after_seconds,
     tag_page,
-    upstream_repository,
 )
-from k3sreg.upstream.auth import basic_authorization, tls_context
-from k3sreg.upstream.client import UpstreamClient
-
-
-@pytest.mark.parametrize(
-    ("registry", "repo", "expected"),
-    [
-        ("docker.io", "nginx", "library/nginx"),
-        ("docker.io", "library/nginx", "library/nginx"),
-        ("docker.io", "bitnami/redis", "bitnami/redis"),
-        ("ghcr.io", "nginx", "nginx"),
-        ("quay.io", "org/app", "org/app"),
-    ],
-)
-def test_docker_hub_library_normalisation(registry: str, repo: str, expected: str) -> None:
-    """Only Docker Hub puts one-component names under library/."""
-    assert upstream_repository(registry, repo) == expected
+from k3sreg.client.auth import basic_authorization
+from k3sreg.client.registry import RegistryClient
+from k3sreg.client.session import tls_context
+from k3sreg.config.upstreams import UpstreamSettings
+from k3sreg.errors import ConfigError
 
 
 def settings(**extra: object) -> UpstreamSettings:
@@ -45,27 +30,27 @@ def settings(**extra: object) -> UpstreamSettings:
 
 def test_request_urls_use_the_upstream_name() -> None:
     """URLs keep the upstream's base and apply the library/ rule."""
-    client = UpstreamClient(settings())
+    client = RegistryClient(settings())
     assert (
         str(client._url("nginx", "manifests", "1.27"))
         == "https://registry.example:8443/v2/library/nginx/manifests/1.27"
     )
-    base = UpstreamClient(settings(url="http://127.0.0.1:5000/mirror"))
+    base = RegistryClient(settings(url="http://127.0.0.1:5000/mirror"))
     assert str(base._url("a/b", "blobs", "sha256:00")) == "http://127.0.0.1:5000/mirror/v2/a/b/blobs/sha256:00"
 
 
 def test_credentials_in_the_url_are_used_and_hidden() -> None:
     """user:password@ in the URL become the credentials and disappear from the base URL."""
-    client = UpstreamClient(settings(url="https://bob:hunter2@registry.example"))
+    client = RegistryClient(settings(url="https://bob:hunter2@registry.example"))
     assert str(client._url("a/b", "manifests", "1")) == "https://registry.example/v2/a/b/manifests/1"
     assert "hunter2" not in client._where("a")
-    assert client.auth._basic == basic_authorization("bob", "hunter2")
+    assert client.transport.auth._basic == basic_authorization("bob", "hunter2")
 
 
 def test_unreadable_tls_files_are_a_config_error(tmp_path: Path) -> None:
     """A CA path that cannot be read is reported as a ConfigError naming the upstream's tls key."""
     with pytest.raises(ConfigError, match=r"upstreams\[docker.io\]\.tls"):
-        UpstreamClient(settings(tls={"ca": str(tmp_path / "missing.pem")}))
+        RegistryClient(settings(tls={"ca": str(tmp_path / "missing.pem")}))
 
 
 def test_tls_settings_become_an_ssl_context() -> None:

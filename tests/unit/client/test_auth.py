@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from k3sreg.upstream.auth import (
+from k3sreg.client.auth import (
     DEFAULT_TOKEN_LIFETIME,
     Authenticator,
     BearerRealm,
@@ -18,9 +18,11 @@ from k3sreg.upstream.auth import (
     TokenError,
     basic_authorization,
     bearer_realm,
+    merge_scopes,
     parse_challenges,
     parse_token_response,
     pull_scope,
+    push_scope,
     token_query,
 )
 
@@ -176,6 +178,21 @@ def test_token_cache_keys_are_per_scope_and_realm() -> None:
     assert cache.get((BearerRealm("https://other.example/token", "svc"), "repository:a:pull")) is None
 
 
+@pytest.mark.parametrize(
+    ("challenged", "own", "asked"),
+    [
+        ("repository:a:pull", pull_scope("a"), "repository:a:pull"),
+        ("repository:a:pull", push_scope("a"), "repository:a:pull repository:a:pull,push"),
+        ("", push_scope("a"), "repository:a:pull,push"),
+        ("repository:a:pull,push repository:b:pull", f"{push_scope('a')} {pull_scope('b')}",
+         "repository:a:pull,push repository:b:pull"),
+    ],
+)
+def test_token_scopes_after_a_challenge(challenged: str, own: str, asked: str) -> None:
+    """The token is asked for the challenge's scopes and the request's own that the challenge lacks."""
+    assert merge_scopes(challenged, own) == asked
+
+
 def test_basic_authorization() -> None:
     """Basic credentials are base64 of user:password, colons in the password kept."""
     value = basic_authorization("bob", "pa:ss")
@@ -203,13 +220,13 @@ async def test_bearer_flow_fetches_once_and_reuses() -> None:
     """A Bearer challenge from the upstream fetches one token with the credentials; later requests reuse it."""
     log = TokenLog()
     auth = Authenticator(OWN, "bob", "pw", log)
-    assert await auth.authorization(OWN, "a/b") is None
-    assert await auth.answer(parse_challenges(OWN_REALM), OWN, "a/b", None)
-    assert await auth.authorization(OWN, "a/b") == "Bearer t1"
-    assert await auth.authorization(OWN, "a/b") == "Bearer t1"
+    assert await auth.authorization(OWN, pull_scope("a/b")) is None
+    assert await auth.answer(parse_challenges(OWN_REALM), OWN, pull_scope("a/b"), None)
+    assert await auth.authorization(OWN, pull_scope("a/b")) == "Bearer t1"
+    assert await auth.authorization(OWN, pull_scope("a/b")) == "Bearer t1"
     assert log.asked == [("https://auth.example/token", "repository:a/b:pull", basic_authorization("bob", "pw"))]
     # Another repository of the same upstream gets its token up front, without a challenge round trip.
-    assert await auth.authorization(OWN, "c") == "Bearer t2"
+    assert await auth.authorization(OWN, pull_scope("c")) == "Bearer t2"
     assert log.asked[-1][1] == "repository:c:pull"
 
 
@@ -217,13 +234,13 @@ async def test_refused_token_is_replaced_once_for_concurrent_requests() -> None:
     """Eight requests refused with the same token fetch one replacement between them."""
     log = TokenLog()
     auth = Authenticator(OWN, "", "", log)
-    await auth.answer(parse_challenges(OWN_REALM), OWN, "a/b", None)
+    await auth.answer(parse_challenges(OWN_REALM), OWN, pull_scope("a/b"), None)
     answers = await asyncio.gather(
-        *(auth.answer(parse_challenges(OWN_REALM), OWN, "a/b", "Bearer t1") for _ in range(8))
+        *(auth.answer(parse_challenges(OWN_REALM), OWN, pull_scope("a/b"), "Bearer t1") for _ in range(8))
     )
     assert all(answers)
     assert len(log.asked) == 2
-    assert await auth.authorization(OWN, "a/b") == "Bearer t2"
+    assert await auth.authorization(OWN, pull_scope("a/b")) == "Bearer t2"
 
 
 async def test_credentials_never_go_to_another_origin() -> None:
@@ -231,19 +248,19 @@ async def test_credentials_never_go_to_another_origin() -> None:
     log = TokenLog()
     auth = Authenticator(OWN, "bob", "pw", log)
     other = 'Bearer realm="https://mirror.example/token",service="mirror"'
-    assert await auth.answer(parse_challenges(other), OTHER, "a/b", None)
+    assert await auth.answer(parse_challenges(other), OTHER, pull_scope("a/b"), None)
     assert log.asked == [("https://mirror.example/token", "repository:a/b:pull", None)]
-    assert await auth.authorization(OTHER, "a/b") == "Bearer t1"
-    assert await auth.authorization(OWN, "a/b") is None
-    assert not await auth.answer(parse_challenges('Basic realm="x"'), "https://cdn.example", "a/b", None)
+    assert await auth.authorization(OTHER, pull_scope("a/b")) == "Bearer t1"
+    assert await auth.authorization(OWN, pull_scope("a/b")) is None
+    assert not await auth.answer(parse_challenges('Basic realm="x"'), "https://cdn.example", pull_scope("a/b"), None)
 
 
 async def test_basic_challenge() -> None:
     """A Basic challenge is answered with the credentials, once; without credentials it cannot be."""
     auth = Authenticator(OWN, "bob", "pw", TokenLog())
     basic = basic_authorization("bob", "pw")
-    assert await auth.answer(parse_challenges('Basic realm="Registry"'), OWN, "a/b", None)
-    assert await auth.authorization(OWN, "x") == basic
-    assert not await auth.answer(parse_challenges('Basic realm="Registry"'), OWN, "a/b", basic)
+    assert await auth.answer(parse_challenges('Basic realm="Registry"'), OWN, pull_scope("a/b"), None)
+    assert await auth.authorization(OWN, pull_scope("x")) == basic
+    assert not await auth.answer(parse_challenges('Basic realm="Registry"'), OWN, pull_scope("a/b"), basic)
     anonymous = Authenticator(OWN, "", "", TokenLog())
-    assert not await anonymous.answer(parse_challenges('Basic realm="Registry"'), OWN, "a/b", None)
+    assert not await anonymous.answer(parse_challenges('Basic realm="Registry"'), OWN, pull_scope("a/b"), None)

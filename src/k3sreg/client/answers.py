@@ -1,7 +1,7 @@
-"""Reading what upstream registries answer: repository names, error documents, tag pages, Retry-After, and
+"""Reading what upstream registries answer: error documents, tag pages, Retry-After, and
 what went wrong, in words.
 
-Pure functions, kept apart from the HTTP client (`client`) so they are tested without a network.
+Pure functions, kept apart from the requests (`transport`, `registry`) so they are tested without a network.
 """
 
 from __future__ import annotations
@@ -16,13 +16,6 @@ import aiohttp
 
 RATE_LIMIT_PAUSE = 10  # seconds without asking after a 429 that names no Retry-After
 MAX_RATE_LIMIT_PAUSE = 3600
-
-
-def upstream_repository(registry: str, repository: str) -> str:
-    """The upstream's name for `repository`: Docker Hub keeps one-component names under `library/`."""
-    if registry == "docker.io" and "/" not in repository:
-        return f"library/{repository}"
-    return repository
 
 
 def reason(exc: BaseException) -> str:
@@ -98,23 +91,19 @@ def retry_after_seconds(value: str | None, now: float) -> int:
     return int(min(max(math.ceil(wait), 1), MAX_RATE_LIMIT_PAUSE))
 
 
-def tag_page(body: bytes) -> list[str] | None:
-    """The `tags` of a tags/list answer (null counts as none); None when the document is not one."""
+def tag_page(body: bytes, key: str = "tags") -> list[str] | None:
+    """The `tags` (or other `key`: `repositories` of a catalog) of a page (null counts as none); None when the
+    document is not one."""
     try:
         doc = json.loads(body)
     except ValueError:
         return None
     if not isinstance(doc, dict):
         return None
-    tags = doc.get("tags") or []
+    tags = doc.get(key) or []
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         return None
     return tags
-
-
-def backoff(attempt: int) -> float:
-    """Seconds before retry number `attempt` (1-based): 0.1, 0.2, 0.4 ... capped at 2."""
-    return min(2.0, 0.1 * 2.0 ** (attempt - 1))
 
 
 def content_range(value: str) -> tuple[int, int, int | None] | None:
@@ -125,3 +114,17 @@ def content_range(value: str) -> tuple[int, int, int | None] | None:
     if unit != "bytes" or not (first.isdigit() and last.isdigit()) or not (total.isdigit() or total == "*"):
         return None
     return int(first), int(last), int(total) if total.isdigit() else None
+
+
+def descriptor_list(body: bytes, key: str) -> list[dict[str, Any]] | None:
+    """The list of objects under `key` of a JSON document (an index's `manifests`); None when it is not one."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return None
+    entries = doc.get(key) if isinstance(doc, dict) else None
+    if entries is None and isinstance(doc, dict):
+        return []
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        return None
+    return entries

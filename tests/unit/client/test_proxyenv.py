@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from yarl import URL
 
-from k3sreg.upstream.proxyenv import ProxyEnv
+from k3sreg.client.proxyenv import ProxyEnv
 
 PROXIES = {"HTTP_PROXY": "http://plain:3128", "HTTPS_PROXY": "http://secure:3128"}
 

@@ -1,4 +1,4 @@
-"""Authenticating to an upstream registry: `WWW-Authenticate` parsing, the Bearer token flow, Basic, TLS identity.
+"""Authenticating to a registry: `WWW-Authenticate` parsing, the Bearer token flow, Basic.
 
     request ── anonymous, or a cached token / Basic ──► upstream
        ◄── 401 + WWW-Authenticate: Bearer realm="R",service="S",scope="repository:library/nginx:pull"
@@ -6,12 +6,14 @@
        ◄── {"token" or "access_token": "...", "expires_in": 300}
     request again, once, with `Authorization: Bearer <token>`; the token is cached per scope until it expires
 
+The scope is what the request needs: `pull_scope` for reads, `push_scope` for uploads and manifest PUTs; after
+a challenge that names a scope, as Distribution's does, the token is asked for that scope and the request's own.
+`middleware.authorize` applies this to every hop of a request; this module takes no network and is unit-tested alone.
+
 Once a registry has answered with a Bearer challenge, the next request for another repository fetches its token
 first (one round trip saved per repository); once it asked for Basic, credentials are sent from the start.
 All of this is per origin: the configured credentials go only to the upstream's own origin and its token service;
 a host that a redirect leads to and that challenges gets a token fetched for it without them.
-`tls_context` turns `upstreams[].tls` (CA file, skip verify, client certificate) into the client's SSL context.
-Pure parts (challenge parsing, scopes, the token cache) take no network and are unit-tested alone.
 """
 
 from __future__ import annotations
@@ -20,14 +22,10 @@ import asyncio
 import base64
 import json
 import re
-import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-
-from k3sreg.config.upstreams import UpstreamSettings
-from k3sreg.errors import ConfigError
 
 # RFC 9110 token characters; values are also accepted unquoted up to the next comma, as some registries send URLs.
 _TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
@@ -83,6 +81,18 @@ def parse_challenges(headers: str | Iterable[str]) -> list[Challenge]:
 def pull_scope(repository: str) -> str:
     """The token scope that allows pulling `repository` (Docker's token spec: `repository:NAME:pull`)."""
     return f"repository:{repository}:pull"
+
+
+def push_scope(repository: str) -> str:
+    """The token scope that allows pushing to `repository` (and pulling, which a push needs to check blobs)."""
+    return f"repository:{repository}:pull,push"
+
+
+def merge_scopes(challenged: str, own: str) -> str:
+    """The scopes to ask a token for after a challenge: the challenge's, then those of `own` it lacks (a push
+    challenged on its first HEAD for `pull` asks for `pull,push` at once, as containerd does)."""
+    parts = challenged.split()
+    return " ".join(parts + [part for part in own.split() if part not in parts])
 
 
 def basic_authorization(username: str, password: str) -> str:
@@ -206,25 +216,26 @@ class Authenticator:
         self._realms: dict[str, BearerRealm] = {}
         self._use_basic = False
 
-    async def authorization(self, origin: str, repository: str) -> str | None:
-        """What to send to `origin` for `repository`: a token once it asked for one, Basic once it asked, or None."""
+    async def authorization(self, origin: str, scope: str) -> str | None:
+        """What to send to `origin` for a request that needs `scope` (`pull_scope(...)`, `push_scope(...)`):
+        a token once it asked for one, Basic once it asked, or None."""
         if origin == self.origin and self._use_basic:
             return self._basic
         realm = self._realms.get(origin)
         if realm is None:
             return None
-        return "Bearer " + await self._token(realm, pull_scope(repository), repository, None, origin)
+        return "Bearer " + await self._token(realm, scope, scope, None, origin)
 
-    async def answer(self, challenges: Iterable[Challenge], origin: str, repository: str, sent: str | None) -> bool:
+    async def answer(self, challenges: Iterable[Challenge], origin: str, scope: str, sent: str | None) -> bool:
         """After `origin` answered `sent` with 401 and `challenges`: get what the retry needs; False if nothing can."""
         challenges = list(challenges)
         for challenge in challenges:
             realm = bearer_realm(challenge)
             if realm is not None:
                 self._realms[origin] = realm
-                scope = challenge.params.get("scope") or pull_scope(repository)
+                asked = merge_scopes(challenge.params.get("scope", ""), scope)
                 stale = sent[len("Bearer ") :] if sent and sent.startswith("Bearer ") else None
-                await self._token(realm, scope, repository, stale, origin)
+                await self._token(realm, asked, scope, stale, origin)
                 return True
         basic = any(c.scheme == "basic" for c in challenges)
         if basic and origin == self.origin and self._basic and sent != self._basic:
@@ -232,7 +243,7 @@ class Authenticator:
             return True
         return False
 
-    async def _token(self, realm: BearerRealm, scope: str, repository: str, stale: str | None, origin: str) -> str:
+    async def _token(self, realm: BearerRealm, scope: str, own_scope: str, stale: str | None, origin: str) -> str:
         key = (realm, scope)
         async with self.cache.lock(key):
             # Concurrent requests that were refused together fetch one new token: the first replaces `stale`.
@@ -242,28 +253,8 @@ class Authenticator:
             credentials = self._basic if origin == self.origin else None
             token, lifetime = await self._fetch(realm, scope, credentials)
             self.cache.put(key, token, lifetime)
-            # The next request for this repository looks the token up by its pull scope, not the challenge's.
-            own = (realm, pull_scope(repository))
+            # The next request for this repository looks the token up by its own scope, not the challenge's.
+            own = (realm, own_scope)
             if own != key:
                 self.cache.put(own, token, lifetime)
             return token
-
-
-def tls_context(settings: UpstreamSettings) -> ssl.SSLContext | bool:
-    """The TLS setup of `settings.tls` (True = system defaults); unreadable files are a ConfigError."""
-    tls = settings.tls
-    if not (tls.ca or tls.insecureskipverify or tls.certificate):
-        return True
-    where = f"upstreams[{settings.name}].tls"
-    try:
-        context = ssl.create_default_context(cafile=tls.ca or None)
-        if tls.insecureskipverify:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        if tls.certificate:
-            context.load_cert_chain(tls.certificate, tls.key or None)
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(
-            [f"{where}: cannot load the TLS files ({exc}); check the 'ca', 'certificate' and 'key' paths"]
-        ) from None
-    return context

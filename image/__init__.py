@@ -1,0 +1,1 @@
+"""Build scripts of the k3sreg container image (`make image`); not part of the k3sreg package."""

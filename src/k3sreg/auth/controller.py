@@ -1,0 +1,152 @@
+"""The decision for one registry request: who is asking, may they, and if not, what to answer.
+
+    authorization values ──► Authenticator ──► Principal ──► may they? (token grants, or access rules) ──► Allowed
+                                   │ Denial                        │ Denial
+                                   ▼                               ▼
+                     Refused(401 + challenge | 429 + Retry-After | 403)
+
+Statuses follow Distribution: every refusal of `auth.htpasswd` and `auth.token` is 401 with its challenge
+(the token challenge names the scope the request needs, and `error=` for a bad or too narrow token). Beyond
+Distribution: a caller who logged in with a password but whom the access rules do not allow gets 403 (asking
+again would not help), and an address with too many failed logins gets 429 before any password is checked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from k3sreg.auth.challenge import auto_realm, basic_challenge, bearer_challenge
+from k3sreg.auth.header import BasicCredentials, BearerToken, parse_authorization
+from k3sreg.auth.htpasswd import HtpasswdFile
+from k3sreg.auth.model import ANONYMOUS, Access, Denial, Principal, Reason
+from k3sreg.auth.ratelimit import LoginLimiter
+from k3sreg.auth.rules import AccessRules
+from k3sreg.auth.tokens import TokenVerifier
+
+
+class Authenticator(Protocol):
+    """Turns the Authorization header values of a request into a principal, or a denial saying why not."""
+
+    def authenticate(self, authorization: Sequence[str]) -> Principal | Denial:
+        """Who the request acts for; never raises for any header content."""
+        ...
+
+
+class HtpasswdAuthenticator:
+    """Basic credentials against an htpasswd file. Without credentials: anonymous when `anonymous` allows it."""
+
+    def __init__(self, users: HtpasswdFile, anonymous: bool = False) -> None:
+        self.users = users
+        self.anonymous = anonymous
+
+    def authenticate(self, authorization: Sequence[str]) -> Principal | Denial:
+        """The user whose password the request carries."""
+        found = parse_authorization(authorization)
+        if isinstance(found, Denial):
+            return ANONYMOUS if found.reason is Reason.MISSING and self.anonymous else found
+        if isinstance(found, BearerToken):
+            return Denial(Reason.WRONG_SCHEME, detail="Bearer sent where Basic is expected")
+        return self.users.verify(found.user, found.password)
+
+
+class TokenAuthenticator:
+    """Bearer tokens checked by a `TokenVerifier`."""
+
+    def __init__(self, verifier: TokenVerifier) -> None:
+        self.verifier = verifier
+
+    def authenticate(self, authorization: Sequence[str]) -> Principal | Denial:
+        """The subject of the token the request carries."""
+        found = parse_authorization(authorization)
+        if isinstance(found, Denial):
+            return found
+        if isinstance(found, BasicCredentials):
+            return Denial(Reason.WRONG_SCHEME, user=found.user, detail="Basic sent where a Bearer token is expected")
+        return self.verifier.verify(found.token)
+
+
+def missing_access(principal: Principal, need: Sequence[Access], rules: AccessRules | None) -> tuple[Access, ...]:
+    """What of `need` the principal may not do: a token by its grants, a password by the rules (no rules: all
+    is allowed to a user who logged in, as in Distribution), an anonymous caller by the rules only."""
+    if principal.method == "token":
+        return tuple(n for n in need if not principal.granted(n))
+    if rules is None:
+        return tuple(need) if principal.anonymous else ()
+    return rules.missing(principal.name, need)
+
+
+@dataclass(frozen=True)
+class Allowed:
+    """The request may go on, acting for `principal`."""
+
+    principal: Principal
+
+
+@dataclass(frozen=True)
+class Refused:
+    """The request is turned away: `status` (401, 403 or 429), the headers to send, and the denial to log."""
+
+    status: int
+    denial: Denial
+    need: tuple[Access, ...]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RequestInfo:
+    """What the decision needs to know of the request besides its credentials."""
+
+    authorization: Sequence[str]
+    need: tuple[Access, ...]
+    client: str  # the client's address, for the login limiter
+    host: str = ""  # the Host header, for `autoredirect`
+    forwarded_proto: str | None = None
+
+
+class AccessController:
+    """One controller per registry: `kind` "htpasswd" or "token" (see the module docstring)."""
+
+    def __init__(self, kind: str, authenticator: Authenticator, realm: str, service: str = "",
+                 rules: AccessRules | None = None, limiter: LoginLimiter | None = None,
+                 autoredirect_path: str | None = None) -> None:
+        if kind not in ("htpasswd", "token"):
+            raise ValueError(f"unknown access controller {kind!r}")
+        self.kind = kind
+        self.authenticator = authenticator
+        self.realm = realm
+        self.service = service
+        self.rules = rules
+        self.limiter = limiter
+        self.autoredirect_path = autoredirect_path
+
+    def decide(self, request: RequestInfo) -> Allowed | Refused:
+        """Allowed, or the refusal to answer with."""
+        if self.limiter is not None and request.authorization and self.kind == "htpasswd":
+            wait = self.limiter.retry_after(request.client)
+            if wait > 0:
+                denial = Denial(Reason.RATE_LIMITED, retry_after=wait)
+                return Refused(429, denial, request.need, {"Retry-After": self.limiter.retry_after_header(
+                    request.client)})
+        found = self.authenticator.authenticate(request.authorization)
+        if isinstance(found, Denial):
+            if self.limiter is not None and self.kind == "htpasswd" and found.reason is not Reason.MISSING:
+                self.limiter.failed(request.client)
+            return self._challenge(found, request)
+        missing = missing_access(found, request.need, self.rules)
+        if not missing:
+            return Allowed(found)
+        denial = Denial(Reason.INSUFFICIENT_SCOPE, found.name, missing=missing)
+        if self.kind == "htpasswd" and not found.anonymous:
+            return Refused(403, denial, request.need)
+        return self._challenge(denial, request)
+
+    def _challenge(self, denial: Denial, request: RequestInfo) -> Refused:
+        if self.kind == "htpasswd":
+            return Refused(401, denial, request.need, {"WWW-Authenticate": basic_challenge(self.realm)})
+        realm = self.realm
+        if self.autoredirect_path and request.host:
+            realm = auto_realm(request.host, self.autoredirect_path, request.forwarded_proto)
+        value = bearer_challenge(realm, self.service, request.need, denial)
+        return Refused(401, denial, request.need, {"WWW-Authenticate": value})
