@@ -2,8 +2,8 @@
 
 A scenario is `async def run(ctx: Context, results: Results) -> None`: it declares its figures
 (`results.declare(Figure(...))`), starts the servers it needs under `ctx.subdir(...)`, fills samples per server
-column, and stops everything it started before it returns. Issue 3's proxy benchmark (cold pulls through a
-pull-through cache, upstream fetches counted from the upstream's access log) is meant to be one more module here.
+column, and stops everything it started before it returns. A scenario may also measure k3sreg's code without a
+server (`evict`: the eviction of a large cache, in the k3sreg column).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 
 from bench.context import Context
 from bench.report import Results
-from bench.scenarios import airgap, core, proxy, startup
+from bench.scenarios import airgap, core, evict, proxy, startup
 
 Scenario = Callable[[Context, Results], Awaitable[None]]
 
@@ -21,4 +21,5 @@ SCENARIOS: dict[str, Scenario] = {
     "proxy": proxy.run,
     "startup": startup.run,
     "airgap": airgap.run,
+    "evict": evict.run,
 }

@@ -2,7 +2,7 @@
 
     K3sregError
     ├── RegistryError            an API failure: carries its OCI error code and HTTP status
-    │   ├── NameInvalid, NameUnknown, BlobUnknown, BlobUploadInvalid, BlobUploadUnknown,
+    │   ├── NameInvalid, NameUnknown, BlobUnknown, BlobUploadUnknown, UploadBusy,
     │   │   DigestInvalid, ManifestBlobUnknown, ManifestInvalid, ManifestUnknown, SizeInvalid,
     │   │   TagInvalid, RangeInvalid, Unsupported, Denied, Unauthorized, TooManyRequests,
     │   │   Unavailable
@@ -45,10 +45,6 @@ class RegistryError(K3sregError):
 
 class BlobUnknown(RegistryError):
     code, status, default_message = "BLOB_UNKNOWN", 404, "blob unknown to registry"
-
-
-class BlobUploadInvalid(RegistryError):
-    code, status, default_message = "BLOB_UPLOAD_INVALID", 400, "blob upload invalid"
 
 
 class BlobUploadUnknown(RegistryError):

@@ -19,7 +19,7 @@ import pytest
 from k3sreg.config.health import HealthSettings
 from k3sreg.server.health import probes
 from k3sreg.storage.filesystem import FilesystemDriver
-from k3sreg.storage.registry import Registry
+from k3sreg.storage.store import Store
 from tests.integration.api_harness import digest, running
 from tests.peers.registry import K3sregServer
 
@@ -113,17 +113,17 @@ async def test_read_only_mode_checks_the_store_without_writing(read_only: tuple[
                                                                ) -> None:
     """In read-only mode (storage.maintenance.readonly) the check lists the store: a read-only volume is fine."""
     data, switch = read_only
-    registry = Registry(FilesystemDriver(data))
+    store = Store(FilesystemDriver(data))
     settings = HealthSettings.model_validate({"storagedriver": {"enabled": True}})
     switch(True)
     try:
-        assert [name for name, *_ in probes(settings, registry, writable=False)] == ["storagedriver"]
-        [(_, listing, _, _, gates), (_, writing, _, _, readiness_only)] = probes(settings, registry, writable=True)
+        assert [name for name, *_ in probes(settings, store, writable=False)] == ["storagedriver"]
+        [(_, listing, _, _, gates), (_, writing, _, _, readiness_only)] = probes(settings, store, writable=True)
         assert await listing() is None and gates
         assert "Read-only file system" in (await writing() or "") and not readiness_only
     finally:
         switch(False)
-        registry.close()
+        store.close()
 
 
 def assert_storage_full(status: int, headers: Any, body: bytes) -> None:

@@ -39,3 +39,21 @@ def test_only_cli_prints_or_exits() -> None:
                 if name in ("print", "sys.exit", "typer.echo", "exit"):
                     offenders.append(f"{path}:{node.lineno} {name}")
     assert offenders == []
+
+
+def _name(node: ast.expr) -> str:
+    return node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else ""
+
+
+def test_upstream_reaches_storage_only_through_its_store_api() -> None:
+    """k3sreg/upstream never reaches into a store's driver or BlobStore, nor local files with os.pread: an
+    object-store driver can take the filesystem's place (import-linter forbids the driver and path modules)."""
+    offenders = []
+    for path in (SRC / "upstream").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Attribute):
+                continue
+            if (node.attr in ("driver", "blobs") and _name(node.value) in ("store", "registry")) or \
+                    (node.attr == "pread" and _name(node.value) == "os"):
+                offenders.append(f"{path.name}:{node.lineno} {_name(node.value)}.{node.attr}")
+    assert offenders == []

@@ -21,7 +21,7 @@ from k3sreg.server.middleware import make_middlewares
 from k3sreg.storage.driver import Driver
 from k3sreg.storage.filesystem import FilesystemDriver
 from k3sreg.storage.memory import MemoryDriver
-from k3sreg.storage.registry import Registry
+from k3sreg.storage.store import Store
 from k3sreg.upstream.hub import ProxyHub
 from k3sreg.upstream.routing import Target
 
@@ -83,20 +83,20 @@ async def dispatch(request: web.Request) -> web.StreamResponse:
                                                 target.upstream is not None))
 
 
-def create_app(settings: Settings, registry: Registry | None = None) -> web.Application:
-    """The application for `settings`; `registry` may be given by tests to share one store."""
+def create_app(settings: Settings, store: Store | None = None) -> web.Application:
+    """The application for `settings`; `store` may be given by tests to share one store."""
     check_supported(settings)
     limits = Limits(
         manifest_bytes=settings.limits.manifestsize,
         blob_bytes=settings.limits.blobsize,
         body_timeout=settings.limits.bodytimeout,
     )
-    if registry is None:
+    if store is None:
         fs = settings.storage.filesystem
-        registry = Registry(make_driver(settings), threads=min(fs.maxthreads, 32) if fs else 16,
-                            blob_limit=limits.blob_bytes)
+        store = Store(make_driver(settings), threads=min(fs.maxthreads, 32) if fs else 16,
+                      blob_limit=limits.blob_bytes)
     ctx = Context(
-        registry=registry,
+        store=store,
         limits=limits,
         delete_enabled=settings.storage.delete.enabled,
         read_only=settings.storage.maintenance.readonly.enabled,
@@ -107,13 +107,13 @@ def create_app(settings: Settings, registry: Registry | None = None) -> web.Appl
     )
     upstreams = settings.effective_upstreams
     if upstreams:
-        ctx.proxy = ProxyHub(registry, upstreams, settings.own_names, settings.proxy_upstream,
+        ctx.proxy = ProxyHub(store, upstreams, settings.own_names, settings.proxy_upstream,
                              settings.limits.manifestsize)
     state = health.Health()
     app = web.Application(middlewares=make_middlewares(settings.http.headers, state.problems),
                           client_max_size=1 << 20)
     app[CONTEXT] = ctx
-    health.install(app, settings.health, registry, state, writable=not ctx.read_only)
+    health.install(app, settings.health, store, state, writable=not ctx.read_only)
     app.router.add_route("*", "/v2/{tail:.*}", dispatch)
     app.router.add_route("*", "/v2", _redirect_base)
     app.router.add_get("/metrics", metrics.metrics)
@@ -122,7 +122,7 @@ def create_app(settings: Settings, registry: Registry | None = None) -> web.Appl
         app.cleanup_ctx.append(_background(ctx.proxy.evict_forever))
     purging = settings.storage.maintenance.uploadpurging
     if purging.enabled:
-        app.cleanup_ctx.append(_background(_purger(registry, purging.age, purging.interval, purging.dryrun)))
+        app.cleanup_ctx.append(_background(_purger(store, purging.age, purging.interval, purging.dryrun)))
     return app
 
 
@@ -141,18 +141,18 @@ def _background(job: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[web.A
 async def _close(ctx: Context) -> None:
     if ctx.proxy is not None:
         await ctx.proxy.close()
-    ctx.registry.close()
+    ctx.store.close()
 
 
 async def _redirect_base(request: web.Request) -> web.StreamResponse:
     raise web.HTTPMovedPermanently("/v2/")
 
 
-def _purger(registry: Registry, age: float, interval: float, dry_run: bool) -> Callable[[], Coroutine[Any, Any, None]]:
+def _purger(store: Store, age: float, interval: float, dry_run: bool) -> Callable[[], Coroutine[Any, Any, None]]:
     async def loop() -> None:
         while True:
             try:
-                removed = await registry.purge_uploads(age, dry_run)
+                removed = await store.purge_uploads(age, dry_run)
                 if removed:
                     log.info("upload purging: %s %d abandoned uploads", "would remove" if dry_run else "removed",
                              len(removed))

@@ -13,8 +13,9 @@ from k3sreg.oci.digest import Digest
 from k3sreg.server import body, routes
 from k3sreg.server.context import Context, Resolved
 from k3sreg.server.sendfile import BlobFileResponse
-from k3sreg.storage.blobs import BlobInfo, new_upload_id, upload_range
-from k3sreg.storage.registry import Repository
+from k3sreg.storage.blobs import BlobInfo
+from k3sreg.storage.repository import Repository
+from k3sreg.storage.uploads import new_upload_id, upload_range
 
 _CONTENT_RANGE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
 
@@ -24,7 +25,7 @@ async def blob(request: web.Request, ctx: Context, res: Resolved) -> web.StreamR
     assert d is not None  # routes.parse gives blobs their digest
     if request.method == "DELETE":
         ctx.check_delete()
-        await ctx.registry.delete_blob(res.repo, d)
+        await ctx.store.delete_blob(res.repo, d)
         return web.Response(status=202, headers={"Content-Length": "0", "Docker-Content-Digest": str(d)})
     if request.method not in ("GET", "HEAD"):
         raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD", "DELETE"])
@@ -116,15 +117,15 @@ async def upload(request: web.Request, ctx: Context, res: Resolved) -> web.Strea
     if not uuid:
         raise errors.BlobUploadUnknown("no upload session in the URL")
     if request.method == "GET":
-        size = await ctx.registry.upload_size(name, uuid)
+        size = await ctx.store.upload_size(name, uuid)
         return web.Response(status=204, headers=_upload_headers(ctx, request, name, uuid, size))
     if request.method == "DELETE":
-        await ctx.registry.cancel_upload(name, uuid)
+        await ctx.store.cancel_upload(name, uuid)
         return web.Response(status=204, headers={"Content-Length": "0"})
     ctx.check_write()
     if request.method == "PATCH":
         start, length = _content_range(request)
-        size = await ctx.registry.append_upload(name, uuid, body.chunks(request, ctx.limits.body_timeout),
+        size = await ctx.store.append_upload(name, uuid, body.chunks(request, ctx.limits.body_timeout),
                                                 start, length)
         return web.Response(status=202, headers=_upload_headers(ctx, request, name, uuid, size))
     if request.method == "PUT":
@@ -132,12 +133,12 @@ async def upload(request: web.Request, ctx: Context, res: Resolved) -> web.Strea
         if not digest:
             raise errors.DigestInvalid("the closing PUT needs ?digest=")
         d = routes.digest(digest)
-        await ctx.registry.upload_size(name, uuid)
+        await ctx.store.upload_size(name, uuid)
         if request.body_exists:
             start, length = _content_range(request)
-            await ctx.registry.append_upload(name, uuid, body.chunks(request, ctx.limits.body_timeout),
+            await ctx.store.append_upload(name, uuid, body.chunks(request, ctx.limits.body_timeout),
                                              start, length)
-        await ctx.registry.commit_upload(name, uuid, d)
+        await ctx.store.commit_upload(name, uuid, d)
         return _created(ctx, request, name, d)
     raise web.HTTPMethodNotAllowed(request.method, ["GET", "PATCH", "PUT", "DELETE"])
 
@@ -151,22 +152,22 @@ async def _start(request: web.Request, ctx: Context, name: str) -> web.StreamRes
         source = routes.mount_source(given)
         # Without `from`, any blob the registry holds may be mounted: it is content-addressed, and the client
         # proved it knows the digest. A `from` that is no repository name mounts nothing.
-        if (given is None or source is not None) and await ctx.registry.mount_blob(name, d, source) is not None:
+        if (given is None or source is not None) and await ctx.store.mount_blob(name, d, source) is not None:
             return _created(ctx, request, name, d)
     digest = request.query.get("digest")
     d_mono = routes.digest(digest) if digest else None
     if d_mono is None:
-        uuid = await ctx.registry.create_upload(name)
+        uuid = await ctx.store.create_upload(name)
         return web.Response(status=202, headers=_upload_headers(ctx, request, name, uuid, 0))
     uuid = new_upload_id()
     # A client that vanishes cancels this handler, possibly while the session is being created in a thread:
     # the clean-up waits for that creation, so nothing is left behind.
-    create = asyncio.ensure_future(ctx.registry.create_upload(name, uuid))
+    create = asyncio.ensure_future(ctx.store.create_upload(name, uuid))
     try:
         await asyncio.shield(create)
-        await ctx.registry.append_upload(name, uuid, body.chunks(request, ctx.limits.body_timeout), None,
+        await ctx.store.append_upload(name, uuid, body.chunks(request, ctx.limits.body_timeout), None,
                                          request.content_length)
-        await ctx.registry.commit_upload(name, uuid, d_mono)
+        await ctx.store.commit_upload(name, uuid, d_mono)
     except BaseException:
         await asyncio.shield(_forget(ctx, name, uuid, create))
         raise
@@ -177,7 +178,7 @@ async def _forget(ctx: Context, name: str, uuid: str, created: asyncio.Future[st
     with contextlib.suppress(BaseException):
         await created
     with contextlib.suppress(errors.BlobUploadUnknown):
-        await ctx.registry.cancel_upload(name, uuid)
+        await ctx.store.cancel_upload(name, uuid)
 
 
 def _content_range(request: web.Request) -> tuple[int | None, int | None]:

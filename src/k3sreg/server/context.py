@@ -8,7 +8,8 @@ from aiohttp import web
 
 from k3sreg import errors
 from k3sreg.server.routes import Route
-from k3sreg.storage.registry import LocalRepository, Registry, Repository
+from k3sreg.storage.repository import LocalRepository, Repository
+from k3sreg.storage.store import Store
 from k3sreg.upstream.hub import ProxyHub
 from k3sreg.upstream.routing import Target
 
@@ -24,9 +25,9 @@ class Limits:
 
 @dataclass(slots=True)
 class Context:
-    """The registry plus the policy knobs of the http and storage sections."""
+    """The store plus the policy knobs of the http and storage sections."""
 
-    registry: Registry
+    store: Store
     limits: Limits
     catalog_max: int                 # catalog.maxentries: the largest page of /v2/_catalog
     tags_max: int                    # tags.maxtags: the largest page of tags/list when `n` is given
@@ -40,7 +41,7 @@ class Context:
         return self.proxy.resolve(name, ns) if self.proxy else Target(name)
 
     def repository(self, target: Target) -> Repository:
-        return self.proxy.repository(target) if self.proxy else LocalRepository(self.registry, target.cache_repo)
+        return self.proxy.repository(target) if self.proxy else LocalRepository(self.store, target.cache_repo)
 
     def check_delete(self) -> None:
         if not self.delete_enabled:

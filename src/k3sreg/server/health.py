@@ -23,7 +23,7 @@ from aiohttp import web
 
 from k3sreg import errors
 from k3sreg.config.health import HealthSettings
-from k3sreg.storage.registry import Registry
+from k3sreg.storage.store import Store
 
 log = logging.getLogger("k3sreg.health")
 Probe = Callable[[], Awaitable[str | None]]  # None when healthy, else the reason
@@ -52,7 +52,7 @@ class Health:
             failing[name] = reason
 
 
-def probes(settings: HealthSettings, registry: Registry, writable: bool = True) -> list[Check]:
+def probes(settings: HealthSettings, store: Store, writable: bool = True) -> list[Check]:
     """Every configured check; `writable`: the storage is also probed with a write (False in read-only mode,
     whose store may be read-only on purpose)."""
     out: list[Check] = []
@@ -60,14 +60,14 @@ def probes(settings: HealthSettings, registry: Registry, writable: bool = True) 
     if sd.enabled:
         async def storage() -> str | None:
             try:
-                await registry.catalog_root()
+                await store.catalog_root()
             except (OSError, errors.RegistryError) as e:
                 return f"storage driver: {e}"
             return None
 
         async def storage_write() -> str | None:
             try:
-                await registry.probe_write()
+                await store.probe_write()
             except (OSError, errors.RegistryError) as e:
                 return f"storage driver cannot write: {e}"
             return None
@@ -102,10 +102,10 @@ def probes(settings: HealthSettings, registry: Registry, writable: bool = True) 
     return out
 
 
-def install(app: web.Application, settings: HealthSettings, registry: Registry, health: Health,
+def install(app: web.Application, settings: HealthSettings, store: Store, health: Health,
             writable: bool = True) -> None:
     """Run the configured checks in the background, filling `health`, and add `/debug/health`."""
-    checks = probes(settings, registry, writable)
+    checks = probes(settings, store, writable)
 
     async def run_checks(app: web.Application) -> AsyncIterator[None]:
         async def loop(name: str, probe: Probe, interval: float, threshold: int, gates: bool) -> None:

@@ -14,7 +14,7 @@ from k3sreg.server import body, routes
 from k3sreg.server.context import Context, Resolved
 from k3sreg.storage.catalog import page
 from k3sreg.storage.manifests import StoredManifest
-from k3sreg.storage.registry import Repository
+from k3sreg.storage.repository import Repository
 
 
 async def manifest(request: web.Request, ctx: Context, res: Resolved) -> web.StreamResponse:
@@ -32,7 +32,7 @@ async def manifest(request: web.Request, ctx: Context, res: Resolved) -> web.Str
         ctx.check_write()
         data = await body.read_limited(request, ctx.limits.manifest_bytes, ctx.limits.body_timeout,
                                        errors.ManifestTooLarge)
-        stored = await ctx.registry.put_manifest(name, ref, data, request.headers.get("Content-Type"))
+        stored = await ctx.store.put_manifest(name, ref, data, request.headers.get("Content-Type"))
         headers = {"Location": ctx.url(request, f"/v2/{name}/manifests/{stored.digest}"),
                    "Docker-Content-Digest": str(stored.digest), "Content-Length": "0"}
         if stored.parsed is not None and stored.parsed.subject is not None:
@@ -40,7 +40,7 @@ async def manifest(request: web.Request, ctx: Context, res: Resolved) -> web.Str
         return web.Response(status=201, headers=headers)
     if request.method == "DELETE":
         ctx.check_delete()
-        await ctx.registry.delete_manifest(name, ref)
+        await ctx.store.delete_manifest(name, ref)
         return web.Response(status=202, headers={"Content-Length": "0"})
     raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD", "PUT", "DELETE"])
 
@@ -108,7 +108,7 @@ async def catalog(request: web.Request, ctx: Context, res: Resolved) -> web.Stre
         raise web.HTTPMethodNotAllowed(request.method, ["GET"])
     asked = _n_param(request)
     n = ctx.catalog_max if asked is None else min(asked, ctx.catalog_max)
-    items, more = page(await ctx.registry.catalog(), n, routes.last_name(request.query.get("last")))
+    items, more = page(await ctx.store.catalog(), n, routes.last_name(request.query.get("last")))
     headers = {}
     if more and items:
         headers["Link"] = _link("/v2/_catalog", n, items[-1])

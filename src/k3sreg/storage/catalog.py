@@ -9,8 +9,8 @@ from __future__ import annotations
 from k3sreg.storage import paths
 from k3sreg.storage.driver import Driver
 
-CATALOG_MARKERS = ("_manifests",)
-ALL_MARKERS = ("_manifests", "_layers", "_uploads")
+CATALOG_MARKERS = (paths.MANIFESTS,)
+ALL_MARKERS = (paths.MANIFESTS, paths.LAYERS, paths.UPLOADS)
 
 
 def repositories(driver: Driver, markers: tuple[str, ...] = CATALOG_MARKERS) -> list[str]:
@@ -19,7 +19,7 @@ def repositories(driver: Driver, markers: tuple[str, ...] = CATALOG_MARKERS) -> 
     stack = [""]
     while stack:
         prefix = stack.pop()
-        base = f"{paths.REPOSITORIES}/{prefix}" if prefix else paths.REPOSITORIES
+        base = paths.repo(prefix) if prefix else paths.REPOSITORIES
         children = driver.list(base)
         if prefix and any(marker in children for marker in markers):
             found.append(prefix)

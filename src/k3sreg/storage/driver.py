@@ -1,4 +1,5 @@
-"""The storage driver Protocol: a small, synchronous key/value-and-stream interface.
+"""The storage driver Protocols: `Driver`, a small synchronous key/value-and-stream interface that every backend
+offers (an object store included), and the optional `LockService` and `LocalFiles` for what only some can do.
 
 Drivers are synchronous on purpose: the store composes several driver calls into one operation and runs
 the whole operation in a worker thread, one hop per operation, so the event loop never waits on disk. The
@@ -14,9 +15,10 @@ cannot exist: reads answer "not found", writes raise StoragePathInvalid (400 NAM
 from __future__ import annotations
 
 import errno
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Protocol, runtime_checkable
 
 from k3sreg import errors
 
@@ -66,24 +68,32 @@ def storage_error(e: OSError) -> errors.RegistryError | None:
     return None
 
 
-class Lock(Protocol):
-    """An exclusive lock held until `release()`."""
-
-    def release(self) -> None: ...
-
-
 class Writer(Protocol):
     """An appendable file; nothing of it is visible at its final path until moved there."""
 
     size: int
 
-    def write(self, data: bytes) -> None: ...
+    def write(self, data: bytes) -> None:
+        """Append `data`. When readers see it depends on the driver: local files at once (followers of a fill
+        read the file as it grows), memory and object stores at `close`."""
+        ...
 
-    def close(self, sync: bool = False) -> None: ...
+    def close(self, sync: bool = False) -> None:
+        """Finish writing; with `sync` the bytes are durable before this returns. A second call does nothing."""
+        ...
+
+    def cancel(self) -> None:
+        """Stop writing and take back every byte this writer wrote: the file is cut back to the size it had
+        when the writer opened it (a new file to nothing). A closed writer stays as it is."""
+        ...
 
 
 class Driver(Protocol):
-    """What the store needs of a backend (filesystem, memory, S3)."""
+    """What the store needs of every backend: filesystem, memory, and an object store (S3) alike.
+
+    What only some backends can do is in the optional protocols below (`LockService`, `LocalFiles`); callers
+    ask for them with isinstance.
+    """
 
     name: str
     cheap_reads: bool  # stat and small reads take microseconds: the lookups of a GET may run on the loop
@@ -105,6 +115,11 @@ class Driver(Protocol):
         """Names of the direct children of directory `path`; [] when it does not exist."""
         ...
 
+    def walk(self, path: str) -> Iterator[str]:
+        """The paths of every file below directory `path`, at any depth, in no set order; nothing when it
+        does not exist. Directories themselves are not yielded (an object store has none)."""
+        ...
+
     def delete(self, path: str) -> bool:
         """Remove a file or a whole directory tree; False when there was nothing."""
         ...
@@ -113,18 +128,32 @@ class Driver(Protocol):
         """Atomically put `src` at `dst`, replacing what was there."""
         ...
 
-    def touch(self, path: str) -> None:
-        """Set the modification time of `path` to now (the cache records last access this way)."""
-        ...
-
-    def truncate(self, path: str, size: int) -> None:
-        """Cut a file back to `size` bytes (a failed append is undone this way)."""
-        ...
-
     def writer(self, path: str, append: bool) -> Writer:
         """Append to the existing file `path` (PathNotFound when there is none), or create or empty it when
         `append` is False. Appending never creates: a writer must not bring back a file someone removed."""
         ...
+
+    def reader(self, path: str, offset: int = 0) -> BinaryIO:
+        """A binary reader positioned at `offset`; raises PathNotFound."""
+        ...
+
+
+class Lock(Protocol):
+    """An exclusive lock held until `release()`."""
+
+    def release(self) -> None: ...
+
+
+@runtime_checkable
+class LockService(Protocol):
+    """Exclusive locks shared by every process that serves this storage: upload sessions, fills, eviction.
+
+    The filesystem driver takes flock(2) on a file (released by the kernel when its process dies); the memory
+    driver keeps them in memory (one process). An object store has no locks of its own: replicas will share a
+    lock service (Redis, as Distribution and Harbor use: SET NX with an expiry renewed while held, released
+    with a compare-and-delete), passed to the store beside the driver. What every implementation keeps is the
+    contract below, including that a lock dies with its directory.
+    """
 
     def try_lock(self, path: str) -> Lock | None:
         """Take the exclusive lock named by file `path`, shared by every process on this storage; None while
@@ -133,10 +162,26 @@ class Driver(Protocol):
         dies with its directory."""
         ...
 
-    def reader(self, path: str, offset: int = 0) -> BinaryIO:
-        """A binary reader positioned at `offset`; raises PathNotFound."""
+
+def own_locks(driver: Driver) -> LockService:
+    """The driver's own lock service; ConfigError for a driver without one (an object store needs one given)."""
+    if not isinstance(driver, LockService):
+        raise errors.ConfigError([f"storage driver {driver.name} needs a lock service shared by every replica"])
+    return driver
+
+
+@runtime_checkable
+class LocalFiles(Protocol):
+    """What only a driver whose files are local files can do: sendfile(2) from them, and set their mtime.
+
+    The server asks for it to serve blobs with sendfile; the filesystem fill staging (`fills`) and the access
+    clock (`access`) need it too. Drivers without it stream blobs through `reader`.
+    """
+
+    def local_path(self, path: str) -> Path:
+        """The local file behind driver path `path` (it may not exist)."""
         ...
 
-    def local_path(self, path: str) -> Path | None:
-        """A local file the server may sendfile() from, or None when the driver has no such file."""
+    def touch(self, path: str) -> None:
+        """Set the modification time of `path` to now, if it exists (the cache records last access this way)."""
         ...

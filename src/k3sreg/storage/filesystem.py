@@ -17,6 +17,7 @@ import os
 import shutil
 import stat
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -45,7 +46,9 @@ def _remove_tree(path: str) -> None:
 
 
 class FileWriter:
-    """Appends to a local file; `close(sync=True)` makes the bytes durable before a commit renames it."""
+    """Appends to a local file with write(2), no buffer in between: what `write` returned is in the file for
+    every reader (followers of a fill read it while it grows). `close(sync=True)` makes the bytes durable
+    before a commit renames the file."""
 
     def __init__(self, path: str, append: bool):
         if append:
@@ -53,21 +56,36 @@ class FileWriter:
         else:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-        self._f = os.fdopen(fd, "ab")
-        self.size = os.fstat(fd).st_size
+        self._fd = fd
+        self.size = self._begin = os.fstat(fd).st_size
 
     def write(self, data: bytes) -> None:
-        self._f.write(data)
+        view = memoryview(data)
+        while view:
+            n = os.write(self._fd, view)
+            view = view[n:]
         self.size += len(data)
 
     def close(self, sync: bool = False) -> None:
-        """Flush and close; the file is closed even when the flush fails (a full disk), which is re-raised."""
+        """Close; the file is closed even when the sync fails (a full disk), which is re-raised."""
+        if self._fd < 0:
+            return
+        fd, self._fd = self._fd, -1
         try:
             if sync:
-                self._f.flush()
-                os.fsync(self._f.fileno())
+                os.fsync(fd)
         finally:
-            self._f.close()
+            os.close(fd)
+
+    def cancel(self) -> None:
+        if self._fd < 0:
+            return
+        fd, self._fd = self._fd, -1
+        try:
+            os.ftruncate(fd, self._begin)
+        finally:
+            os.close(fd)
+        self.size = self._begin
 
 
 class _FileLock:
@@ -83,7 +101,8 @@ class _FileLock:
 
 
 class FilesystemDriver:
-    """Files under `root`; small writes go through `_tmp/` and a rename, so they are all-or-nothing."""
+    """Files under `root`; small writes go through `_tmp/` and a rename, so they are all-or-nothing. Also a
+    LockService (flock) and LocalFiles."""
 
     name = "filesystem"
     cheap_reads = True
@@ -125,7 +144,8 @@ class FilesystemDriver:
             raise
 
     def _replace(self, src: str, target: str, path: str) -> None:
-        """rename(src, target), creating target's directory, again if another process deletes it meanwhile."""
+        """rename(src, target), creating target's directory, again if another process deletes it meanwhile:
+        the one rename-into-place of k3sreg's storage (small writes, commits, moves)."""
         for attempt in range(_RETRIES):
             try:
                 os.makedirs(os.path.dirname(target), exist_ok=True)
@@ -156,6 +176,14 @@ class FilesystemDriver:
             if _absent(e):
                 return []
             raise
+
+    def walk(self, path: str) -> Iterator[str]:
+        top = self._p(path)
+        cut = len(self._base)
+        # os.walk skips a directory it cannot list: one deleted meanwhile is simply not there any more.
+        for where, _dirs, files in os.walk(top):
+            for name in files:
+                yield f"{where[cut:]}/{name}"
 
     def delete(self, path: str) -> bool:
         p = self._p(path)
@@ -192,16 +220,6 @@ class FilesystemDriver:
             self._replace(source, self._p(dst), dst)
         except FileNotFoundError:
             raise PathNotFound(src) from None
-
-    def touch(self, path: str) -> None:
-        try:
-            os.utime(self._p(path))
-        except OSError as e:
-            if not _absent(e):
-                raise
-
-    def truncate(self, path: str, size: int) -> None:
-        os.truncate(self._p(path), size)
 
     def writer(self, path: str, append: bool) -> FileWriter:
         try:
@@ -255,5 +273,12 @@ class FilesystemDriver:
                 return _FileLock(fd)
             os.close(fd)
 
-    def local_path(self, path: str) -> Path | None:
+    def local_path(self, path: str) -> Path:
         return Path(self._p(path))
+
+    def touch(self, path: str) -> None:
+        try:
+            os.utime(self._p(path))
+        except OSError as e:
+            if not _absent(e):
+                raise

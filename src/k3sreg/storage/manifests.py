@@ -1,4 +1,4 @@
-"""Manifests, tags and referrers of a repository, in Distribution's layout (plus our `_referrers` index).
+"""Manifests and referrers of a repository, in Distribution's layout (plus our `_referrers` index); tags in `tags`.
 
 A manifest becomes visible in this order: its bytes in the global blob store, the revision link, the
 referrers link (when it has a subject), the tag's index link, and last the tag's `current` link. Whatever a
@@ -8,7 +8,6 @@ crash interrupts, a reader sees the old state or the new one.
 from __future__ import annotations
 
 import threading
-import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -18,7 +17,9 @@ from k3sreg.oci.digest import Digest, InvalidDigest, is_digest
 from k3sreg.oci.manifest import Descriptor, InvalidManifest, Manifest, UnsupportedMediaType, load_json, parse_manifest
 from k3sreg.oci.names import is_valid_tag
 from k3sreg.storage import paths
-from k3sreg.storage.blobs import BlobStore, read_link, write_link
+from k3sreg.storage.blobs import BlobStore
+from k3sreg.storage.links import digests_under, read_link, write_link
+from k3sreg.storage.tags import TagStore
 
 _FOREIGN = ("foreign", "nondistributable")
 
@@ -80,13 +81,13 @@ def media_type_of(data: bytes) -> str:
 
 
 class ManifestStore:
-    """Manifests, tags and referrers on top of the BlobStore (synchronous; run in threads)."""
+    """Manifests and referrers on top of the BlobStore, tags through `tags` (synchronous; run in threads)."""
 
     def __init__(self, blobs: BlobStore, cache_bytes: int = 32 << 20):
         self.blobs = blobs
         self.driver = blobs.driver
+        self.tags = TagStore(self.driver)
         self._cache = _ManifestCache(cache_bytes)
-        self._tag_lists: dict[str, tuple[float, list[str], list[str]]] = {}
 
     # --- read ------------------------------------------------------------------------------------------
     def resolve(self, repo: str, reference: str) -> Digest:
@@ -102,7 +103,7 @@ class ManifestStore:
         if not is_valid_tag(reference):
             # Reads answer 404 for a reference that cannot exist, as Distribution does; writes say TAG_INVALID.
             raise errors.ManifestUnknown(f"no manifest is named {reference!r}", detail={"reference": reference})
-        d_tag = read_link(self.driver, paths.tag_current_link(repo, reference))
+        d_tag = self.tags.current(repo, reference)
         if d_tag is None or read_link(self.driver, paths.revision_link(repo, d_tag)) != d_tag:
             raise errors.ManifestUnknown(detail={"tag": reference})
         return d_tag
@@ -123,62 +124,31 @@ class ManifestStore:
     def get(self, repo: str, reference: str) -> StoredManifest:
         return self.load(self.resolve(repo, reference))
 
-    def tag_checked_at(self, repo: str, tag: str) -> float | None:
-        """When the cache last confirmed `tag` upstream: the mtime of its `current` link."""
-        info = self.driver.stat(paths.tag_current_link(repo, tag))
-        return info.mtime if info else None
-
-    def tags(self, repo: str) -> list[str]:
-        """Every tag of `repo`, sorted; NAME_UNKNOWN when the repository holds no manifests.
-
-        Only tags with a `current` link count: a crash between writing a tag's index link and its current
-        link leaves a directory that names nothing, and listing it would promise a tag nobody can pull.
-        Checking each tag costs a stat, so the complete tags are remembered per repository, valid while the
-        `tags/` directory keeps its mtime (adding or deleting a tag changes it; a tag that is complete stays
-        so). A directory touched within the last second is rescanned, as its mtime may not have ticked yet.
-        """
-        info = self.driver.stat(paths.tags(repo))
-        if info is None:
-            raise errors.NameUnknown(detail={"name": repo})
-        cached = self._tag_lists.get(repo)
-        if cached is not None and cached[0] == info.mtime:
-            _, complete, incomplete = cached
-            finished = [t for t in incomplete if self._tag_complete(repo, t)]
-            if not finished:
-                return complete
-            complete = sorted(complete + finished)
-        else:
-            names = [t for t in self.driver.list(paths.tags(repo)) if is_valid_tag(t)]
-            complete = sorted(t for t in names if self._tag_complete(repo, t))
-            incomplete = sorted(set(names) - set(complete))
-        if time.time() - info.mtime > 1.0:
-            self._tag_lists[repo] = (info.mtime, complete, [t for t in incomplete if t not in complete])
-        return complete
-
-    def _tag_complete(self, repo: str, tag: str) -> bool:
-        return self.driver.stat(paths.tag_current_link(repo, tag)) is not None
-
     def referrers(self, repo: str, subject: Digest, artifact_type: str | None) -> list[Descriptor]:
         """Descriptors of the manifests in `repo` whose subject is `subject`, optionally filtered."""
         out: list[Descriptor] = []
-        base = paths.referrers_dir(repo, subject)
-        for alg in sorted(self.driver.list(base)):
-            for hexd in sorted(self.driver.list(f"{base}/{alg}")):
-                try:
-                    d = Digest.parse(f"{alg}:{hexd}")
-                except InvalidDigest:
-                    continue
-                if read_link(self.driver, paths.revision_link(repo, d)) != d:
-                    continue
-                stored = self.load(d)
-                try:
-                    parsed = parse_manifest(stored.data, stored.media_type)
-                    desc = Descriptor(stored.media_type, d, stored.size, parsed.artifact_type, parsed.annotations)
-                except InvalidManifest:  # stored before a stricter check: list it, without what it cannot tell
-                    desc = Descriptor(stored.media_type, d, stored.size)
-                if artifact_type is None or desc.artifact_type == artifact_type:
-                    out.append(desc)
+        found = digests_under(self.driver, paths.referrers_dir(repo, subject))
+        for d in sorted(found, key=lambda d: (d.algorithm, d.hex)):
+            if read_link(self.driver, paths.revision_link(repo, d)) != d:
+                continue
+            stored = self.load(d)
+            try:
+                parsed = parse_manifest(stored.data, stored.media_type)
+                desc = Descriptor(stored.media_type, d, stored.size, parsed.artifact_type, parsed.annotations)
+            except InvalidManifest:  # stored before a stricter check: list it, without what it cannot tell
+                desc = Descriptor(stored.media_type, d, stored.size)
+            if artifact_type is None or desc.artifact_type == artifact_type:
+                out.append(desc)
         return out
+
+    def revisions(self, repo: str) -> list[Digest]:
+        """The manifests `repo` holds (tagged or not)."""
+        return list(digests_under(self.driver, paths.revisions(repo)))
+
+    def accessed(self, repo: str, d: Digest) -> float:
+        """When `repo`'s revision link to `d` was last touched (written, or pulled from a cache); 0 when none."""
+        info = self.driver.stat(paths.revision_link(repo, d))
+        return info.mtime if info else 0.0
 
     # --- write -----------------------------------------------------------------------------------------
     def put(self, repo: str, reference: str, data: bytes, content_type: str | None,
@@ -216,8 +186,7 @@ class ManifestStore:
         if parsed.subject is not None:
             write_link(self.driver, paths.referrer_link(repo, parsed.subject.digest, d), d)
         if tag is not None:
-            write_link(self.driver, paths.tag_index_link(repo, tag, d), d)
-            write_link(self.driver, paths.tag_current_link(repo, tag), d)
+            self.tags.point(repo, tag, d)
         stored = StoredManifest(d, data, parsed.media_type, parsed)
         self._cache.put(StoredManifest(d, data, parsed.media_type))
         return stored
@@ -241,17 +210,14 @@ class ManifestStore:
         if not is_digest(reference):
             if not is_valid_tag(reference):
                 raise errors.TagInvalid(f"invalid tag {reference!r}")
-            if not self.driver.delete(paths.tag_dir(repo, reference)):
-                raise errors.ManifestUnknown(detail={"tag": reference})
+            self.tags.delete(repo, reference)
             return
         d = self.resolve(repo, reference)
-        for tag in self.driver.list(paths.tags(repo)):
-            if read_link(self.driver, paths.tag_current_link(repo, tag)) == d:
-                self.driver.delete(paths.tag_dir(repo, tag))
+        self.tags.untag(repo, d)
         try:
             parsed = parse_manifest(self.load(d).data, None)
         except (InvalidManifest, errors.ManifestUnknown):
             parsed = None
         if parsed is not None and parsed.subject is not None:
-            self.driver.delete(paths.referrer_link(repo, parsed.subject.digest, d).rsplit("/", 1)[0])
+            self.driver.delete(paths.referrer_dir(repo, parsed.subject.digest, d))
         self.driver.delete(paths.revision_dir(repo, d))

@@ -5,29 +5,38 @@ from __future__ import annotations
 import io
 import threading
 import time
-from pathlib import Path
+from collections.abc import Iterator
 from typing import BinaryIO
 
 from k3sreg.storage.driver import FileInfo, PathNotFound, check_path
 
 
 class _MemoryWriter:
+    """Collects the bytes and publishes them whole at `close`: readers see the file as it was until then."""
+
     def __init__(self, driver: MemoryDriver, path: str, append: bool):
         self._driver, self._path = driver, path
         with driver.lock:
             if append and path not in driver.files:
                 raise PathNotFound(path)
-            self._buf = bytearray(driver.files.get(path, b"") if append else b"")
+            self._buf: bytearray | None = bytearray(driver.files.get(path, b"") if append else b"")
         self.size = len(self._buf)
 
     def write(self, data: bytes) -> None:
+        assert self._buf is not None, "write after close"
         self._buf += data
         self.size += len(data)
 
     def close(self, sync: bool = False) -> None:
+        if self._buf is None:
+            return
+        data, self._buf = bytes(self._buf), None
         with self._driver.lock:
-            self._driver.files[self._path] = bytes(self._buf)
+            self._driver.files[self._path] = data
             self._driver.mtimes[self._path] = time.time()
+
+    def cancel(self) -> None:
+        self._buf = None
 
 
 class _MemoryLock:
@@ -40,7 +49,8 @@ class _MemoryLock:
 
 
 class MemoryDriver:
-    """A dict of path -> bytes; directories are implied by the paths. One process only (locks are in memory)."""
+    """A dict of path -> bytes; directories are implied by the paths. A LockService for one process only (the
+    locks are in memory); no LocalFiles."""
 
     name = "inmemory"
     cheap_reads = True
@@ -70,19 +80,26 @@ class MemoryDriver:
         with self.lock:
             if path in self.files:
                 return FileInfo(len(self.files[path]), self.mtimes[path], False)
-            prefix = path.rstrip("/") + "/"
+            prefix = path + "/"
             mtimes = [m for p, m in self.mtimes.items() if p.startswith(prefix)]
             return FileInfo(0, max(mtimes), True) if mtimes else None
 
     def list(self, path: str) -> list[str]:
         check_path(path)
-        prefix = path.rstrip("/") + "/"
+        prefix = path + "/"
         with self.lock:
             return sorted({p[len(prefix):].split("/", 1)[0] for p in self.files if p.startswith(prefix)})
 
+    def walk(self, path: str) -> Iterator[str]:
+        check_path(path)
+        prefix = path + "/"
+        with self.lock:
+            found = [p for p in self.files if p.startswith(prefix)]
+        yield from found
+
     def delete(self, path: str) -> bool:
         check_path(path)
-        prefix = path.rstrip("/") + "/"
+        prefix = path + "/"
         with self.lock:
             doomed = [p for p in self.files if p == path or p.startswith(prefix)]
             for p in doomed:
@@ -98,17 +115,6 @@ class MemoryDriver:
                 raise PathNotFound(src)
             self.files[dst] = self.files.pop(src)
             self.mtimes[dst] = self.mtimes.pop(src)
-
-    def touch(self, path: str) -> None:
-        check_path(path)
-        with self.lock:
-            if path in self.mtimes:
-                self.mtimes[path] = time.time()
-
-    def truncate(self, path: str, size: int) -> None:
-        check_path(path)
-        with self.lock:
-            self.files[path] = self.files[path][:size]
 
     def writer(self, path: str, append: bool) -> _MemoryWriter:
         check_path(path)
@@ -130,7 +136,3 @@ class MemoryDriver:
                 return None
             self.held.add(path)
         return _MemoryLock(self, path)
-
-    def local_path(self, path: str) -> Path | None:
-        check_path(path)
-        return None

@@ -1,20 +1,31 @@
-"""Docker Distribution's on-disk layout, so a `registry:2` volume is served as it is, and back.
+"""Every path k3sreg's storage uses: Docker Distribution's layout, so a `registry:2` volume is served as it is
+(and back), plus k3sreg's extensions, which Distribution ignores. No other module builds a storage path.
 
     <root>/docker/registry/v2/
       blobs/<alg>/<hex[:2]>/<hex>/data                       the content, once per digest
-      blobs/<alg>/<hex[:2]>/<hex>/size-<n>                   k3sreg's extension: an empty file naming the size
-                                                             the commit verified (Distribution ignores it)
+      blobs/<alg>/<hex[:2]>/<hex>/size-<n>                   k3sreg's: an empty file naming the size the commit
+                                                             verified (see BlobStore.stat_global)
       repositories/<name>/
-        _layers/<alg>/<hex>/link                             "sha256:..." : the blob belongs to <name>
-        _manifests/revisions/<alg>/<hex>/link                a manifest of <name>
-        _manifests/tags/<tag>/current/link                   what <tag> points at now
+        _layers/<alg>/<hex>/link                             "sha256:..." : the blob belongs to <name>; its mtime
+                                                             is the blob's last access in a cache repository
+        _manifests/revisions/<alg>/<hex>/link                a manifest of <name>; mtime: its last access
+        _manifests/tags/<tag>/current/link                   what <tag> points at now; in a cache repository its
+                                                             mtime is when the upstream last confirmed the tag
         _manifests/tags/<tag>/index/<alg>/<hex>/link         every digest <tag> has pointed at
         _uploads/<uuid>/data                                 an upload in progress
         _uploads/<uuid>/startedat                            RFC 3339 start time (upload purging reads it)
-        _uploads/<uuid>/lock                                 k3sreg's: flock'ed by the request on the session
-        _referrers/<alg>/<subject hex>/<alg>/<hex>/link      k3sreg's extension: manifests whose subject is
-                                                             <subject>; Distribution ignores the directory
-      _tmp/                                                  k3sreg's staging for atomic writes
+        _uploads/<uuid>/lock                                 k3sreg's: locked by the request on the session
+        _referrers/<alg>/<subject hex>/<alg>/<hex>/link      k3sreg's: manifests whose subject is <subject>
+      _fills/                                                k3sreg's: pull-through fills in progress
+        <hex>.lock                                           locked by the worker that leads the fill of <hex>
+        <hex>.size                                           the blob's size, once the upstream has answered
+        <hex>.partial                                        the bytes as they arrive
+        <hex>.verified                                       the same file once every byte matched the digest,
+                                                             until it is moved to blobs/.../data
+        evict.lock                                           locked by the worker that runs eviction
+      _tmp/                                                  k3sreg's staging for atomic writes; directories
+                                                             being deleted are moved here first
+        health-<uuid>                                        the storage health check's write probe
 
 Paths here are driver paths: '/'-separated, relative to the driver's root.
 """
@@ -27,6 +38,27 @@ V2 = "docker/registry/v2"
 BLOBS = f"{V2}/blobs"
 REPOSITORIES = f"{V2}/repositories"
 TMP = f"{V2}/_tmp"
+FILLS = f"{V2}/_fills"
+EVICT_LOCK = f"{FILLS}/evict.lock"
+
+# The directories of a repository: the catalog lists the repositories that hold `_manifests`.
+LAYERS = "_layers"
+MANIFESTS = "_manifests"
+UPLOADS = "_uploads"
+SIZE_MARKER = "size-"
+
+
+def child(directory: str, name: str) -> str:
+    """The entry `name` of `directory`, as a listing of it names it."""
+    return f"{directory}/{name}"
+
+
+def tmp(name: str) -> str:
+    return f"{TMP}/{name}"
+
+
+def health_probe(token: str) -> str:
+    return tmp(f"health-{token}")
 
 
 def blob_dir(d: Digest) -> str:
@@ -37,9 +69,6 @@ def blob_data(d: Digest) -> str:
     return f"{blob_dir(d)}/data"
 
 
-SIZE_MARKER = "size-"
-
-
 def blob_size_marker(d: Digest, size: int) -> str:
     return f"{blob_dir(d)}/{SIZE_MARKER}{size}"
 
@@ -48,28 +77,32 @@ def repo(name: str) -> str:
     return f"{REPOSITORIES}/{name}"
 
 
-def layer_link(name: str, d: Digest) -> str:
-    return f"{repo(name)}/_layers/{d.algorithm}/{d.hex}/link"
+def layers(name: str) -> str:
+    return f"{repo(name)}/{LAYERS}"
 
 
 def layer_dir(name: str, d: Digest) -> str:
-    return f"{repo(name)}/_layers/{d.algorithm}/{d.hex}"
+    return f"{layers(name)}/{d.algorithm}/{d.hex}"
+
+
+def layer_link(name: str, d: Digest) -> str:
+    return f"{layer_dir(name, d)}/link"
 
 
 def revisions(name: str) -> str:
-    return f"{repo(name)}/_manifests/revisions"
-
-
-def revision_link(name: str, d: Digest) -> str:
-    return f"{repo(name)}/_manifests/revisions/{d.algorithm}/{d.hex}/link"
+    return f"{repo(name)}/{MANIFESTS}/revisions"
 
 
 def revision_dir(name: str, d: Digest) -> str:
-    return f"{repo(name)}/_manifests/revisions/{d.algorithm}/{d.hex}"
+    return f"{revisions(name)}/{d.algorithm}/{d.hex}"
+
+
+def revision_link(name: str, d: Digest) -> str:
+    return f"{revision_dir(name, d)}/link"
 
 
 def tags(name: str) -> str:
-    return f"{repo(name)}/_manifests/tags"
+    return f"{repo(name)}/{MANIFESTS}/tags"
 
 
 def tag_dir(name: str, tag: str) -> str:
@@ -85,7 +118,7 @@ def tag_index_link(name: str, tag: str, d: Digest) -> str:
 
 
 def uploads(name: str) -> str:
-    return f"{repo(name)}/_uploads"
+    return f"{repo(name)}/{UPLOADS}"
 
 
 def upload_dir(name: str, uuid: str) -> str:
@@ -108,5 +141,25 @@ def referrers_dir(name: str, subject: Digest) -> str:
     return f"{repo(name)}/_referrers/{subject.algorithm}/{subject.hex}"
 
 
+def referrer_dir(name: str, subject: Digest, d: Digest) -> str:
+    return f"{referrers_dir(name, subject)}/{d.algorithm}/{d.hex}"
+
+
 def referrer_link(name: str, subject: Digest, d: Digest) -> str:
-    return f"{referrers_dir(name, subject)}/{d.algorithm}/{d.hex}/link"
+    return f"{referrer_dir(name, subject, d)}/link"
+
+
+def fill_lock(d: Digest) -> str:
+    return f"{FILLS}/{d.hex}.lock"
+
+
+def fill_size(d: Digest) -> str:
+    return f"{FILLS}/{d.hex}.size"
+
+
+def fill_partial(d: Digest) -> str:
+    return f"{FILLS}/{d.hex}.partial"
+
+
+def fill_verified(d: Digest) -> str:
+    return f"{FILLS}/{d.hex}.verified"

@@ -1,10 +1,10 @@
-"""The pull-through cache of one upstream, with the read methods of the local Registry.
+"""The pull-through cache of one upstream, with the read methods of a local repository (`Repository`).
 
 Manifests by digest are immutable: once cached they are served without asking the upstream. A tag is trusted
 for `tagttl` after the upstream last confirmed it (the mtime of its `current` link); then it is re-checked with
 a HEAD bounded by a short timeout, and when the upstream is down, slow or failing the cached tag is served
-and logged as stale. `offline: true` never contacts the upstream. Every access refreshes the mtime of the
-revision or layer link: eviction reads last access from there.
+and logged as stale. `offline: true` never contacts the upstream. Every access is recorded on the store's
+access clock, which eviction reads.
 
 What an upstream sends that is not what was asked for (bytes that do not match the digest asked for or the
 digest it names, an HTML page with 200 in place of a manifest) is an upstream failure, never the client's:
@@ -20,22 +20,20 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 from k3sreg import errors
 from k3sreg.client.registry import RegistryClient
 from k3sreg.oci.digest import Digest, is_digest
 from k3sreg.oci.manifest import Descriptor
-from k3sreg.storage import paths
+from k3sreg.storage.access import AccessClock
 from k3sreg.storage.blobs import BlobInfo
 from k3sreg.storage.manifests import StoredManifest
-from k3sreg.storage.registry import Registry
+from k3sreg.storage.store import Store
 from k3sreg.upstream import metrics
 from k3sreg.upstream.fill import FillCoordinator, Source, is_committed
 from k3sreg.upstream.routing import Target
 
 log = logging.getLogger("k3sreg.upstream")
-T = TypeVar("T")
 _UNREACHABLE = (errors.Unavailable, errors.TooManyRequests, TimeoutError)
 
 
@@ -49,11 +47,11 @@ class FillingBlob(BlobInfo):
 class ProxyRepository:
     """Reads of `target` (an upstream's repository), served from the cache and filled from the upstream."""
 
-    def __init__(self, registry: Registry, client: RegistryClient, fills: FillCoordinator, target: Target,
+    def __init__(self, store: Store, client: RegistryClient, fills: FillCoordinator, target: Target,
                  flights: dict[tuple[str, str], asyncio.Future[StoredManifest]], tag_timeout: float,
                  access: AccessClock):
         assert target.upstream is not None
-        self.registry, self.client, self.fills, self.target = registry, client, fills, target
+        self.store, self.client, self.fills, self.target = store, client, fills, target
         self.settings = target.upstream
         self._flights, self._tag_timeout, self._access = flights, tag_timeout, access
 
@@ -66,7 +64,7 @@ class ProxyRepository:
         """The manifest for a tag or digest, from the cache when it may be, else from the upstream."""
         if is_digest(reference):
             try:
-                stored = await self.registry.get_manifest(self.repo, reference)
+                stored = await self.store.get_manifest(self.repo, reference)
                 return self._served("manifest", reference, stored, "hit")
             except errors.ManifestUnknown:
                 if self.settings.offline:
@@ -77,11 +75,11 @@ class ProxyRepository:
 
     async def _tag(self, tag: str, accept: Sequence[str]) -> StoredManifest:
         try:
-            cached: StoredManifest | None = await self.registry.get_manifest(self.repo, tag)
+            cached: StoredManifest | None = await self.store.get_manifest(self.repo, tag)
         except errors.ManifestUnknown:
             cached = None
         if cached is not None:
-            checked = await self.registry.run(self.registry.manifests.tag_checked_at, self.repo, tag) or 0.0
+            checked = await self.store.tag_checked_at(self.repo, tag) or 0.0
             if self.settings.offline or time.time() - checked < self.settings.tagttl:
                 return self._served("manifest", tag, cached, "hit")
         elif self.settings.offline:
@@ -93,7 +91,7 @@ class ProxyRepository:
             async with asyncio.timeout(self._tag_timeout):
                 head = await self.client.head_manifest(self.target.upstream_repo, tag, accept)
             if head.digest == cached.digest:
-                await self.registry.run(self.registry.driver.touch, paths.tag_current_link(self.repo, tag))
+                await self._access.tag_confirmed(self.repo, tag)
                 return self._served("manifest", tag, cached, "hit")
             try:
                 stored = await self._single(tag, lambda: self._fetch(str(head.digest), tag, accept))
@@ -117,8 +115,8 @@ class ProxyRepository:
         fetched = await self.client.get_manifest(self.target.upstream_repo, reference, accept)
         metrics.BYTES_FETCHED.labels(self.settings.name).inc(len(fetched.data))
         try:
-            return await self.registry.put_manifest(self.repo, tag or str(fetched.digest), fetched.data,
-                                                    fetched.media_type, check_references=False)
+            return await self.store.put_manifest(self.repo, tag or str(fetched.digest), fetched.data,
+                                                 fetched.media_type, check_references=False)
         except (errors.ManifestInvalid, errors.DigestInvalid) as e:
             # What the upstream sent is no manifest (an HTML page with 200, say): its failure, not the client's.
             raise errors.Unavailable(
@@ -139,7 +137,7 @@ class ProxyRepository:
     def _served(self, kind: str, ref: str, stored: StoredManifest, result: str) -> StoredManifest:
         metrics.record(self.settings.name, kind, result)
         metrics.BYTES_SERVED.labels(self.settings.name).inc(stored.size)
-        self._access.touch(self.registry, paths.revision_link(self.repo, stored.digest))
+        self._access.manifest_pulled(self.repo, stored.digest)
         log.info("upstream %s: manifest %s:%s %s (%s, %d bytes)", self.settings.name, self.target.upstream_repo,
                  ref, result, stored.digest, stored.size)
         return stored
@@ -149,13 +147,13 @@ class ProxyRepository:
         """The cached blob, or one being filled from the upstream right now (which a HEAD starts, too)."""
         for _ in range(3):
             try:
-                info = await self.registry.stat_blob(self.repo, d)
+                info = await self.store.stat_blob(self.repo, d)
             except errors.BlobUnknown:
                 pass
             else:
                 self._blob_served(d, "hit", info.size)
                 return info
-            if await self.registry.mount_blob(self.repo, d, None) is not None:
+            if await self.store.mount_blob(self.repo, d, None) is not None:
                 continue  # the content is in the store already (pushed, or cached for another name)
             if self.settings.offline:
                 raise errors.BlobUnknown(f"{d} is not cached and upstream {self.settings.name} is offline")
@@ -171,19 +169,19 @@ class ProxyRepository:
 
     def _blob_served(self, d: Digest, result: str, size: int) -> None:
         metrics.record(self.settings.name, "blob", result)
-        self._access.touch(self.registry, paths.layer_link(self.repo, d))
+        self._access.blob_pulled(self.repo, d)
         log.info("upstream %s: blob %s %s %s (%d bytes)", self.settings.name, self.target.upstream_repo, d, result,
                  size)
 
     def local_path(self, info: BlobInfo) -> Path | None:
         if isinstance(info, FillingBlob):
             return None
-        return self.registry.local_path(info)
+        return self.store.local_path(info)
 
     async def read_blob(self, info: BlobInfo, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
         remaining = info.size - offset if length is None else length
         chunks = info.source.chunks(offset, offset + remaining) if isinstance(info, FillingBlob) and info.source \
-            else self.registry.read_blob(info, offset, length)
+            else self.store.read_blob(info, offset, length)
         async for chunk in chunks:
             chunk = chunk[:remaining]
             remaining -= len(chunk)
@@ -200,14 +198,14 @@ class ProxyRepository:
         """The upstream's tags, as Distribution's proxy answers; the cached ones when the upstream is offline,
         down or failing (logged as stale). Tags pushed here under the default upstream's names are added."""
         if self.settings.offline:
-            return await self.registry.tags(self.repo)
+            return await self.store.tags(self.repo)
         try:
             upstream = await self.client.list_tags(self.target.upstream_repo)
         except _UNREACHABLE as e:
             log.warning("upstream %s: tags of %s served stale from the cache (%s)", self.settings.name,
                         self.target.upstream_repo, e or "timed out")
             metrics.record(self.settings.name, "tags", "stale")
-            return await self.registry.tags(self.repo)
+            return await self.store.tags(self.repo)
         except errors.NameUnknown:
             if not self.target.default:
                 raise
@@ -222,34 +220,12 @@ class ProxyRepository:
 
     async def _cached_tags(self) -> list[str]:
         try:
-            return await self.registry.tags(self.repo)
+            return await self.store.tags(self.repo)
         except errors.NameUnknown:
             return []
 
     async def referrers(self, subject: Digest, artifact_type: str | None) -> list[Descriptor]:
-        return await self.registry.referrers(self.repo, subject, artifact_type)
-
-
-class AccessClock:
-    """Refreshes link mtimes on access, at most once per `every` seconds per link, so hits stay cheap."""
-
-    def __init__(self, every: float):
-        self.every = every
-        self._last: dict[str, float] = {}
-
-    def touch(self, registry: Registry, path: str) -> None:
-        now = time.monotonic()
-        if now - self._last.get(path, -1e18) < self.every:
-            return
-        self._last[path] = now
-        if len(self._last) > 100_000:
-            self._last.clear()
-        task = asyncio.ensure_future(registry.run(registry.driver.touch, path))
-        _background.add(task)
-        task.add_done_callback(_background.discard)
-
-
-_background: set[asyncio.Future[None]] = set()
+        return await self.store.referrers(self.repo, subject, artifact_type)
 
 
 def _unavailable(e: BaseException, name: str) -> errors.RegistryError:

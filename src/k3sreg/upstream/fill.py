@@ -1,22 +1,20 @@
 """One upstream fetch per blob, however many clients and worker processes ask at once.
 
     client A ─┐                     ┌─ leader task (detached from every client) ──► upstream GET
-    client B ─┼─► follow(partial) ◄─┤    writes _fills/<hex>.partial, hashes, then verifies and renames
-    client C ─┘   (read what is     │    it into blobs/… and links it into the cache repository
-                   there, wait for  └─ other worker processes: flock(_fills/<hex>.lock) fails, so they
-                   more)               follow the same .partial file by polling its size
-                                       (the files of a fill: see `fillfiles`)
+    client B ─┼─► follow(staged) ◄──┤    stages the bytes (storage.fills), hashes them, then seals
+    client C ─┘   (read what is     │    and commits them as the blob, linked into the cache repository
+                   there, wait for  └─ other worker processes: their claim on the fill fails, so they
+                   more)               follow the same staged bytes as they grow
 
 Followers send bytes as they arrive, before the download ends, except the bytes that end their answer: those
 wait until the leader has checked the digest of the whole blob, so that no client can take wrong bytes for a
 complete blob (a client whose transfer is cut retries; one given a complete answer does not). The leader
-renames the checked file to `<hex>.verified`, which is how followers in other processes learn the verdict,
-then commits it. The leader does not depend on any client: a client that disconnects stops only its own
-response. A download cut half-way continues with a Range from the bytes already written (up to the upstream's
-`retries` times), unseen by the followers. One that still fails, or whose bytes do not match the digest,
-leaves nothing in the cache; every follower gets an error (a cut connection once headers were sent) and the
-next request starts anew.
-Renaming the file keeps its inode, so followers that opened the partial file read on undisturbed.
+seals the checked bytes, which is how followers in other processes learn the verdict, then commits them.
+The leader does not depend on any client: a client that disconnects stops only its own response. A download
+cut half-way continues with a Range from the bytes already written (up to the upstream's `retries` times),
+unseen by the followers. One that still fails, or whose bytes do not match the digest, leaves nothing in the
+cache; every follower gets an error (a cut connection once headers were sent) and the next request starts
+anew.
 """
 
 from __future__ import annotations
@@ -24,23 +22,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import hashlib
 import logging
-import os
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Protocol
 
 from k3sreg import errors
 from k3sreg.client.registry import RegistryClient
 from k3sreg.oci.digest import Digest
-from k3sreg.storage import paths
-from k3sreg.storage.registry import Registry
-from k3sreg.upstream.fillfiles import FillFiles, pread, try_lock, write
+from k3sreg.storage.blobwriter import feed
+from k3sreg.storage.fills import Claim, StagedFill
+from k3sreg.storage.store import Store
 
 log = logging.getLogger("k3sreg.upstream")
-FILLS = f"{paths.V2}/_fills"
 _BUFFER = 1 << 20
 _POLL = 0.02
 _RECENT = 8
@@ -50,17 +45,18 @@ _ATTEMPTS = 3
 
 @dataclass(eq=False)
 class Fill:
-    """An in-process download: followers read `written` bytes of its file and wait on `changed`."""
+    """An in-process download: followers read `written` bytes of its staged file and wait on `changed`."""
 
     digest: Digest
-    files: FillFiles
     size: int | None = None
     written: int = 0
     verified: bool = False  # every byte is in and matches the digest: the final bytes may go out
     error: BaseException | None = None
+    staged: StagedFill | None = None  # from the upstream's first answer on
+    resumes: int = 0  # downloads continued with a Range after a cut
     started: asyncio.Event = field(default_factory=asyncio.Event)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
-    finished: asyncio.Event = field(default_factory=asyncio.Event)  # cleaned up and the lock let go
+    finished: asyncio.Event = field(default_factory=asyncio.Event)  # cleaned up and the claim let go
     # The last buffers written, (offset, bytes): followers that keep up are fed from memory, not the file.
     recent: deque[tuple[int, bytes]] = field(default_factory=lambda: deque(maxlen=_RECENT))
 
@@ -71,9 +67,22 @@ class Fill:
                 return data[offset - start:] if offset > start else data
         return None
 
+    def arrived(self, batch: list[bytes]) -> None:
+        """`batch` is in the staged file: followers may read it."""
+        for data in batch:
+            self.recent.append((self.written, data))
+            self.written += len(data)
+        self.notify()
+
     def notify(self) -> None:
         self.changed.set()
         self.changed = asyncio.Event()
+
+
+class Answer(AsyncIterable[bytes], Protocol):
+    """What a fill uses of an upstream's answer (`client.BlobStream`): the blob's size and its bytes."""
+
+    size: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,15 +96,11 @@ class Source:
 
 
 class FillCoordinator:
-    """Single-flight blob fills into `registry` (filesystem driver: shared with other worker processes)."""
+    """Single-flight blob fills into `store`, staged where the other worker processes can follow them."""
 
-    def __init__(self, registry: Registry, on_fetched: Callable[[str, int], None] | None = None):
-        self.registry = registry
-        root = registry.driver.local_path(FILLS)
-        if root is None:
-            raise errors.ConfigError(["the pull-through cache needs the filesystem storage driver"])
-        self.root = root
-        self.root.mkdir(parents=True, exist_ok=True)
+    def __init__(self, store: Store, on_fetched: Callable[[str, int], None] | None = None):
+        self.store = store
+        self.staging = store.fill_staging()
         self._fills: dict[Digest, Fill] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._on_fetched = on_fetched or (lambda _upstream, _n: None)
@@ -109,18 +114,18 @@ class FillCoordinator:
                 await fill.finished.wait()
                 continue
             if fill is None:
-                lock = await self.registry.run(try_lock, self._files(d).lock)
-                if lock is None:
+                claim = await self.store.run(self.staging.claim, d)
+                if claim is None:
                     source = await self._follow_other_process(d)
                     if source is None:
                         continue
                     return source
-                if await self.registry.run(self.registry.blobs.stat_global, d) is not None:
-                    lock.close()  # finished a moment ago by another process
+                if await self.store.run(self.staging.committed, d):
+                    claim.release()  # finished a moment ago by another process
                     raise _Committed()
-                fill = Fill(d, self._files(d))
+                fill = Fill(d)
                 self._fills[d] = fill
-                task = asyncio.create_task(self._lead(fill, lock, client, upstream_repo, cache_repo))
+                task = asyncio.create_task(self._lead(fill, claim, client, upstream_repo, cache_repo))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
             await fill.started.wait()
@@ -138,131 +143,86 @@ class FillCoordinator:
                 await task
 
     # --- the leader -----------------------------------------------------------------------------------
-    async def _lead(self, fill: Fill, lock: BinaryIO, client: RegistryClient, upstream_repo: str,
+    async def _lead(self, fill: Fill, claim: Claim, client: RegistryClient, upstream_repo: str,
                     cache_repo: str) -> None:
-        hasher = hashlib.new(fill.digest.algorithm)
-        out: BinaryIO | None = None
-        resumes = 0
+        """Download, check and commit the blob, detached from every client; on failure leave nothing behind
+        and hand the error to every follower. The claim goes last, so other processes see the outcome."""
         try:
-            while True:
-                try:
-                    async with client.open_blob(upstream_repo, fill.digest, fill.written) as stream:
-                        if out is None:
-                            if stream.size is None:
-                                raise errors.Unavailable(
-                                    f"{client.name} sent blob {fill.digest} without a Content-Length")
-                            if stream.size == 0 and Digest.of(b"", fill.digest.algorithm) != fill.digest:
-                                # An empty answer is complete as soon as its headers are out: refuse it first.
-                                raise errors.Unavailable(f"upstream {client.name} sent an empty body for blob "
-                                                         f"{fill.digest}")
-                            fill.size = stream.size
-                            out = await self.registry.run(fill.files.create, stream.size)
-                            fill.started.set()
-                        elif stream.size != fill.size:
-                            raise errors.Unavailable(f"{client.name} changed the size of {fill.digest} "
-                                                     f"from {fill.size} to {stream.size} while resuming")
-                        await self._pump(stream, out, hasher, fill)
-                    break
-                except errors.Unavailable as e:
-                    # A cut once the download had started: ask for the rest with a Range (as many times as
-                    # `retries` allows); the followers keep being fed from the same partial file.
-                    if out is None or resumes >= client.settings.retries:
-                        if resumes:
-                            raise errors.Unavailable(f"{e.message} (after {resumes} resume{'s' * (resumes > 1)} "
-                                                     "with a Range)") from e
-                        raise
-                    resumes += 1
-                    log.info("upstream %s: download of %s %s cut at %d of %d bytes (%s); resuming",
-                             client.name, upstream_repo, fill.digest, fill.written, fill.size, e)
-            if fill.written != fill.size:
-                raise errors.Unavailable(f"{client.name} sent {fill.written} of {fill.size} bytes of {fill.digest}")
-            if hasher.hexdigest() != fill.digest.hex:
-                raise errors.Unavailable(f"upstream {client.name}: the {fill.written} bytes it sent for "
-                                         f"{upstream_repo} blob {fill.digest} do not match that digest "
-                                         f"({fill.digest.algorithm}:{hasher.hexdigest()})")
-            await self.registry.run(os.replace, fill.files.partial, fill.files.verified)
-            fill.verified = True
-            fill.notify()
-            await self.registry.run(self._commit, out, fill, cache_repo)
-            out = None
+            await self._download(fill, client, upstream_repo)
+            await self._seal(fill, client, upstream_repo)
+            assert fill.staged is not None
+            await self.store.run(fill.staged.commit, cache_repo)
             self._on_fetched(client.name, fill.written)
             log.info("upstream %s: fetched %s %s (%d bytes)", client.name, upstream_repo, fill.digest, fill.written)
         except BaseException as e:
             fill.error = e
             # Every request this fill fails reports the error itself: one line per request, not one more here.
             log.debug("upstream %s: fetch of %s %s failed: %s", client.name, upstream_repo, fill.digest, e)
-            await asyncio.shield(self.registry.run(fill.files.discard, out))
+            await asyncio.shield(self.store.run(self.staging.discard, fill.digest, fill.staged))
             if isinstance(e, asyncio.CancelledError):
                 raise
         finally:
             self._fills.pop(fill.digest, None)
             fill.started.set()
             fill.notify()
-            lock.close()  # after the rename or the removal, so other processes see the outcome
+            claim.release()
             fill.finished.set()
 
-    async def _pump(self, stream: AsyncIterable[bytes], out: BinaryIO, hasher: hashlib._Hash, fill: Fill) -> None:
-        """Copy the upstream body to the partial file. Receiving the next buffer overlaps with writing and
-        hashing this one (two threads: both release the GIL); followers see bytes once they are in the file."""
-        pending: asyncio.Future[tuple[None, None]] | None = None
-        pending_data = b""
-
-        async def settle() -> None:
-            nonlocal pending
-            if pending is not None:
-                await pending
-                pending = None
-                fill.recent.append((fill.written, pending_data))
-                fill.written += len(pending_data)
-                fill.notify()
-
-        def submit(data: bytes) -> None:
-            nonlocal pending, pending_data
-            pending, pending_data = asyncio.gather(self.registry.run(write, out, data),
-                                                   self.registry.run(hasher.update, data)), data
-
-        parts: list[bytes] = []
-        size = 0
-        try:
+    async def _download(self, fill: Fill, client: RegistryClient, upstream_repo: str) -> None:
+        """Every byte of the blob into the staging. A cut once the download had started asks for the rest with
+        a Range (as many times as `retries` allows); the followers keep being fed from the same staged file."""
+        while True:
             try:
-                async for chunk in stream:
-                    parts.append(chunk)
-                    size += len(chunk)
-                    if size >= _BUFFER:
-                        await settle()
-                        submit(b"".join(parts))  # one copy; a growing bytearray would copy twice
-                        parts, size = [], 0
-            except errors.Unavailable:
-                # Cut: keep what did arrive, so a resumed download continues right after it.
-                await settle()
-                if parts:
-                    submit(b"".join(parts))
-                    await settle()
-                raise
-            await settle()
-            if parts:
-                submit(b"".join(parts))
-                await settle()
-        finally:
-            if pending is not None:  # a failure mid-way: let the threads finish before the file is closed
-                with contextlib.suppress(BaseException):
-                    await pending
+                async with client.open_blob(upstream_repo, fill.digest, fill.written) as stream:
+                    await self._receive(fill, client, stream)
+                return
+            except errors.Unavailable as e:
+                if fill.staged is None or fill.resumes >= client.settings.retries:
+                    if fill.resumes:
+                        raise errors.Unavailable(f"{e.message} (after {fill.resumes} resume"
+                                                 f"{'s' * (fill.resumes > 1)} with a Range)") from e
+                    raise
+                fill.resumes += 1
+                log.info("upstream %s: download of %s %s cut at %d of %d bytes (%s); resuming",
+                         client.name, upstream_repo, fill.digest, fill.written, fill.size, e)
 
-    def _commit(self, out: BinaryIO, fill: Fill, cache_repo: str) -> None:
-        out.flush()
-        os.fsync(out.fileno())
-        out.close()
-        self.registry.blobs.adopt(f"{FILLS}/{fill.files.verified.name}", fill.digest, fill.written)
-        self.registry.blobs.link(cache_repo, fill.digest)
-        self.registry.driver.delete(f"{FILLS}/{fill.files.size.name}")
+    async def _receive(self, fill: Fill, client: RegistryClient, stream: Answer) -> None:
+        """One answer of the upstream: the first one stages the fill and starts the followers; each is written
+        while it arrives (`blobwriter.feed`), and what arrived before a cut is kept."""
+        if fill.staged is None:
+            if stream.size is None:
+                raise errors.Unavailable(f"{client.name} sent blob {fill.digest} without a Content-Length")
+            if stream.size == 0 and Digest.of(b"", fill.digest.algorithm) != fill.digest:
+                # An empty answer is complete as soon as its headers are out: refuse it first.
+                raise errors.Unavailable(f"upstream {client.name} sent an empty body for blob {fill.digest}")
+            fill.size = stream.size
+            fill.staged = await self.store.run(self.staging.start, fill.digest, stream.size)
+            fill.started.set()
+        elif stream.size != fill.size:
+            raise errors.Unavailable(f"{client.name} changed the size of {fill.digest} "
+                                     f"from {fill.size} to {stream.size} while resuming")
+        await feed(self.store.run, stream, fill.staged.writer, buffer=_BUFFER, join=True,
+                   keep=(errors.Unavailable,), written=fill.arrived)
+
+    async def _seal(self, fill: Fill, client: RegistryClient, upstream_repo: str) -> None:
+        """Check the whole blob; from then on the followers may send their last bytes."""
+        assert fill.staged is not None
+        if fill.written != fill.size:
+            raise errors.Unavailable(f"{client.name} sent {fill.written} of {fill.size} bytes of {fill.digest}")
+        try:
+            await self.store.run(fill.staged.seal)
+        except errors.DigestInvalid as e:
+            raise errors.Unavailable(f"upstream {client.name}: the {fill.written} bytes it sent for "
+                                     f"{upstream_repo} blob {fill.digest} do not match that digest "
+                                     f"({e.detail['actual']})") from None
+        fill.verified = True
+        fill.notify()
 
     # --- followers ------------------------------------------------------------------------------------
     async def _follow(self, fill: Fill, offset: int, end: int) -> AsyncIterator[bytes]:
-        try:
-            f = await self.registry.run(fill.files.open)
-        except FileNotFoundError:
-            raise _as_registry_error(fill.error or errors.Unavailable(f"the download of {fill.digest} failed")
-                                     ) from None
+        reader = await self.store.run(self.staging.open, fill.digest)
+        if reader is None:
+            raise _as_registry_error(fill.error or errors.Unavailable(f"the download of {fill.digest} failed"))
         try:
             while offset < end:
                 changed = fill.changed
@@ -273,7 +233,7 @@ class FillCoordinator:
                     continue
                 data = fill.from_memory(offset)
                 if data is None:
-                    data = await self.registry.run(pread, f, offset, min(fill.written - offset, _BUFFER))
+                    data = await self.store.run(reader.read, offset, min(fill.written - offset, _BUFFER))
                 if offset + len(data) >= end:
                     data = data[:end - offset]
                     while not fill.verified:  # the final bytes of this answer wait for the digest check
@@ -283,48 +243,46 @@ class FillCoordinator:
                 offset += len(data)
                 yield data
         finally:
-            await self.registry.run(f.close)
+            await self.store.run(reader.close)
 
     async def _follow_other_process(self, d: Digest) -> Source | None:
         """Tail the fill another process leads; None when that fill ended without the blob (start anew)."""
-        files = self._files(d)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + _SIZE_WAIT
         while True:
             if d in self._fills:
-                return None  # it was this process that took the lock a moment ago: follow that fill instead
-            size = await self.registry.run(files.read_size)
+                return None  # it was this process that took the claim a moment ago: follow that fill instead
+            size = await self.store.run(self.staging.announced_size, d)
             if size is not None:
                 break
-            lock_free = await self.registry.run(files.lock_free)
-            if await self.registry.run(self.registry.blobs.stat_global, d) is not None:
+            leader_gone = await self.store.run(self.staging.leader_gone, d)
+            if await self.store.run(self.staging.committed, d):
                 raise _Committed()
-            if lock_free:
+            if leader_gone:
                 return None
             if loop.time() > deadline:
                 raise errors.Unavailable(f"the download of {d} in another worker did not start")
             await asyncio.sleep(_POLL)
         if d in self._fills:
             return None
-        return Source(size, functools.partial(self._tail, d, files))
+        return Source(size, functools.partial(self._tail, d))
 
-    async def _tail(self, d: Digest, files: FillFiles, offset: int, end: int) -> AsyncIterator[bytes]:
-        try:
-            f = await self.registry.run(files.open)
-        except FileNotFoundError:
-            raise errors.Unavailable(f"the download of {d} failed in another worker") from None
+    async def _tail(self, d: Digest, offset: int, end: int) -> AsyncIterator[bytes]:
+        reader = await self.store.run(self.staging.open, d)
+        if reader is None:
+            raise errors.Unavailable(f"the download of {d} failed in another worker")
         try:
             while offset < end:
-                data = await self.registry.run(pread, f, offset, min(end - offset, _BUFFER))
+                data = await self.store.run(reader.read, offset, min(end - offset, _BUFFER))
                 if data and offset + len(data) < end:
                     offset += len(data)
                     yield data
                     continue
                 # The bytes that end this answer wait for the leader's verdict, as do we when no new bytes came.
-                verdict = await self.registry.run(files.verdict, f)
+                verdict = await self.store.run(reader.verdict)
                 while data and verdict is None:
                     await asyncio.sleep(_POLL)
-                    verdict = await self.registry.run(files.verdict, f)
+                    verdict = await self.store.run(reader.verdict)
                 if verdict is False:
                     raise errors.Unavailable(f"the download of {d} failed in another worker")
                 if data:
@@ -333,12 +291,7 @@ class FillCoordinator:
                 elif verdict is None:
                     await asyncio.sleep(_POLL)
         finally:
-            await self.registry.run(f.close)
-
-    def _files(self, d: Digest) -> FillFiles:
-        blob = self.registry.driver.local_path(paths.blob_data(d))
-        assert blob is not None
-        return FillFiles(self.root, d.hex, blob)
+            await self.store.run(reader.close)
 
 
 class _Committed(Exception):

@@ -12,48 +12,69 @@ import pytest
 from k3sreg import errors
 from k3sreg.storage import paths
 from k3sreg.storage.blobs import BlobStore
-from k3sreg.storage.driver import Driver, PathNotFound, storage_error
+from k3sreg.storage.driver import Driver, LocalFiles, LockService, PathNotFound, storage_error
 from k3sreg.storage.filesystem import FilesystemDriver
 from k3sreg.storage.memory import MemoryDriver
+from k3sreg.storage.uploads import UploadSessions
 
 BAD_PATHS = ["", "/etc/passwd", "../canary", "a/../../canary", "a/..", "..", "a/./b", ".", "a//b", "a/",
              "a\x00b", "docker/registry/v2/repositories/r/_uploads/\x00/data"]
-OPERATIONS: dict[str, Callable[[Driver, str], Any]] = {
+OPERATIONS: dict[str, Callable[[Any, str], Any]] = {
     "get_content": lambda d, p: d.get_content(p),
     "put_content": lambda d, p: d.put_content(p, b"x"),
     "stat": lambda d, p: d.stat(p),
     "list": lambda d, p: d.list(p),
+    "walk": lambda d, p: list(d.walk(p)),
     "delete": lambda d, p: d.delete(p),
     "move-from": lambda d, p: d.move(p, "ok/dst"),
     "move-to": lambda d, p: d.move("ok/src", p),
-    "touch": lambda d, p: d.touch(p),
-    "truncate": lambda d, p: d.truncate(p, 0),
     "writer": lambda d, p: d.writer(p, append=False),
     "appender": lambda d, p: d.writer(p, append=True),
     "reader": lambda d, p: d.reader(p),
-    "try_lock": lambda d, p: d.try_lock(p),
+}
+LOCKS: dict[str, Callable[[Any, str], Any]] = {"try_lock": lambda d, p: d.try_lock(p)}
+LOCAL_FILES: dict[str, Callable[[Any, str], Any]] = {
+    "touch": lambda d, p: d.touch(p),
     "local_path": lambda d, p: d.local_path(p),
 }
+
+
+def _driver(kind: str, root: Path) -> Driver:
+    """The driver `kind`, the filesystem one rooted at `root`, with a file at ok/src."""
+    d: Driver = FilesystemDriver(root) if kind == "filesystem" else MemoryDriver()
+    d.put_content("ok/src", b"source")
+    return d
 
 
 @pytest.fixture(params=["filesystem", "inmemory"])
 def driver(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Driver]:
     """Each driver, the filesystem one rooted at tmp_path/root, with a file at ok/src."""
-    d: Driver = FilesystemDriver(tmp_path / "root") if request.param == "filesystem" else MemoryDriver()
-    d.put_content("ok/src", b"source")
-    yield d
+    yield _driver(request.param, tmp_path / "root")
 
 
-@pytest.mark.parametrize("op", list(OPERATIONS))
+# Every operation of every driver that has it: the optional protocols only where a driver implements them.
+CASES = [(kind, op) for kind in ("filesystem", "inmemory") for op in [*OPERATIONS, *LOCKS]] + \
+    [("filesystem", op) for op in LOCAL_FILES]
+
+
+@pytest.mark.parametrize(("kind", "op"), CASES)
 @pytest.mark.parametrize("bad", BAD_PATHS, ids=repr)
-def test_paths_that_could_leave_the_root_are_refused(driver: Driver, tmp_path: Path, op: str, bad: str) -> None:
+def test_paths_that_could_leave_the_root_are_refused(kind: str, tmp_path: Path, op: str, bad: str) -> None:
     """Every driver operation refuses empty, absolute, '.'/'..', '//' and NUL paths with a 400 NAME_INVALID."""
+    driver = _driver(kind, tmp_path / "root")
     (tmp_path / "canary").write_bytes(b"outside")
     with pytest.raises(errors.StoragePathInvalid) as e:
-        OPERATIONS[op](driver, bad)
+        {**OPERATIONS, **LOCKS, **LOCAL_FILES}[op](driver, bad)
     assert e.value.status == 400 and e.value.code == "NAME_INVALID"
     assert (tmp_path / "canary").read_bytes() == b"outside"
     assert driver.get_content("ok/src") == b"source"
+
+
+def test_optional_protocols_are_where_they_belong(tmp_path: Path) -> None:
+    """Both drivers are a LockService; only the filesystem driver has LocalFiles (sendfile, mtimes)."""
+    fs, mem = FilesystemDriver(tmp_path), MemoryDriver()
+    assert isinstance(fs, LockService) and isinstance(fs, LocalFiles)
+    assert isinstance(mem, LockService) and not isinstance(mem, LocalFiles)
 
 
 def test_dots_inside_a_name_are_fine(driver: Driver) -> None:
@@ -94,15 +115,15 @@ def test_too_long_names_cannot_be_written(tmp_path: Path) -> None:
 
 def test_store_answers_too_long_upload_ids_and_names(tmp_path: Path) -> None:
     """Upload ids of 300 chars, with NUL or '..' are BLOB_UPLOAD_UNKNOWN; an unstorable repo name NAME_INVALID."""
-    blobs = BlobStore(FilesystemDriver(tmp_path))
-    blobs.create_upload("r")
-    for op in (blobs.upload_size, blobs.cancel_upload, lambda r, u: blobs.begin_append(r, u, None)):
+    uploads = UploadSessions(BlobStore(FilesystemDriver(tmp_path)))
+    uploads.create("r")
+    for op in (uploads.size, uploads.cancel, lambda r, u: uploads.begin_append(r, u, None)):
         for uuid in (LONG, "a\x00b", "..", "../../x"):
             with pytest.raises(errors.BlobUploadUnknown):
                 op("r", uuid)
     with pytest.raises(errors.NameInvalid):
-        blobs.create_upload(LONG)
-    assert blobs.driver.list(paths.REPOSITORIES) == ["r"]
+        uploads.create(LONG)
+    assert uploads.driver.list(paths.REPOSITORIES) == ["r"]
 
 
 @pytest.mark.parametrize(("code", "status", "oci"), [

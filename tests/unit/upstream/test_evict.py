@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from k3sreg.config.upstreams import UpstreamSettings
 from k3sreg.oci import mediatypes as mt
@@ -12,7 +13,9 @@ from k3sreg.oci.digest import Digest
 from k3sreg.storage import paths
 from k3sreg.storage.blobs import BlobStore
 from k3sreg.storage.filesystem import FilesystemDriver
+from k3sreg.storage.inventory import Inventory
 from k3sreg.storage.manifests import ManifestStore
+from k3sreg.storage.uploads import UploadSessions
 from k3sreg.upstream.evict import Evictor
 
 NOW = 1_000_000.0
@@ -20,11 +23,12 @@ HUB = UpstreamSettings(name="docker.io", url="https://registry-1.docker.io", ttl
 
 
 def blob(blobs: BlobStore, repo: str, data: bytes) -> Digest:
-    uuid = blobs.create_upload(repo)
-    a = blobs.begin_append(repo, uuid, 0)
+    uploads = UploadSessions(blobs)
+    uuid = uploads.create(repo)
+    a = uploads.begin_append(repo, uuid, 0)
     a.write(data)
     a.finish()
-    return blobs.commit_upload(repo, uuid, Digest.of(data)).digest
+    return uploads.commit(repo, uuid, Digest.of(data)).digest
 
 
 def image(store: ManifestStore, repo: str, tag: str, layers: list[bytes]) -> Digest:
@@ -58,9 +62,9 @@ def test_ttl_evicts_unpulled_image_but_keeps_shared_layer(tmp_path: Path) -> Non
     new = image(store, "docker.io/library/b", "1", [b"shared", b"only-b"])
     age_repo(tmp_path, "docker.io/library/a", NOW - 7200)
     age_repo(tmp_path, "docker.io/library/b", NOW - 60)
-    report = Evictor(store, [HUB], None).run(NOW)
+    report = Evictor(Inventory(store), [HUB], None).run(NOW)
     assert report.manifests == [f"docker.io/library/a@{old}"]
-    assert store.tags("docker.io/library/a") == []
+    assert store.tags.list("docker.io/library/a") == []
     assert store.get("docker.io/library/b", "1").digest == new
     assert driver.stat(paths.blob_data(Digest.of(b"shared"))) is not None
     assert driver.stat(paths.blob_data(Digest.of(b"only-a"))) is None
@@ -75,9 +79,9 @@ def test_pushed_images_keep_their_blobs(tmp_path: Path) -> None:
     image(store, "team/app", "1", [b"common"])
     age_repo(tmp_path, "docker.io/library/a", NOW - 7200)
     age_repo(tmp_path, "team/app", NOW - 7200)
-    Evictor(store, [HUB], None).run(NOW)
+    Evictor(Inventory(store), [HUB], None).run(NOW)
     assert driver.stat(paths.blob_data(Digest.of(b"common"))) is not None
-    assert store.tags("team/app") == ["1"]
+    assert store.tags.list("team/app") == ["1"]
 
 
 def test_recent_access_keeps_image(tmp_path: Path) -> None:
@@ -86,7 +90,7 @@ def test_recent_access_keeps_image(tmp_path: Path) -> None:
     d = image(store, "docker.io/library/a", "1", [b"x"])
     age_repo(tmp_path, "docker.io/library/a", NOW - 7200)
     age(tmp_path, paths.revision_link("docker.io/library/a", d), NOW - 60)
-    assert Evictor(store, [HUB], None).run(NOW).manifests == []
+    assert Evictor(Inventory(store), [HUB], None).run(NOW).manifests == []
 
 
 def test_size_cap_evicts_least_recently_pulled(tmp_path: Path) -> None:
@@ -97,7 +101,7 @@ def test_size_cap_evicts_least_recently_pulled(tmp_path: Path) -> None:
     image(store, "docker.io/library/b", "1", [b"b" * 1500])
     age_repo(tmp_path, "docker.io/library/a", NOW - 100)
     age_repo(tmp_path, "docker.io/library/b", NOW - 10)
-    report = Evictor(store, [capped], None).run(NOW)
+    report = Evictor(Inventory(store), [capped], None).run(NOW)
     assert report.manifests == [f"docker.io/library/a@{first}"]
     assert driver.stat(paths.blob_data(Digest.of(b"b" * 1500))) is not None
 
@@ -109,4 +113,47 @@ def test_other_upstreams_and_local_repos_untouched(tmp_path: Path) -> None:
     image(store, "team/app", "1", [b"t"])
     age_repo(tmp_path, "quay.io/org/app", NOW - 99999)
     age_repo(tmp_path, "team/app", NOW - 99999)
-    assert Evictor(store, [HUB], None).run(NOW).manifests == []
+    assert Evictor(Inventory(store), [HUB], None).run(NOW).manifests == []
+
+
+class CountingDriver(FilesystemDriver):
+    """A filesystem driver that counts the calls that read the store."""
+
+    calls = 0
+
+    def stat(self, path: str) -> Any:
+        self.calls += 1
+        return super().stat(path)
+
+    def list(self, path: str) -> list[str]:
+        self.calls += 1
+        return super().list(path)
+
+    def get_content(self, path: str) -> bytes:
+        self.calls += 1
+        return super().get_content(path)
+
+
+def test_size_cap_costs_the_store_once_not_once_per_eviction(tmp_path: Path) -> None:
+    """Evicting half of a capped cache reads the store a bounded number of times per object, however many
+    manifests go (marking once, then sweeping), and keeps exactly the newest half."""
+    driver = CountingDriver(tmp_path)
+    store = ManifestStore(BlobStore(driver))
+    n = 40
+    digests = []
+    for i in range(n):
+        digests.append(image(store, f"docker.io/library/app{i % 4}", f"v{i}", [b"%d-a" % i * 50, b"%d-b" % i * 50]))
+        age_repo_manifest(tmp_path, f"docker.io/library/app{i % 4}", digests[-1], NOW - 10_000 + i)
+    total = sum(len(store.load(d).data) for d in digests) + sum(len(b"%d-a" % i * 50) * 2 for i in range(n))
+    capped = UpstreamSettings(name="docker.io", url="https://x", maxsize=total // 2 + 2000)
+    driver.calls = 0
+    report = Evictor(Inventory(store), [capped], None).run(NOW)
+    objects = n * 4  # a manifest, its config and two layers
+    assert driver.calls < 12 * objects, driver.calls
+    evicted = {entry.split("@")[1] for entry in report.manifests}
+    assert evicted == {str(d) for d in digests[:len(evicted)]} and 0 < len(evicted) < n
+
+
+def age_repo_manifest(root: Path, repo: str, d: Digest, when: float) -> None:
+    """Set the last access of manifest `d` of `repo` (its revision link)."""
+    os.utime(root / paths.revision_link(repo, d), (when, when))

@@ -14,11 +14,11 @@ import pytest
 
 from k3sreg import errors
 from k3sreg.oci.digest import Digest
+from k3sreg.storage import paths
 from k3sreg.storage.filesystem import FilesystemDriver
-from k3sreg.storage.registry import Registry
-from k3sreg.upstream import fill as fill_module
+from k3sreg.storage.fills import FileFillStaging
+from k3sreg.storage.store import Store
 from k3sreg.upstream.fill import FillCoordinator
-from k3sreg.upstream.fillfiles import FillFiles
 
 DATA = bytes(range(256)) * 16384  # 4 MiB
 CUT = (2 << 20) + (256 << 10)  # past the second 1 MiB buffer, so the first one has reached the client
@@ -81,29 +81,29 @@ async def settled(coordinator: FillCoordinator) -> None:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[tuple[Registry, FillCoordinator]]:
-    """A filesystem registry under tmp_path and its fill coordinator, closed afterwards."""
-    registry = Registry(FilesystemDriver(tmp_path))
-    coordinator = FillCoordinator(registry)
-    yield registry, coordinator
+async def fills(tmp_path: Path) -> AsyncIterator[tuple[Store, FillCoordinator]]:
+    """A filesystem store under tmp_path and its fill coordinator, closed afterwards."""
+    store = Store(FilesystemDriver(tmp_path))
+    coordinator = FillCoordinator(store)
+    yield store, coordinator
     await coordinator.close()
-    registry.close()
+    store.close()
 
 
 D = Digest.of(DATA)
 
 
 async def test_request_after_a_failed_fill_waits_for_its_cleanup_and_fetches_again(
-        store: tuple[Registry, FillCoordinator], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        fills: tuple[Store, FillCoordinator], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The failed fill's follower gets an error; a request made during the (slow) cleanup gets the whole blob."""
-    slow_discard = FillFiles.discard
+    slow_discard = FileFillStaging.discard
 
     def discard(*args: Any) -> None:
         time.sleep(0.3)  # a busy disk: the failed fill is still in place when the next request arrives
         slow_discard(*args)
 
-    monkeypatch.setattr(FillFiles, "discard", discard)
-    registry, coordinator = store
+    monkeypatch.setattr(FileFillStaging, "discard", discard)
+    store, coordinator = fills
     upstream = Upstream(cuts=1)
     # A slow client is between two pieces when the fill fails: it sees the failure during the cleanup.
     with pytest.raises(errors.Unavailable):
@@ -111,28 +111,28 @@ async def test_request_after_a_failed_fill_waits_for_its_cleanup_and_fetches_aga
     assert await read(coordinator, upstream, D) == DATA
     await settled(coordinator)
     assert upstream.downloads == 2
-    assert registry.blobs.stat_global(D) is not None
-    assert not list((tmp_path / fill_module.FILLS.lstrip("/")).glob("*.partial"))
+    assert store.blobs.stat_global(D) is not None
+    assert not list((tmp_path / paths.FILLS).glob("*.partial"))
 
 
-async def test_cut_download_resumes_from_what_arrived(store: tuple[Registry, FillCoordinator]) -> None:
+async def test_cut_download_resumes_from_what_arrived(fills: tuple[Store, FillCoordinator]) -> None:
     """With retries left, a cut download continues with a Range from the bytes kept; the client sees no error."""
-    registry, coordinator = store
+    store, coordinator = fills
     upstream = Upstream(cuts=1, retries=1)
     assert await read(coordinator, upstream, D) == DATA
     await settled(coordinator)
     assert upstream.offsets == [0, CUT]
-    assert registry.blobs.stat_global(D) is not None
+    assert store.blobs.stat_global(D) is not None
 
 
-async def test_cuts_beyond_the_retries_fail_and_cache_nothing(store: tuple[Registry, FillCoordinator]) -> None:
+async def test_cuts_beyond_the_retries_fail_and_cache_nothing(fills: tuple[Store, FillCoordinator]) -> None:
     """Each resume counts against `retries`: cut more often than that, the fill fails and leaves nothing."""
-    registry, coordinator = store
+    store, coordinator = fills
     upstream = Upstream(cuts=3, retries=1)
     with pytest.raises(errors.Unavailable, match=r"cut the connection \(after 1 resume with a Range\)$"):
         await read(coordinator, upstream, D)
     assert upstream.downloads == 2
-    assert registry.blobs.stat_global(D) is None
+    assert store.blobs.stat_global(D) is None
 
 
 async def started(root: Path) -> None:
@@ -148,49 +148,49 @@ WRONG = DATA[:-1] + b"!"  # as long as the blob, one byte off
 
 
 @pytest.mark.parametrize("end", [len(DATA), 1000], ids=["whole", "range"])
-async def test_wrong_bytes_are_held_back_then_cut(store: tuple[Registry, FillCoordinator], end: int) -> None:
+async def test_wrong_bytes_are_held_back_then_cut(fills: tuple[Store, FillCoordinator], end: int) -> None:
     """Bytes that do not match the digest: every client misses the end of its answer and gets an error."""
-    registry, coordinator = store
+    store, coordinator = fills
     upstream = Upstream(cuts=0, data=WRONG, pause=0.01)
     pieces: list[list[bytes]] = [[], [], []]
     results = await asyncio.gather(*(read(coordinator, upstream, D, received=p, end=end) for p in pieces),
                                    return_exceptions=True)
     assert all(isinstance(r, errors.Unavailable) and "do not match" in str(r) for r in results), results
     assert all(sum(map(len, p)) < end for p in pieces)
-    assert upstream.downloads == 1 and registry.blobs.stat_global(D) is None
+    assert upstream.downloads == 1 and store.blobs.stat_global(D) is None
 
 
 async def test_other_process_holds_back_wrong_bytes_and_gets_right_ones(
-        store: tuple[Registry, FillCoordinator], tmp_path: Path) -> None:
+        fills: tuple[Store, FillCoordinator], tmp_path: Path) -> None:
     """A follower in another process (its own coordinator and lock) misses the end of wrong bytes, and gets
     the whole blob once the upstream sends the right ones."""
-    registry, coordinator = store
-    other = FillCoordinator(Registry(FilesystemDriver(tmp_path)))
+    store, coordinator = fills
+    other = FillCoordinator(Store(FilesystemDriver(tmp_path)))
     try:
         for data, fails in ((WRONG, True), (DATA, False)):
             upstream = Upstream(cuts=0, data=data, pause=0.01)
             lead = asyncio.create_task(read(coordinator, upstream, D))
-            await started(other.root)
+            await started(tmp_path / paths.FILLS)
             tailed: list[bytes] = []
             if fails:
                 with pytest.raises(errors.Unavailable, match="another worker"):
                     await read(other, upstream, D, received=tailed)
                 with pytest.raises(errors.Unavailable):
                     await lead
-                assert 0 < sum(map(len, tailed)) < len(DATA) and registry.blobs.stat_global(D) is None
+                assert 0 < sum(map(len, tailed)) < len(DATA) and store.blobs.stat_global(D) is None
             else:
                 assert await read(other, upstream, D) == DATA == await lead
                 await settled(coordinator)
-                assert registry.blobs.stat_global(D) is not None
+                assert store.blobs.stat_global(D) is not None
             assert not other._fills and upstream.downloads == 1
     finally:
         await other.close()
-        other.registry.close()
+        other.store.close()
 
 
-async def test_empty_body_for_a_non_empty_digest_is_refused(store: tuple[Registry, FillCoordinator]) -> None:
+async def test_empty_body_for_a_non_empty_digest_is_refused(fills: tuple[Store, FillCoordinator]) -> None:
     """An upstream answering 200 with no bytes fails before any answer starts (its headers would complete it)."""
-    registry, coordinator = store
+    store, coordinator = fills
     with pytest.raises(errors.Unavailable, match="empty body"):
         await coordinator.open(Upstream(cuts=0, data=b""), "library/x", "docker.io/library/x", D)
-    assert registry.blobs.stat_global(D) is None
+    assert store.blobs.stat_global(D) is None

@@ -1,9 +1,10 @@
-"""The async face of the store: each operation is one hop to a worker thread, except the read-only lookups
+"""The async face of storage: each operation is one hop to a worker thread, except the read-only lookups
 behind blob HEAD/GET and manifest GET, which run inline when the driver's reads are cheap (see `driver`).
 
-Handlers see only `Registry` (and, later, the pull-through cache that implements the same methods), never
-a driver. Request bodies arrive as async iterators of bytes; blob bodies leave as a local path (for
-sendfile) or an async iterator.
+Handlers see only `Store` (through `repository.Repository`, which the pull-through cache implements too),
+never a driver. Request bodies arrive as async iterators of bytes; blob bodies leave as a local path (for
+sendfile) or an async iterator. The pull-through cache builds on the same store: fill staging (`fills`),
+the access clock (`access`) and the inventory that eviction sweeps (`inventory`).
 
 This is also the storage boundary for failures: a full disk, a failing disk or a name too long for the file
 system leave it as API errors (`driver.storage_error`), so the client gets an OCI error document.
@@ -12,21 +13,24 @@ system leave it as API errors (`driver.storage_error`), so the client gets an OC
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from k3sreg import errors
 from k3sreg.oci.digest import Digest
 from k3sreg.oci.manifest import Descriptor
 from k3sreg.storage import catalog, paths, purge
-from k3sreg.storage.blobs import Appender, BlobInfo, BlobStore
-from k3sreg.storage.driver import Driver, storage_error
+from k3sreg.storage.blobs import BlobInfo, BlobStore
+from k3sreg.storage.blobwriter import feed
+from k3sreg.storage.driver import Driver, LocalFiles, Lock, LockService, PathNotFound, storage_error
+from k3sreg.storage.fills import FileFillStaging, FillStaging
+from k3sreg.storage.inventory import Inventory
 from k3sreg.storage.manifests import ManifestStore, StoredManifest
+from k3sreg.storage.uploads import Appender, UploadSessions
 
 T = TypeVar("T")
 _WRITE_BUFFER = 4 << 20
@@ -44,39 +48,52 @@ def _guarded(fn: Callable[..., T], *args: Any) -> T:
         raise mapped from e
 
 
-class Registry:
-    """Local repositories: blobs, uploads, manifests, tags, referrers, catalog."""
+class Store:
+    """Local repositories: blobs, uploads, manifests, tags, referrers, catalog. `locks` (upload sessions,
+    fills, eviction) defaults to the driver's own LockService."""
 
-    def __init__(self, driver: Driver, *, threads: int = 16, blob_limit: int = 0, session_wait: float = 10.0):
+    def __init__(self, driver: Driver, *, threads: int = 16, blob_limit: int = 0, session_wait: float = 10.0,
+                 locks: LockService | None = None):
         """`session_wait`: how long a request waits for another one on the same upload session to finish
         before it answers UploadBusy (a PATCH holds its session while its body arrives)."""
         self.driver = driver
         self.session_wait = session_wait
         self.blobs = BlobStore(driver)
+        self.uploads = UploadSessions(self.blobs, locks)
         self.manifests = ManifestStore(self.blobs)
         self.blob_limit = blob_limit
+        self.local_files = driver if isinstance(driver, LocalFiles) else None
+        self._fills: FillStaging | None = None
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="k3sreg-io")
+        self._spawned: set[asyncio.Future[Any]] = set()
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Run blocking storage work in the store's threads (one hop per operation)."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, functools.partial(_guarded, fn, *args))
 
+    def spawn(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run `fn(*args)` in the store's threads without waiting for it (kept referenced until it is done)."""
+        task = asyncio.ensure_future(self.run(fn, *args))
+        self._spawned.add(task)
+        task.add_done_callback(self._spawned.discard)
+
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    # --- blobs ----------------------------------------------------------------------------------------
     async def lookup(self, fn: Callable[..., T], *args: Any) -> T:
         """A read-only lookup of a few small files: inline when the driver's reads are cheap, else one hop."""
         if self.driver.cheap_reads:
             return _guarded(fn, *args)
         return await self.run(fn, *args)
 
+    # --- blobs ----------------------------------------------------------------------------------------
     async def stat_blob(self, repo: str, d: Digest) -> BlobInfo:
         return await self.lookup(self.blobs.stat, repo, d)
 
     def local_path(self, info: BlobInfo) -> Path | None:
-        return self.driver.local_path(info.path)
+        """The local file of a blob, for sendfile; None when the driver has no local files."""
+        return self.local_files.local_path(info.path) if self.local_files is not None else None
 
     async def read_blob(self, info: BlobInfo, offset: int = 0, length: int | None = None,
                         chunk: int = 1 << 20) -> AsyncIterator[bytes]:
@@ -101,7 +118,7 @@ class Registry:
 
     # --- uploads --------------------------------------------------------------------------------------
     async def create_upload(self, repo: str, uuid: str | None = None) -> str:
-        return await self.run(self.blobs.create_upload, repo, uuid)
+        return await self.run(self.uploads.create, repo, uuid)
 
     async def _on_session(self, fn: Callable[..., T], *args: Any, orphan: Callable[[T], None] | None = None) -> T:
         """Run an operation on an upload session, waiting up to `session_wait` while another request has it.
@@ -135,52 +152,24 @@ class Registry:
             orphan(attempt.result())
 
     async def upload_size(self, repo: str, uuid: str) -> int:
-        return await self._on_session(self.blobs.upload_size, repo, uuid)
+        return await self._on_session(self.uploads.size, repo, uuid)
 
     async def cancel_upload(self, repo: str, uuid: str) -> None:
-        await self._on_session(self.blobs.cancel_upload, repo, uuid)
+        await self._on_session(self.uploads.cancel, repo, uuid)
 
     async def append_upload(self, repo: str, uuid: str, body: AsyncIterator[bytes], start: int | None = None,
                             length: int | None = None) -> int:
-        """Append a request body to an upload while hashing it; returns the new size.
+        """Append a request body to an upload while hashing it (`blobwriter.feed`); returns the new size.
 
-        Three things overlap: receiving the next buffer (event loop), writing this one (a thread) and hashing
-        it (another thread; both release the GIL). `length`, when given, is what the client announced: a body
-        of another size is SIZE_INVALID and nothing of it is kept.
+        `length`, when given, is what the client announced: a body of another size is SIZE_INVALID and nothing
+        of it is kept.
         """
-        appender = await self._on_session(self.blobs.begin_append, repo, uuid, start, orphan=Appender.abort)
-        begin = appender.size
-        pending: asyncio.Future[tuple[None, None]] | None = None
-        parts: list[bytes] = []
-        buffered = 0
-        received = 0
-
-        def submit(batch: list[bytes]) -> asyncio.Future[tuple[None, None]]:
-            return asyncio.gather(self.run(appender.write_parts, batch), self.run(appender.hash_parts, batch))
-
+        appender = await self._on_session(self.uploads.begin_append, repo, uuid, start, orphan=Appender.abort)
         try:
-            async for chunk in body:
-                received += len(chunk)
-                if self.blob_limit and begin + received > self.blob_limit:
-                    raise errors.TooLarge(f"blob exceeds the limit of {self.blob_limit} bytes")
-                parts.append(chunk)
-                buffered += len(chunk)
-                if buffered >= _WRITE_BUFFER:
-                    if pending is not None:
-                        await pending
-                    pending = submit(parts)
-                    parts, buffered = [], 0
-            if pending is not None:
-                await pending
-                pending = None
-            if parts:
-                await submit(parts)
+            received = await feed(self.run, body, appender.writer, buffer=_WRITE_BUFFER, limit=self.blob_limit)
             if length is not None and received != length:
                 raise errors.SizeInvalid(f"received {received} bytes, Content-Length said {length}")
         except BaseException:
-            if pending is not None:
-                with contextlib.suppress(BaseException):
-                    await pending
             # A failed chunk leaves the upload as it was before the request, and lets the session go.
             await asyncio.shield(self.run(appender.abort))
             raise
@@ -189,14 +178,11 @@ class Registry:
         return await self.run(appender.finish)
 
     async def commit_upload(self, repo: str, uuid: str, d: Digest) -> BlobInfo:
-        return await self._on_session(self.blobs.commit_upload, repo, uuid, d)
+        return await self._on_session(self.uploads.commit, repo, uuid, d)
 
-    # --- manifests ------------------------------------------------------------------------------------
+    # --- manifests and tags ---------------------------------------------------------------------------
     async def get_manifest(self, repo: str, reference: str) -> StoredManifest:
         return await self.lookup(self.manifests.get, repo, reference)
-
-    async def get_manifest_by_digest(self, d: Digest) -> StoredManifest:
-        return await self.run(self.manifests.load, d)
 
     async def put_manifest(self, repo: str, reference: str, data: bytes, content_type: str | None,
                            check_references: bool = True) -> StoredManifest:
@@ -206,13 +192,18 @@ class Registry:
         await self.run(self.manifests.delete, repo, reference)
 
     async def tags(self, repo: str) -> list[str]:
-        return await self.run(self.manifests.tags, repo)
+        return await self.run(self.manifests.tags.list, repo)
+
+    async def tag_checked_at(self, repo: str, tag: str) -> float | None:
+        """When the cache last confirmed `tag` upstream (see `access.AccessClock.tag_confirmed`)."""
+        return await self.run(self.manifests.tags.checked_at, repo, tag)
 
     async def referrers(self, repo: str, subject: Digest, artifact_type: str | None) -> list[Descriptor]:
         return await self.run(self.manifests.referrers, repo, subject, artifact_type)
 
+    # --- the whole store ------------------------------------------------------------------------------
     async def purge_uploads(self, age: float, dry_run: bool) -> list[str]:
-        return await self.run(purge.purge_uploads, self.driver, age, dry_run)
+        return await self.run(purge.purge_uploads, self.driver, age, dry_run, None, self.uploads.locks)
 
     async def catalog_root(self) -> None:
         """Touch the store (the storage health check); raises OSError when it does not answer."""
@@ -221,7 +212,7 @@ class Registry:
     async def probe_write(self) -> None:
         """Write a small object and remove it (the storage health check: readiness fails on a store that is
         read-only or full); raises OSError or the storage's API error when either fails."""
-        probe = f"{paths.TMP}/health-{uuid.uuid4().hex}"
+        probe = paths.health_probe(uuid.uuid4().hex)
 
         def write_and_remove() -> None:
             self.driver.put_content(probe, b"k3sreg storage health probe\n")
@@ -232,48 +223,22 @@ class Registry:
     async def catalog(self) -> list[str]:
         return await self.run(catalog.repositories, self.driver)
 
+    # --- what the pull-through cache builds on ---------------------------------------------------------
+    def fill_staging(self) -> FillStaging:
+        """Where fills stage their bytes, shared with the other processes on this storage; ConfigError for a
+        store that cannot stage fills."""
+        if self._fills is None:
+            self._fills = FileFillStaging(self.blobs, self.uploads.locks)
+        return self._fills
 
-class Repository(Protocol):
-    """The reads of one repository that handlers use; the pull-through cache implements them too."""
+    def inventory(self) -> Inventory:
+        """The view eviction sweeps through (synchronous: run it in one of the store's threads)."""
+        return Inventory(self.manifests)
 
-    async def get_manifest(self, reference: str, accept: Sequence[str]) -> StoredManifest: ...
-
-    async def stat_blob(self, d: Digest) -> BlobInfo: ...
-
-    def local_path(self, info: BlobInfo) -> Path | None: ...
-
-    def read_blob(self, info: BlobInfo, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]: ...
-
-    def count_sendfile(self, size: int) -> None: ...
-
-    async def tags(self) -> list[str]: ...
-
-    async def referrers(self, subject: Digest, artifact_type: str | None) -> list[Descriptor]: ...
-
-
-class LocalRepository:
-    """A local repository of `registry` seen through the Repository protocol."""
-
-    def __init__(self, registry: Registry, name: str):
-        self.registry, self.name = registry, name
-
-    async def get_manifest(self, reference: str, accept: Sequence[str]) -> StoredManifest:
-        return await self.registry.get_manifest(self.name, reference)
-
-    async def stat_blob(self, d: Digest) -> BlobInfo:
-        return await self.registry.stat_blob(self.name, d)
-
-    def local_path(self, info: BlobInfo) -> Path | None:
-        return self.registry.local_path(info)
-
-    def read_blob(self, info: BlobInfo, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
-        return self.registry.read_blob(info, offset, length)
-
-    def count_sendfile(self, size: int) -> None:
-        pass
-
-    async def tags(self) -> list[str]:
-        return await self.registry.tags(self.name)
-
-    async def referrers(self, subject: Digest, artifact_type: str | None) -> list[Descriptor]:
-        return await self.registry.referrers(self.name, subject, artifact_type)
+    async def claim_eviction(self) -> Lock | None:
+        """The lock that lets one worker at a time evict; None while another holds it."""
+        self.fill_staging()  # its directory holds the lock
+        try:
+            return await self.run(self.uploads.locks.try_lock, paths.EVICT_LOCK)
+        except PathNotFound:
+            return None
