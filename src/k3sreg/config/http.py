@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from k3sreg.config.problems import problem
-from k3sreg.config.values import Duration, GoStr, Section, StrList, split_host_port
+from k3sreg.config.values import Duration, GoStr, Section, StrList, split_listen_address
 from k3sreg.problems import show_value
 
 DEFAULT_DRAIN = 55.0
@@ -105,7 +105,7 @@ class HTTPSettings(Section):
             return value
         if isinstance(value, str):
             try:
-                split_host_port(value)
+                split_listen_address(value)
                 return value.strip()
             except ValueError:
                 pass
@@ -156,4 +156,4 @@ class HTTPSettings(Section):
         """(host, port) to listen on for `net: tcp`; host None means every interface."""
         if self.net != "tcp":
             raise ValueError(f"http.net is {self.net!r}; listen on the socket path http.addr instead")
-        return split_host_port(self.addr)
+        return split_listen_address(self.addr)

@@ -125,8 +125,9 @@ _HOSTPORT = re.compile(rf"^(?:\[(?P<v6>[0-9A-Fa-f:.%\w]+)\]|(?P<host>[^\s:\[\]]*
 _DNS_LABEL = r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
 _REGISTRY_HOST = re.compile(rf"^(?:{_DNS_LABEL}(?:\.{_DNS_LABEL})*|\[[0-9A-Fa-f:.]+\])(?::(?P<port>\d{{1,5}}))?$")
 
-def split_host_port(addr: str) -> tuple[str | None, int]:
-    """`":5000"` -> (None, 5000), `"127.0.0.1:5000"` -> ("127.0.0.1", 5000), `"[::1]:5000"` -> ("::1", 5000).
+def split_listen_address(addr: str) -> tuple[str | None, int]:
+    """A listen address as Go's net.Listen takes it: `":5000"` -> (None, 5000), `"127.0.0.1:5000"` ->
+    ("127.0.0.1", 5000), `"[::1]:5000"` -> ("::1", 5000). (A URL host is split by k3s.endpoints.split_host_port.)
 
     Raises ValueError when `addr` is not host:port with a port from 0 to 65535.
     """
