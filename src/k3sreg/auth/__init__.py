@@ -16,7 +16,6 @@
       controller.py   AccessController: one request's decision (Allowed, or Refused with status and headers)
       certs.py        a CA and the certificates it issues (server, node client, token signer)
       certinfo.py     reading certificates: show, expiry, whether one covers a host
-      files.py        atomic owner-only file writes
 
 Nothing here imports aiohttp or the server, storage, upstream or cli packages (an import-linter contract);
 nothing here logs a password, a token or a private key, and no repr of a credential shows one.

@@ -20,8 +20,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from k3sreg.auth.files import write_private
 from k3sreg.errors import UsageError
+from k3sreg.localfiles import write_file
 
 REGISTRY_LOCALHOST = "registry.localhost"
 LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")
@@ -158,8 +158,8 @@ def write_pair(issued: Issued, cert_path: Path, key_path: Path, force: bool = Fa
             if path.exists():
                 raise UsageError(f"{path} exists; choose another path, or --force to replace it")
     try:
-        write_private(key_path, key_pem(issued.key), 0o600)
-        write_private(cert_path, cert_pem(issued.cert) + chain, 0o644)
+        write_file(key_path, key_pem(issued.key), 0o600, dir_mode=0o700)
+        write_file(cert_path, cert_pem(issued.cert) + chain, 0o644, dir_mode=0o700)
     except OSError as exc:
         raise UsageError(f"cannot write {exc.filename or cert_path}: {exc.strerror}") from None
 

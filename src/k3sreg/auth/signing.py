@@ -30,9 +30,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from k3sreg.auth.files import write_private
 from k3sreg.auth.keys import PrivateKey, PublicKey, algorithms_for, as_public_key, jwk_thumbprint, same_key
 from k3sreg.errors import ConfigError
+from k3sreg.localfiles import write_file
 
 LEEWAY = 60.0
 """Clock skew allowed on `exp` and `nbf`, as Distribution allows it."""
@@ -154,7 +154,7 @@ class KeyRing:
         try:
             if not self.path.exists():
                 with contextlib.suppress(FileExistsError):
-                    write_private(self.path, self._dump([self._new()]), exclusive=True)
+                    write_file(self.path, self._dump([self._new()]), 0o600, exclusive=True, dir_mode=0o700)
             self._load()
         except OSError as exc:
             raise ConfigError([f"auth.token.builtin.keyring: cannot use {self.path}: {exc.strerror}"]) from None
@@ -219,6 +219,6 @@ class KeyRing:
             retire = now + self.lifetime + LEEWAY
             kept = [e if e.retire_at is not None else _Entry(e.kid, e.key, e.created, retire) for e in self._entries]
             entries = [self._new(), *(e for e in kept if e.retire_at is not None and e.retire_at > now)]
-            write_private(self.path, self._dump(entries))
+            write_file(self.path, self._dump(entries), 0o600, dir_mode=0o700)
             self._load()
         return entries[0].kid

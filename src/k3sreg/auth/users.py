@@ -12,9 +12,9 @@ from pathlib import Path
 
 import bcrypt
 
-from k3sreg.auth.files import write_private
 from k3sreg.auth.htpasswd import BCRYPT_MAX_BYTES
 from k3sreg.errors import UsageError
+from k3sreg.localfiles import write_file
 
 DEFAULT_COST = 10
 """bcrypt cost of new entries: Distribution's default (about 60 ms a check on a small server core)."""
@@ -57,7 +57,7 @@ def _write(path: Path, lines: list[bytes]) -> None:
     except FileNotFoundError:
         mode = 0o600
     try:
-        write_private(path, b"".join(line + b"\n" for line in lines), mode)
+        write_file(path, b"".join(line + b"\n" for line in lines), mode, dir_mode=0o700)
     except OSError as exc:
         raise UsageError(f"cannot write {path}: {exc.strerror}") from None
 

@@ -31,13 +31,9 @@ def _read(path: Path, what: str) -> str:
 
 def _write(path: Path, text: str, private: bool) -> None:
     """Write atomically; 0600 when the text holds secrets."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.chmod(tmp, 0o600 if private else 0o644)
-    tmp.replace(path)
+    from k3sreg.localfiles import write_file
+
+    write_file(path, text.encode(), 0o600 if private else 0o644)
 
 
 def _write_dir(out: Path, files: dict[str, str], secret_files: set[str]) -> None:

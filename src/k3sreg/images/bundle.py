@@ -36,6 +36,7 @@ from k3sreg.errors import DigestInvalid, K3sregError, UsageError
 from k3sreg.images.layout import LAYOUT_VERSION, blob_path
 from k3sreg.images.model import CHUNK, CONTAINERD_NAME, REF_NAME, Blob, Image, Node, stream_file
 from k3sreg.images.trees import images_of
+from k3sreg.localfiles import replacing
 from k3sreg.oci import mediatypes as mt
 from k3sreg.oci.digest import Digest, InvalidDigest
 
@@ -98,7 +99,7 @@ class _Counter(io.RawIOBase):
 
 def pack(images: list[Image], read_blob: Callable[[Blob], BinaryIO], out: Path, level: int = 3,
          threads: int = 0, progress: Callable[[int], Any] | None = None) -> int:
-    """Write the bundle of `images` to `out` (through `out.part`, renamed when complete); its size.
+    """Write the bundle of `images` to `out` (through a temporary file, renamed when complete); its size.
 
     `read_blob` opens a blob (from the export's layout); `threads` 0 means one per CPU for compression."""
     nodes: dict[Digest, Node] = {}
@@ -114,11 +115,10 @@ def pack(images: list[Image], read_blob: Callable[[Blob], BinaryIO], out: Path, 
     head: list[tuple[str, bytes]] = [("oci-layout", LAYOUT_VERSION), ("index.json", index_document(images)),
                                      ("checksums.sha256", sums)]
     head += [(f"blobs/sha256/{d.hex}", n.data) for d, n in nodes.items()]
-    part = out.with_name(out.name + ".part")
     compressor = zstandard.ZstdCompressor(level=level, threads=threads or (os.cpu_count() or 1),
                                           write_checksum=True)
     frames: dict[str, Frame] = {}
-    with part.open("wb") as raw:
+    with replacing(out) as raw:
         counter = _Counter(raw)
         writer = compressor.stream_writer(cast(BinaryIO, counter), closefd=False)
         for directory in ("blobs/", "blobs/sha256/"):
@@ -151,11 +151,7 @@ def pack(images: list[Image], read_blob: Callable[[Blob], BinaryIO], out: Path, 
         index_at = counter.count
         raw.write(struct.pack("<II", _SKIP_INDEX, len(index)) + index)
         raw.write(_FOOTER.pack(_SKIP_FOOTER, 16, MARK, index_at))
-        raw.flush()
-        os.fsync(raw.fileno())
-        size = raw.tell()
-    part.replace(out)
-    return size
+        return raw.tell()
 
 
 class BundleReader:

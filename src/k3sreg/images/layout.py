@@ -23,6 +23,7 @@ from typing import Any, BinaryIO
 from k3sreg.errors import DigestInvalid, UsageError
 from k3sreg.images.model import CHUNK, CONTAINERD_NAME, REF_NAME, Blob, Image, Node, stream_file
 from k3sreg.images.trees import images_of
+from k3sreg.localfiles import write_file
 from k3sreg.oci import mediatypes as mt
 from k3sreg.oci.digest import Digest, InvalidDigest
 
@@ -33,13 +34,6 @@ def blob_path(root: Path, digest: Digest) -> Path:
     return root / "blobs" / digest.algorithm / digest.hex
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` through a temporary file and a rename."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-
-
 class LayoutWriter:
     """Writes blobs, manifests and tags into the layout at `root` (created when missing)."""
 
@@ -47,7 +41,7 @@ class LayoutWriter:
         self.root = root
         (root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
         if not (root / "oci-layout").exists():
-            write_atomic(root / "oci-layout", LAYOUT_VERSION)
+            write_file(root / "oci-layout", LAYOUT_VERSION)
         self.entries: dict[str, dict[str, Any]] = {}
         index = root / "index.json"
         if index.exists():
@@ -73,14 +67,14 @@ class LayoutWriter:
         """Store a manifest (bytes already checked against `digest`)."""
         path = blob_path(self.root, digest)
         if not path.exists():
-            write_atomic(path, data)
+            write_file(path, data)
 
     def tag(self, name: str, digest: Digest, media_type: str, size: int) -> None:
         """Point `name` (full reference) at a manifest and rewrite index.json."""
         self.entries[name] = {"mediaType": media_type, "digest": str(digest), "size": size,
                               "annotations": {REF_NAME: name, CONTAINERD_NAME: name}}
         doc = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": list(self.entries.values())}
-        write_atomic(self.root / "index.json", json.dumps(doc, indent=1).encode())
+        write_file(self.root / "index.json", json.dumps(doc, indent=1).encode())
 
 
 def _index_entries(root: Path) -> list[dict[str, Any]]:

@@ -23,6 +23,7 @@ from typing import BinaryIO
 
 from k3sreg.images.model import CONTAINERD_NAME, REF_NAME, BlobSource, Image, Node
 from k3sreg.images.trees import filtered_index
+from k3sreg.localfiles import replacing
 from k3sreg.oci import mediatypes as mt
 from k3sreg.oci.digest import Digest
 
@@ -33,8 +34,7 @@ COPY_BUFFER = 1 << 20
 
 def write_tar(out: Path, members: Iterable[Member], mtime: int) -> None:
     """A plain tar of `members` (name and a file, bytes, or (size, opener)) in the given order."""
-    tmp = out.with_name(out.name + ".tmp")
-    with tarfile.open(tmp, mode="w", format=tarfile.PAX_FORMAT) as tar:
+    with replacing(out) as raw, tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
         tar.copybufsize = COPY_BUFFER  # type: ignore[attr-defined]
         dirs: set[str] = set()
         for name, source in members:
@@ -60,7 +60,6 @@ def write_tar(out: Path, members: Iterable[Member], mtime: int) -> None:
                 info.size, opener = source
             with opener() as f:
                 tar.addfile(info, f)
-    tmp.replace(out)
 
 
 def docker_manifest(config: str, layers: list[str], name: str) -> bytes:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from k3sreg.errors import ConfigError
 from k3sreg.k3s.render import header_line
+from k3sreg.localfiles import write_file
 
 
 @dataclass
@@ -73,12 +74,7 @@ def apply_hosts(certs_dir: Path, files: Mapping[str, str], program: str = "k3s")
             applied.unchanged.append(rel)
             continue
         target = certs_dir / rel
-        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(content)
-        tmp.replace(target)
+        write_file(target, content.encode(), 0o600, dir_mode=0o700)
         applied.written.append(rel)
     return applied
 
