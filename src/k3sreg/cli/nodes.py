@@ -146,7 +146,7 @@ def _finish(command: str, results: Sequence[NodeResult]) -> None:
         sys.exit(FOUND)
 
 
-def _desired(registries: Path, as_json: bool) -> bytes:
+def _desired(registries: Path) -> bytes:
     from k3sreg.k3s.rollout.desired import load_desired
 
     content, warnings = load_desired(registries)
@@ -167,7 +167,7 @@ def plan(
     from k3sreg.k3s.rollout import plan as plan_nodes
     from k3sreg.k3s.rollout.desired import hot_render
 
-    desired = _desired(registries, as_json)
+    desired = _desired(registries)
     render = hot_render(desired, str(registries)) if hot else None
     nodes = _nodes(inventory, node)
     results = _run(nodes, as_json, lambda p: plan_nodes(nodes, desired, ssh, render, p))
@@ -190,7 +190,7 @@ def apply(
     from k3sreg.k3s.rollout import apply as apply_nodes
     from k3sreg.k3s.rollout.desired import hot_caveats, hot_render
 
-    desired = _desired(registries, as_json)
+    desired = _desired(registries)
     render = hot_render(desired, str(registries)) if hot else None
     for caveat in hot_caveats(desired) if hot else []:
         typer.echo(f"warning: {caveat}", err=True)
@@ -211,7 +211,7 @@ def status(
     """Drift report: which nodes carry the desired file, which differ, which are unreachable (exit 1 if any)."""
     from k3sreg.k3s.rollout import status as status_nodes
 
-    desired = _desired(registries, as_json)
+    desired = _desired(registries)
     nodes = _nodes(inventory, node)
     results = _run(nodes, as_json, lambda p: status_nodes(nodes, desired, ssh, p))
     _report("status", results, as_json, show_diff=True)
