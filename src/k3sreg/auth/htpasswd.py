@@ -155,7 +155,7 @@ class HtpasswdFile:
         data = self.current()
         secret = password.encode("utf-8")[:BCRYPT_MAX_BYTES]
         entry = data.entries.get(user)
-        mac = hashlib.blake2b(user.encode("utf-8") + b"\0" + secret, key=self._key, digest_size=32).digest()
+        mac = self._mac(user, secret)
         if entry is not None and self._remembered(mac, entry):
             return Principal(user, "basic")
         if not secret:
@@ -169,6 +169,17 @@ class HtpasswdFile:
             return Denial(Reason.WRONG_PASSWORD, user=user)
         self._remember(mac, user, entry)
         return Principal(user, "basic")
+
+    def remembered(self, user: str, password: str) -> bool:
+        """True when `verify` would answer from its memory of a recent success, without running bcrypt."""
+        entry = self.current().entries.get(user)
+        if entry is None:
+            return False
+        secret = password.encode("utf-8")[:BCRYPT_MAX_BYTES]
+        return self._remembered(self._mac(user, secret), entry)
+
+    def _mac(self, user: str, secret: bytes) -> bytes:
+        return hashlib.blake2b(user.encode("utf-8") + b"\0" + secret, key=self._key, digest_size=32).digest()
 
     def _remembered(self, mac: bytes, entry: bytes) -> bool:
         with self._lock:

@@ -150,7 +150,23 @@ def test_anonymous_without_rules_gets_nothing(basic: HtpasswdFile) -> None:
     controller = AccessController("htpasswd", HtpasswdAuthenticator(basic, anonymous=True), "k3sreg")
     found = controller.decide(request("GET", Route.MANIFEST, "public/x", []))
     assert isinstance(found, Refused) and found.status == 401
-    assert isinstance(controller.decide(request("GET", Route.BASE, None, [])), Allowed)
+    base = controller.decide(request("GET", Route.BASE, None, []))
+    assert isinstance(base, Refused) and base.status == 401
+
+
+def test_base_route_challenges_anonymous_callers_that_rules_let_pull(basic: HtpasswdFile) -> None:
+    """`/v2/` answers anonymous callers with the challenge (clients decide there to log in), while their rules
+    still let them pull; `Basic :` (containers/image without credentials) counts as anonymous, not as a failure."""
+    limiter = LoginLimiter(burst=1, rate=0.01)
+    controller = AccessController("htpasswd", HtpasswdAuthenticator(basic, anonymous=True), "k3sreg", rules=RULES,
+                                  limiter=limiter)
+    for auth in ([], ["Basic Og=="]):
+        base = controller.decide(request("GET", Route.BASE, None, auth))
+        assert isinstance(base, Refused) and base.headers == {"WWW-Authenticate": 'Basic realm="k3sreg"'}
+        assert isinstance(controller.decide(request("GET", Route.MANIFEST, "public/x", auth)), Allowed)
+    assert limiter.tracked() == 0
+    assert isinstance(controller.decide(request("GET", Route.BASE, None, [basic_authorization("alice", PASSWORD)])),
+                      Allowed)
 
 
 def test_htpasswd_with_rules(basic: HtpasswdFile) -> None:
