@@ -90,6 +90,7 @@ def site(netns: NetNs, oci_layout: TestLayout, tmp_path_factory: pytest.TempPath
 
 def authfile(directory: Path, host: str, user: str) -> Path:
     """A containers-auth.json holding `user`'s credentials for `host` (0600, as podman login writes it)."""
+    directory.mkdir(parents=True, exist_ok=True)
     path = directory / "auth.json"
     token = base64.b64encode(creds(user).encode()).decode()
     path.write_text(json.dumps({"auths": {host: {"auth": token}}}))
@@ -168,7 +169,7 @@ def test_containerd_pulls_with_user_through_hosts_toml(site: Site, variant: str,
     hosts = tmp_path / "certs.d"
     write_hosts_toml(hosts, reg.host, reg.url)
     ref = f"{reg.host}/team/base:1"
-    with pytest.raises(CtrError, match=r"(?i)unauthorized|401"):
+    with pytest.raises(CtrError, match=r"(?i)unauthorized|401|access denied"):
         ctd.pull(ref, hosts)
     ctd.pull(ref, hosts, extra=["--user", creds("nodes")])
     assert ctd.images()[ref] == oci_layout.single.digest
