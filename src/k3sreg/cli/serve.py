@@ -78,6 +78,12 @@ def _serve(settings: Settings, workers: int) -> None:
     say(f"k3sreg listening on {scheme}://{where}{note} (storage: {storage}, workers: {workers})")
     say(f"push an image:  skopeo copy{tls_flag} oci:./layout:1 docker://{where}/library/demo:1")
     _show_upstreams(settings, say)
+    if settings.http.tls is not None and settings.http.tls.certificate:
+        from k3sreg.server.tlsreload import expiry_warning
+
+        warning = expiry_warning(settings.http.tls.certificate)
+        if warning:
+            say(f"warning: {warning}")
     run(settings, sock, workers)
 
 

@@ -3,7 +3,8 @@
     parent: bind(addr) ──fork──► worker 1 ─┐
                        ──fork──► worker 2 ─┼─ accept() on the same listening socket (the kernel spreads
                        ...                 ┘  connections); workers share state only through the storage
-The parent restarts a worker that dies and stops them all on SIGINT/SIGTERM.
+The parent restarts a worker that dies, stops them all on SIGINT/SIGTERM, and passes SIGHUP on (each worker
+then reloads its TLS certificate: server/tlsreload.py).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import sys
 import time
 
 from k3sreg.config import Settings
-from k3sreg.server import protocol
+from k3sreg.server import protocol, tlsreload
 from k3sreg.server.app import create_app
 from k3sreg.server.logformat import ACCESS_LOG_FORMAT, make_formatter
 
@@ -81,7 +82,12 @@ def _serve_one(settings: Settings, sock: socket.socket) -> None:
 
             asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     access_log = None if settings.log.accesslog.disabled else logging.getLogger("aiohttp.access")
-    protocol.run(create_app(settings), sock, ssl_context(settings), access_log,
+    app, ctx, tls = create_app(settings), ssl_context(settings), settings.http.tls
+    if ctx is not None and tls is not None:
+        tlsreload.install(app, tlsreload.CertificateReloader(ctx, tls.certificate, tls.key))  # SIGHUP reloads
+    else:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # nothing to reload; a daemon survives a hangup
+    protocol.run(app, sock, ctx, access_log,
                  shutdown_timeout=settings.http.draintimeout or 5.0, access_log_format=ACCESS_LOG_FORMAT)
 
 
@@ -99,6 +105,7 @@ def serve(settings: Settings, sock: socket.socket, workers: int) -> None:
         if pid == 0:
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the worker's loop takes it
             _die_with_parent(parent)
             try:
                 _serve_one(settings, sock)
@@ -115,8 +122,14 @@ def serve(settings: Settings, sock: socket.socket, workers: int) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
 
+    def hangup(_signum: int, _frame: object) -> None:
+        for pid in list(children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGHUP)
+
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGHUP, hangup)  # every worker reloads its certificate
     for index in range(workers):
         spawn(index)
     while children:
