@@ -24,7 +24,7 @@ COLUMNS = (K3SREG, DOCKER_REGISTRY, NGINX)
 class Target:
     """What k3sreg's median must satisfy: a ratio to another column (`min`/`max`), or an absolute bound."""
 
-    kind: Literal["ratio_min", "ratio_max", "abs_max", "abs_eq"]
+    kind: Literal["ratio_min", "ratio_max", "abs_max", "abs_min", "abs_eq"]
     value: float
     reference: str = DOCKER_REGISTRY
     text: str = ""
@@ -39,6 +39,8 @@ class Target:
             return f"≤{self.value:.2g}x {self.reference}"
         if self.kind == "abs_max":
             return f"≤{self.value:g}"
+        if self.kind == "abs_min":
+            return f"≥{self.value:g}"
         return f"={self.value:g}"
 
     def check(self, medians: dict[str, float]) -> bool | None:
@@ -48,6 +50,8 @@ class Target:
             return None
         if self.kind == "abs_max":
             return mine <= self.value
+        if self.kind == "abs_min":
+            return mine >= self.value
         if self.kind == "abs_eq":
             return mine == self.value
         other = medians.get(self.reference)

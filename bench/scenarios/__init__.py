@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 
 from bench.context import Context
 from bench.report import Results
-from bench.scenarios import core, proxy, startup
+from bench.scenarios import auth, core, proxy, startup
 
 Scenario = Callable[[Context, Results], Awaitable[None]]
 
@@ -20,4 +20,5 @@ SCENARIOS: dict[str, Scenario] = {
     "core": core.run,
     "proxy": proxy.run,
     "startup": startup.run,
+    "auth": auth.run,
 }

@@ -9,6 +9,8 @@ Passwords are checked with bcrypt, also for unknown users (against a dummy hash 
 an answer takes as long whether or not the user exists. A success is remembered (keyed by a keyed BLAKE2b of
 the credentials under a per-process random key, for `SUCCESS_TTL` seconds, and only while the user's entry is
 unchanged), so a client that sends Basic credentials on every request costs one bcrypt, not one per request.
+Requests that arrive with the same credentials while their first check runs wait for its answer: a client
+opening 32 connections at once costs one bcrypt, not 32.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from k3sreg.errors import ConfigError
 BCRYPT_MAX_BYTES = 72
 """bcrypt reads at most this many bytes of a password; Apache's `htpasswd -B` and Distribution 2.8 ignore the rest."""
 SUCCESS_TTL = 300.0
+CHECK_WAIT = 30.0
+"""Longest a check waits for the same credentials' bcrypt running in another thread."""
 SUCCESS_CACHE_SIZE = 1024
 _BCRYPT = re.compile(rb"^\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}$")
 _OTHER_KINDS = (
@@ -115,6 +119,7 @@ class HtpasswdFile:
         self._key = secrets.token_bytes(32)
         self._successes: collections.OrderedDict[bytes, tuple[str, bytes, float]] = collections.OrderedDict()
         self._dummies: dict[int, bytes] = {}
+        self._running: dict[bytes, threading.Event] = {}
         try:
             self._data = self._read()
         except OSError as exc:
@@ -165,10 +170,26 @@ class HtpasswdFile:
             bcrypt.checkpw(secret, self._dummy(data))
             reason = Reason.UNUSABLE_ENTRY if user in data.unusable else Reason.UNKNOWN_USER
             return Denial(reason, user=user)
-        if not bcrypt.checkpw(secret, entry):
+        with self._lock:
+            running = self._running.get(mac)
+            first = running is None
+            if running is None:
+                running = self._running[mac] = threading.Event()
+        if not first:
+            # The same credentials are being checked: their answer is this one (no second bcrypt).
+            running.wait(CHECK_WAIT)
+            if self._remembered(mac, entry):
+                return Principal(user, "basic")
             return Denial(Reason.WRONG_PASSWORD, user=user)
-        self._remember(mac, user, entry)
-        return Principal(user, "basic")
+        try:
+            if not bcrypt.checkpw(secret, entry):
+                return Denial(Reason.WRONG_PASSWORD, user=user)
+            self._remember(mac, user, entry)
+            return Principal(user, "basic")
+        finally:
+            with self._lock:
+                del self._running[mac]
+            running.set()
 
     def remembered(self, user: str, password: str) -> bool:
         """True when `verify` would answer from its memory of a recent success, without running bcrypt."""

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import bcrypt
@@ -71,6 +74,34 @@ def test_success_is_remembered_until_the_entry_changes(htpasswd_path: Path, monk
     htpasswd_path.write_bytes(bcrypt_entry("alice", OTHER_PASSWORD) + b"\n")
     assert isinstance(users.verify("alice", PASSWORD), Denial)
     assert isinstance(users.verify("alice", OTHER_PASSWORD), Principal)
+
+
+def test_concurrent_checks_of_the_same_credentials_cost_one_bcrypt(htpasswd_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Twelve threads logging in with the same credentials at once (a client opening many connections) run one
+    bcrypt and all get in; the same with a wrong password: one bcrypt, all refused."""
+    users = HtpasswdFile(htpasswd_path)
+    gate = threading.Event()
+    real = bcrypt.checkpw
+    calls: list[bytes] = []
+
+    def slow(password: bytes, hashed: bytes) -> bool:
+        calls.append(hashed)
+        gate.wait(5)  # every other thread arrives while this check runs
+        return real(password, hashed)
+
+    monkeypatch.setattr(bcrypt, "checkpw", slow)
+    for password, kind in ((PASSWORD, Principal), ("wrong-one", Denial)):
+        calls.clear()
+        gate.clear()
+        with concurrent.futures.ThreadPoolExecutor(12) as pool:
+            futures = [pool.submit(users.verify, "alice", password) for _ in range(12)]
+            while not calls:
+                time.sleep(0.01)
+            time.sleep(0.2)
+            gate.set()
+            found = [f.result() for f in futures]
+        assert len(calls) == 1 and all(isinstance(f, kind) for f in found)
 
 
 def test_remembered_success_expires(htpasswd_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
