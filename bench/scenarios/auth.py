@@ -6,7 +6,8 @@ rootcertbundle), with the issue's `access` rules.
 
 The three servers of an implementation share one data directory (the manifest is pushed once, without auth).
 Each round measures the three modes back to back on each implementation; the share rows are each round's
-req/s with auth over req/s without, whose median must stay at or above 85% for k3sreg.
+req/s with auth over req/s without, whose median must stay at or above 85% for k3sreg. The server's CPU time
+per request (its whole process tree) is the steadier comparison on a busy machine.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from bench import client, content
 from bench.content import MANIFEST_ACCEPT, SmallBlob
 from bench.context import Context
 from bench.load import run_wrk
-from bench.procs import StartError
+from bench.procs import StartError, cpu_seconds
 from bench.report import Figure, Results, Target
 from bench.servers import DOCKER_REGISTRY, K3SREG, Server, k3sreg_binary, start_docker_registry, start_k3sreg
 
@@ -45,6 +46,8 @@ def _declare(results: Results, ctx: Context) -> None:
                            "req/s", True))
     results.declare(Figure("auth.token.rps", f"manifest GET by tag, c{c}, token (Bearer each request)",
                            "req/s", True))
+    for mode in MODES:
+        results.declare(Figure(f"auth.{mode}.cpu", f"server CPU per manifest GET, {mode}", "µs", False))
     share = Target("abs_min", TARGET_SHARE, text=f"≥{TARGET_SHARE:g}% of no auth")
     results.declare(Figure("auth.htpasswd.share", "htpasswd: req/s as % of no auth", "%", True, share))
     results.declare(Figure("auth.token.share", "token: req/s as % of no auth", "%", True, share))
@@ -151,6 +154,7 @@ async def run(ctx: Context, results: Results) -> None:
             for name, by_mode in servers.items():
                 rps: dict[str, float] = {}
                 for mode, server in by_mode.items():
+                    before = cpu_seconds(server.pid)
                     try:
                         result = await run_wrk(f"{server.url}/v2/{APP}/manifests/latest", ctx.workdir,
                                                accept=MANIFEST_ACCEPT, threads=cfg.wrk_threads,
@@ -161,6 +165,7 @@ async def run(ctx: Context, results: Results) -> None:
                         continue
                     rps[mode] = result.rps
                     results[f"auth.{mode}.rps"].add(name, result.rps)
+                    results[f"auth.{mode}.cpu"].add(name, (cpu_seconds(server.pid) - before) / result.requests * 1e6)
                 for mode in ("htpasswd", "token"):
                     if mode in rps and rps.get("none"):
                         results[f"auth.{mode}.share"].add(name, 100 * rps[mode] / rps["none"])

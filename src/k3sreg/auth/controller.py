@@ -14,11 +14,17 @@ again would not help), and an address with too many failed logins gets 429 befor
 Authorization header: without one, the Bearer challenge; with one, everything is allowed.
 
 `costly` tells a server whether a decision may run bcrypt (a password not checked recently), so that it can
-take such decisions off its event loop and every other decision inline.
+take such decisions off its event loop and every other decision inline. An allowed decision is remembered for
+the same Authorization values and needs (`remembered`, up to DECISION_TTL, never past a token's expiry, and
+forgotten when the htpasswd file changes), so that a client sending the same credentials on every request
+costs a dictionary lookup per request. An address past the failed-login limit is never answered from memory.
 """
 
 from __future__ import annotations
 
+import collections
+import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -31,6 +37,10 @@ from k3sreg.auth.ratelimit import LoginLimiter
 from k3sreg.auth.rules import AccessRules
 from k3sreg.auth.tokens import TokenVerifier
 
+DECISION_TTL = 60.0
+"""Seconds an allowed decision is reused for identical requests (a changed htpasswd file ends it sooner)."""
+DECISION_CACHE = 4096
+
 
 class Authenticator(Protocol):
     """Turns the Authorization header values of a request into a principal, or a denial saying why not."""
@@ -41,6 +51,10 @@ class Authenticator(Protocol):
 
     def costly(self, authorization: Sequence[str]) -> bool:
         """True when `authenticate` may have to run bcrypt for these values (cheap to ask)."""
+        ...
+
+    def version(self) -> int:
+        """A number that changes whenever an earlier answer of `authenticate` may no longer hold."""
         ...
 
 
@@ -67,6 +81,10 @@ class HtpasswdAuthenticator:
         found = parse_authorization(authorization)
         return isinstance(found, BasicCredentials) and not self.users.remembered(found.user, found.password)
 
+    def version(self) -> int:
+        """The htpasswd file's reading (looked at most once a second)."""
+        return self.users.recent_generation()
+
 
 class TokenAuthenticator:
     """Bearer tokens checked by a `TokenVerifier`."""
@@ -87,6 +105,10 @@ class TokenAuthenticator:
         """Never: a signature check takes well under a millisecond, and passed tokens are remembered."""
         return False
 
+    def version(self) -> int:
+        """Always 0: a token carries its own expiry."""
+        return 0
+
 
 SILLY = Principal("silly", "basic")
 """Who a request of `auth.silly` acts for."""
@@ -102,6 +124,10 @@ class SillyAuthenticator:
     def costly(self, authorization: Sequence[str]) -> bool:
         """Never."""
         return False
+
+    def version(self) -> int:
+        """Always 0."""
+        return 0
 
 
 def missing_access(principal: Principal, need: Sequence[Access], rules: AccessRules | None) -> tuple[Access, ...]:
@@ -157,9 +183,43 @@ class AccessController:
         self.rules = rules
         self.limiter = limiter
         self.autoredirect_path = autoredirect_path
+        self._lock = threading.Lock()
+        self._memo: collections.OrderedDict[tuple[tuple[str, ...], tuple[Access, ...]],
+                                            tuple[Allowed, float, int]] = collections.OrderedDict()
+
+    def remembered(self, request: RequestInfo) -> Allowed | None:
+        """The allowed decision taken for the same Authorization values and needs, while it still holds."""
+        key = (tuple(request.authorization), request.need)
+        hit = self._memo.get(key)
+        if hit is None:
+            return None
+        allowed, until, version = hit
+        if time.monotonic() >= until or version != self.authenticator.version() or (
+                self.limiter is not None and request.authorization and self.limiter.limited(request.client)):
+            with self._lock:
+                self._memo.pop(key, None)
+            return None
+        return allowed
+
+    def _remember(self, request: RequestInfo, allowed: Allowed, version: int) -> None:
+        now = time.monotonic()
+        until = now + DECISION_TTL
+        if allowed.principal.expires is not None:
+            until = min(until, now + allowed.principal.expires - time.time())
+        with self._lock:
+            self._memo[(tuple(request.authorization), request.need)] = (allowed, until, version)
+            while len(self._memo) > DECISION_CACHE:
+                self._memo.popitem(last=False)
 
     def decide(self, request: RequestInfo) -> Allowed | Refused:
-        """Allowed, or the refusal to answer with."""
+        """Allowed (remembered for the next request like this one), or the refusal to answer with."""
+        version = self.authenticator.version()
+        found = self._decide(request)
+        if isinstance(found, Allowed):
+            self._remember(request, found, version)
+        return found
+
+    def _decide(self, request: RequestInfo) -> Allowed | Refused:
         if self.limiter is not None and request.authorization and self.kind == "htpasswd":
             wait = self.limiter.retry_after(request.client)
             if wait > 0:

@@ -35,6 +35,8 @@ from k3sreg.errors import ConfigError
 BCRYPT_MAX_BYTES = 72
 """bcrypt reads at most this many bytes of a password; Apache's `htpasswd -B` and Distribution 2.8 ignore the rest."""
 SUCCESS_TTL = 300.0
+RECHECK = 1.0
+"""Most seconds a remembered decision may go on after the file changed (see `recent_generation`)."""
 CHECK_WAIT = 30.0
 """Longest a check waits for the same credentials' bcrypt running in another thread."""
 SUCCESS_CACHE_SIZE = 1024
@@ -120,6 +122,7 @@ class HtpasswdFile:
         self._successes: collections.OrderedDict[bytes, tuple[str, bytes, float]] = collections.OrderedDict()
         self._dummies: dict[int, bytes] = {}
         self._running: dict[bytes, threading.Event] = {}
+        self._looked = float("-inf")
         try:
             self._data = self._read()
         except OSError as exc:
@@ -154,6 +157,14 @@ class HtpasswdFile:
                     self._read_error = f"{self.path}: cannot read it ({exc.strerror}); the previous users stay " \
                                        "in force"
         return self._data
+
+    def recent_generation(self) -> int:
+        """`generation` after a look at the file, taken at most once every RECHECK seconds (cheap per request)."""
+        now = self._clock()
+        if now - self._looked >= RECHECK:
+            self._looked = now
+            self.current()
+        return self.generation
 
     def verify(self, user: str, password: str) -> Principal | Denial:
         """The principal when `password` is `user`'s, else a denial; as slow for unknown users as for known."""

@@ -12,8 +12,8 @@ validating a file without TLS settings stays fast.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 

@@ -7,7 +7,7 @@
                    ▼                                                              the caller must still be known
     need = required_access(method, route, repository, mount `from`)
                    ▼
-    decide: inline, or in a thread when a password must go through bcrypt
+    decide: remembered, else inline, or in a thread when a password must go through bcrypt
        ├── Refused ─► one log line (user, client, repository, action, reason) ─► 401 / 403 / 429, OCI body
        └── Allowed ─► the principal and the catalog filter kept on the request ─► handler
 
@@ -30,7 +30,7 @@ from prometheus_client import Counter
 
 from k3sreg import errors
 from k3sreg.auth.controller import Allowed, Refused, RequestInfo
-from k3sreg.auth.model import Access, Denial, Reason
+from k3sreg.auth.model import CATALOG, Access, Denial, Reason
 from k3sreg.auth.scopes import Route, required_access
 from k3sreg.auth.setup import AccessSetup
 from k3sreg.server import routes
@@ -55,11 +55,13 @@ _STATUS_ERRORS: dict[int, type[errors.RegistryError]] = {401: errors.Unauthorize
 def needed(request: web.Request, route: routes.Route, repository: str | None) -> tuple[Access, ...]:
     """What the request needs: `auth.scopes.REQUIRED` for its route and method; an unknown path only a known caller."""
     kind = _SCOPE_ROUTES.get(route.kind)
+    mount_from = None
     if route.kind == "upload":
         kind = Route.UPLOAD_START if request.method == "POST" and not route.ref else Route.UPLOAD
+        if kind is Route.UPLOAD_START and request.query.get("mount"):
+            mount_from = routes.mount_source(request.query.get("from"))
     if kind is None:
         return ()
-    mount_from = routes.mount_source(request.query.get("from")) if request.query.get("mount") else None
     return required_access(request.method, kind, repository, mount_from)
 
 
@@ -118,20 +120,22 @@ def make_access_middleware(setup: AccessSetup, locate: Locator) -> Callable[...,
         forwarded = request.headers.get("X-Forwarded-Proto") or request.scheme
         info = RequestInfo(request.headers.getall("Authorization", []), need, client_of(request), request.host,
                            forwarded)
-        if controller.costly(info):
-            decision = await asyncio.get_running_loop().run_in_executor(None, controller.decide, info)
-        else:
-            decision = controller.decide(info)
-        if setup.users:
-            report_problems()
+        decision: Allowed | Refused | None = controller.remembered(info)
+        if decision is None:
+            if controller.costly(info):
+                decision = await asyncio.get_running_loop().run_in_executor(None, controller.decide, info)
+            else:
+                decision = controller.decide(info)
+            if setup.users:
+                report_problems()
         if isinstance(decision, Refused):
             log_denial(request, decision.denial, need)
             raise refusal(decision)
-        assert isinstance(decision, Allowed)
         request[PRINCIPAL] = decision.principal
-        visible = controller.catalog_filter(decision.principal)
-        if visible is not None:
-            request[CATALOG_FILTER] = visible
+        if need == (CATALOG,):
+            visible = controller.catalog_filter(decision.principal)
+            if visible is not None:
+                request[CATALOG_FILTER] = visible
         if later is not None:
             raise later
         return await handler(request)
