@@ -194,10 +194,11 @@ class AccessController:
         if hit is None:
             return None
         allowed, until, version = hit
-        if time.monotonic() >= until or version != self.authenticator.version() or (
-                self.limiter is not None and request.authorization and self.limiter.limited(request.client)):
+        if time.monotonic() >= until or version != self.authenticator.version():
             with self._lock:
                 self._memo.pop(key, None)
+            return None
+        if self.limiter is not None and request.authorization and self.limiter.limited(request.client):
             return None
         return allowed
 
