@@ -30,7 +30,6 @@ from pathlib import Path
 import bcrypt
 
 from k3sreg.auth.model import Denial, Principal, Reason
-from k3sreg.errors import ConfigError
 
 BCRYPT_MAX_BYTES = 72
 """bcrypt reads at most this many bytes of a password; Apache's `htpasswd -B` and Distribution 2.8 ignore the rest."""
@@ -106,8 +105,9 @@ def _stamp(st: os.stat_result) -> tuple[int, int, int, int]:
 class HtpasswdFile:
     """An htpasswd file, re-read whenever its mtime, size or inode changes (one `stat` per check).
 
-    Construction reads it and raises ConfigError when it cannot be read. Later, a file that has become
-    unreadable leaves the last good reading in force and its problem in `problems`.
+    A file that cannot be read at construction (missing, a directory as in Debian's stock config.yml) lets
+    nobody in, as docker-registry does, until it can be read; `problems` says so, with the fix. Later, a file
+    that has become unreadable leaves the last good reading in force and its problem in `problems`.
     """
 
     def __init__(self, path: str | Path, clock: Callable[[], float] = time.monotonic) -> None:
@@ -123,11 +123,11 @@ class HtpasswdFile:
         self._dummies: dict[int, bytes] = {}
         self._running: dict[bytes, threading.Event] = {}
         self._looked = float("-inf")
+        self._data = HtpasswdData({}, frozenset(), ())
         try:
             self._data = self._read()
         except OSError as exc:
-            raise ConfigError([f"auth.htpasswd.path: cannot read {self.path}: {exc.strerror}; create it "
-                               f"with `k3sreg htpasswd set {self.path} USER`"]) from None
+            self._read_error = self._unreadable(exc)
 
     def _read(self) -> HtpasswdData:
         st = os.stat(self._where)
@@ -146,7 +146,7 @@ class HtpasswdFile:
         try:
             changed = _stamp(os.stat(self._where)) != self._stamp
         except OSError as exc:
-            self._read_error = f"{self.path}: cannot read it ({exc.strerror}); the previous users stay in force"
+            self._read_error = self._unreadable(exc)
             return self._data
         if changed:
             with self._lock:
@@ -154,9 +154,14 @@ class HtpasswdFile:
                     self._data = self._read()
                     self._read_error = ""
                 except OSError as exc:
-                    self._read_error = f"{self.path}: cannot read it ({exc.strerror}); the previous users stay " \
-                                       "in force"
+                    self._read_error = self._unreadable(exc)
         return self._data
+
+    def _unreadable(self, exc: OSError) -> str:
+        if self.generation == 0:
+            return (f"{self.path}: cannot read it ({exc.strerror}), so nobody can log in; create it with "
+                    f"`k3sreg htpasswd set {self.path} USER` (it is read as soon as it exists)")
+        return f"{self.path}: cannot read it ({exc.strerror}); the previous users stay in force"
 
     def recent_generation(self) -> int:
         """`generation` after a look at the file, taken at most once every RECHECK seconds (cheap per request)."""

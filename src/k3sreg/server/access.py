@@ -98,7 +98,10 @@ def protected(path: str) -> bool:
 def make_access_middleware(setup: AccessSetup, locate: Locator) -> Callable[..., Awaitable[web.StreamResponse]]:
     """The middleware enforcing `setup` on every `/v2` request (see the module docstring)."""
     controller = setup.controller
-    reported = [0] * len(setup.users)
+    reported = [users.generation for users in setup.users]
+    for users in setup.users:
+        for problem in users.problems:
+            log.warning("htpasswd: %s", problem)
 
     def report_problems() -> None:
         for i, users in enumerate(setup.users):

@@ -14,7 +14,6 @@ import pytest
 
 from k3sreg.auth.htpasswd import HtpasswdFile, hash_kind, parse_htpasswd
 from k3sreg.auth.model import Denial, Principal, Reason
-from k3sreg.errors import ConfigError
 from tests.unit.auth.conftest import OTHER_PASSWORD, PASSWORD, SECRETS, bcrypt_entry
 
 
@@ -142,11 +141,17 @@ def test_unreadable_file_keeps_the_last_users(htpasswd_path: Path) -> None:
     assert any("cannot read" in p for p in users.problems)
 
 
-def test_missing_file_at_start_is_a_config_error(tmp_path: Path) -> None:
-    """A missing file is refused at start with the fix (Distribution would invent a user and log its password)."""
-    with pytest.raises(ConfigError) as err:
-        HtpasswdFile(tmp_path / "nope")
-    assert "k3sreg htpasswd set" in str(err.value)
+def test_a_file_unreadable_at_start_lets_nobody_in_until_it_exists(tmp_path: Path) -> None:
+    """A missing file, or a directory (Debian's stock config.yml names /etc/docker/registry), starts with no
+    user (no invented one either), says how to fix it, and is read as soon as it exists."""
+    for path in (tmp_path / "nope", tmp_path):
+        users = HtpasswdFile(path)
+        assert isinstance(users.verify("alice", PASSWORD), Denial)
+        assert any("nobody can log in" in p and "k3sreg htpasswd set" in p for p in users.problems)
+    late = tmp_path / "late"
+    users = HtpasswdFile(late)
+    late.write_bytes(bcrypt_entry("alice", PASSWORD) + b"\n")
+    assert isinstance(users.verify("alice", PASSWORD), Principal) and users.problems == ()
 
 
 @pytest.mark.parametrize(("value", "kind"), [
