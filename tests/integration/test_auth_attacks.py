@@ -473,3 +473,15 @@ def children(pid: int) -> list[int]:
         return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     except OSError:
         return []
+
+
+def test_probes_and_metrics_need_no_credentials_and_name_nobody(world: World) -> None:
+    """/debug/health and /metrics answer without credentials (Kubernetes probes, Prometheus); the metrics
+    count denials by reason but name no user and no repository."""
+    for server in ("basic", "token"):
+        url = world.servers[server].url
+        assert send(url, "GET", "/debug/health", source=next_source()).status == 200
+        metrics = send(url, "GET", "/metrics", source=next_source())
+        assert metrics.status == 200 and b"k3sreg_auth_denials_total" in metrics.body
+        for name in ("admin", "reader", "hubuser", "secret/app", "public/app"):
+            assert name.encode() not in metrics.body, name
