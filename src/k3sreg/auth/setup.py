@@ -114,3 +114,21 @@ def build_access(auth: AuthSettings, access: Sequence[AccessRuleSettings], host:
     controller = AccessController("token", TokenAuthenticator(verifier), realm, token.service, rules=rules,
                                   limiter=limiter, autoredirect_path=auto_path)
     return AccessSetup(controller, service, paths, files)
+
+
+def describe(auth: AuthSettings, access: Sequence[AccessRuleSettings]) -> str:
+    """One line for `serve`'s start-up: which controller, its files, the rules."""
+    rules = f"{len(access)} access rule{'s' if len(access) != 1 else ''}" if access else "no access rules"
+    if auth.htpasswd is not None:
+        return f"htpasswd {auth.htpasswd.path} (realm {auth.htpasswd.realm!r}), {rules}"
+    if auth.silly is not None:
+        return "silly: any Authorization header passes (development only)"
+    token = auth.token
+    assert token is not None
+    trusted = [f for f in (token.rootcertbundle, token.jwks) if f]
+    parts = [f"token for service {token.service!r} from issuer {token.issuer!r}"]
+    if trusted:
+        parts.append("trusting " + " and ".join(trusted))
+    if token.builtin is not None:
+        parts.append(f"built-in service at {TOKEN_PATH} for the users of {token.builtin.htpasswd}")
+    return ", ".join(parts) + f", {rules}"

@@ -74,10 +74,15 @@ def _serve(settings: Settings, workers: int) -> None:
     storage = (str(settings.storage.filesystem.rootdirectory.resolve()) if settings.storage.filesystem
                else settings.storage.driver)
     tls_flag = "" if scheme == "https" else " --dest-tls-verify=false"
+    tls_flag += " --dest-creds USER" if settings.auth is not None else ""
     say = _announcer(settings)
     say(f"k3sreg listening on {scheme}://{where}{note} (storage: {storage}, workers: {workers})")
     say(f"push an image:  skopeo copy{tls_flag} oci:./layout:1 docker://{where}/library/demo:1")
     _show_upstreams(settings, say)
+    if settings.auth is not None:
+        from k3sreg.auth.setup import describe
+
+        say(f"auth: {describe(settings.auth, settings.access)}")
     if settings.http.tls is not None and settings.http.tls.certificate:
         from k3sreg.server.tlsreload import expiry_warning
 
