@@ -23,14 +23,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from aiohttp import web
 from prometheus_client import Counter
 
 from k3sreg import errors
 from k3sreg.auth.controller import Allowed, Refused, RequestInfo
-from k3sreg.auth.model import CATALOG, Access, Denial, Reason
+from k3sreg.auth.model import CATALOG, Access, Denial, Principal, Reason
 from k3sreg.auth.scopes import Route, required_access
 from k3sreg.auth.setup import AccessSetup
 from k3sreg.server import routes
@@ -40,10 +39,10 @@ log = logging.getLogger("k3sreg.auth")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Locator = Callable[[web.Request], tuple[routes.Route, str | None]]
 """The route of a `/v2/` request and the repository it touches (None for the base route and the catalog)."""
-PRINCIPAL = "k3sreg.principal"
-"""Request key: the `Principal` the request acts for (set on every allowed `/v2` request)."""
-CATALOG_FILTER = "k3sreg.catalog_filter"
-"""Request key: which repositories the catalog may list to this caller (absent: all)."""
+PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("k3sreg_principal", Principal)
+"""The `Principal` the request acts for (set on every allowed `/v2` request)."""
+CATALOG_FILTER: web.RequestKey[Callable[[str], bool]] = web.RequestKey("k3sreg_catalog_filter")
+"""Which repositories the catalog may list to this caller (absent: all)."""
 DENIALS = Counter("k3sreg_auth_denials_total", "Requests and token requests refused, by reason", ["reason"])
 
 _SCOPE_ROUTES = {"base": Route.BASE, "catalog": Route.CATALOG, "tags": Route.TAGS, "manifest": Route.MANIFEST,
@@ -148,5 +147,4 @@ def make_access_middleware(setup: AccessSetup, locate: Locator) -> Callable[...,
 
 def catalog_filter(request: web.Request) -> Callable[[str], bool] | None:
     """The catalog filter the middleware left on the request, if any."""
-    found: Any = request.get(CATALOG_FILTER)
-    return found if callable(found) else None
+    return request.get(CATALOG_FILTER)

@@ -28,7 +28,7 @@ from k3sreg.upstream.hub import ProxyHub
 from k3sreg.upstream.routing import Target
 
 log = logging.getLogger("k3sreg.server")
-_LOCATED = "k3sreg.located"
+_LOCATED: web.RequestKey[tuple[routes.Route, Target | None]] = web.RequestKey("k3sreg_located", tuple)
 
 _HANDLERS = {
     "manifest": manifest_handlers.manifest,
