@@ -1,8 +1,8 @@
 """Real clients through their login flows (issue 10 parts 1-3): skopeo (`--creds`, `--authfile`), podman
 (`login`, push, pull), buildah push and containerd (`ctr --user` through hosts.toml), against k3sreg with
 `auth.htpasswd` and with the built-in token service, with docker-registry 2.8.2 on the same htpasswd file as
-the control, and docker-registry 2.8.2 sending its clients to k3sreg's token service (tokens signed with a
-certificate from `k3sreg certs`).
+the control, docker-registry 2.8.2 sending its clients to k3sreg's token service (tokens signed with a
+certificate from `k3sreg certs`), and k3sreg sending skopeo to an external token service (tests/peers).
 
 Everything runs in the session's loopback-only network namespace. Users and rules: `auth_harness.RULES`
 (ci pushes team/**, nodes pulls everything). The last test scans every k3sreg log of the module for the
@@ -38,8 +38,10 @@ from tests.peers.images import TestLayout
 from tests.peers.netns import NetNs
 from tests.peers.registry import DockerRegistry, K3sregServer, RegistryProcess
 from tests.peers.skopeo import Buildah, Podman, Skopeo, ToolError
+from tests.peers.token_issuer import TokenIssuer
 
-VARIANTS = ("k3sreg-htpasswd", "docker-registry-htpasswd", "k3sreg-token", "docker-registry-k3sreg-tokens")
+VARIANTS = ("k3sreg-htpasswd", "docker-registry-htpasswd", "k3sreg-token", "docker-registry-k3sreg-tokens",
+            "k3sreg-external-tokens")
 
 
 @dataclass
@@ -70,6 +72,10 @@ def site(netns: NetNs, oci_layout: TestLayout, tmp_path_factory: pytest.TempPath
                                                    config={"auth": htpasswd_auth(users)}),
         "k3sreg-token": k3_token,
     }
+    issuer = TokenIssuer(work, users=dict(PASSWORDS), issuer=ISSUER, service=SERVICE)
+    netns.call(issuer.start)  # its socket lives in the namespace, where the clients are
+    regs["k3sreg-external-tokens"] = K3sregServer(work / "k3-external", netns=netns, config={
+        "auth": issuer.registry_auth()})
     started: list[RegistryProcess] = []
     try:
         for reg in regs.values():
@@ -86,6 +92,7 @@ def site(netns: NetNs, oci_layout: TestLayout, tmp_path_factory: pytest.TempPath
     finally:
         for reg in started:
             reg.stop()
+        issuer.stop()
 
 
 def authfile(directory: Path, host: str, user: str) -> Path:
@@ -160,7 +167,7 @@ def test_buildah_push_with_creds(site: Site, variant: str, tmp_path: Path) -> No
     assert info["Digest"].startswith("sha256:")
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("variant", VARIANTS[:4])
 def test_containerd_pulls_with_user_through_hosts_toml(site: Site, variant: str, oci_layout: TestLayout,
                                                        tmp_path: Path) -> None:
     """ctr --user pulls through hosts.toml (directly, and as the docker.io mirror that containerd asks with
@@ -203,7 +210,7 @@ def test_no_secret_in_the_logs_after_every_client(site: Site) -> None:
     """After every client flow of this module, no k3sreg log line shows a password, a Basic value, a token or
     a private key."""
     time.sleep(0.2)
-    for variant in ("k3sreg-htpasswd", "k3sreg-token"):
+    for variant in ("k3sreg-htpasswd", "k3sreg-token", "k3sreg-external-tokens"):
         text = site.registries[variant].log_text()
         assert "aiohttp.access" in text or "GET /v2/" in text  # the scan reads a real log
         assert not leaks(text), (variant, leaks(text))
