@@ -25,7 +25,7 @@ COLUMNS = (K3SREG, DOCKER_REGISTRY, NGINX, SKOPEO)
 class Target:
     """What k3sreg's median must satisfy: a ratio to another column (`min`/`max`), or an absolute bound."""
 
-    kind: Literal["ratio_min", "ratio_max", "abs_max", "abs_eq"]
+    kind: Literal["ratio_min", "ratio_max", "abs_max", "abs_min", "abs_eq"]
     value: float
     reference: str = DOCKER_REGISTRY
     text: str = ""
@@ -40,6 +40,8 @@ class Target:
             return f"≤{self.value:.2g}x {self.reference}"
         if self.kind == "abs_max":
             return f"≤{self.value:g}"
+        if self.kind == "abs_min":
+            return f"≥{self.value:g}"
         return f"={self.value:g}"
 
     def check(self, medians: dict[str, float]) -> bool | None:
@@ -49,6 +51,8 @@ class Target:
             return None
         if self.kind == "abs_max":
             return mine <= self.value
+        if self.kind == "abs_min":
+            return mine >= self.value
         if self.kind == "abs_eq":
             return mine == self.value
         other = medians.get(self.reference)

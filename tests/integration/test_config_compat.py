@@ -37,3 +37,23 @@ def test_one_config_serves_both(impl: str, tmp_path: Path) -> None:
         assert answer.status == 200
         assert answer.headers["x-content-type-options"] == "nosniff"
         assert answer.headers["docker-distribution-api-version"] == "registry/2.0"
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_debian_stock_config_starts_and_enforces_htpasswd(impl: str, tmp_path: Path) -> None:
+    """Debian's own /etc/docker/registry/config.yml (auth.htpasswd naming a directory) starts both
+    implementations, and nothing gets in: without credentials the Basic challenge, with any a refusal."""
+    import base64
+
+    import yaml
+
+    stock = yaml.safe_load(Path("/etc/docker/registry/config.yml").read_text())
+    assert stock["auth"]["htpasswd"]["path"] == "/etc/docker/registry"
+    del stock["storage"]["filesystem"], stock["http"]["addr"]  # the launcher's own port and directory
+    with make_registry(impl, tmp_path, config=stock) as reg:
+        bare = request("GET", f"{reg.url}/v2/")
+        assert bare.status == 401 and bare.headers["www-authenticate"] == 'Basic realm="basic-realm"'
+        creds = "Basic " + base64.b64encode(b"admin:admin").decode()
+        assert request("GET", f"{reg.url}/v2/", headers={"Authorization": creds}).status in (400, 401)
+    if impl == "k3sreg":
+        assert "nobody can log in" in reg.log_text()

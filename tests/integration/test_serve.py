@@ -236,16 +236,18 @@ def test_port_in_use_is_one_line(tmp_path: Path) -> None:
     assert f"127.0.0.1:{port}" in r.stderr and "in use" in r.stderr
 
 
-def test_auth_section_refuses_to_start_open(tmp_path: Path) -> None:
-    """A config with auth (Debian's registry:2 file has htpasswd) stops start-up instead of serving unprotected."""
+def test_an_unusable_auth_file_stops_start_up_in_one_line(tmp_path: Path) -> None:
+    """An auth.token root bundle that cannot be read stops start-up (before any worker starts) with one line
+    naming the key and the file, instead of serving with half the trust."""
     cfg = tmp_path / "config.yml"
     cfg.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path}/d\n"
                    "http:\n  addr: 127.0.0.1:0\n"
-                   "auth:\n  htpasswd:\n    realm: basic-realm\n    path: /etc/docker/registry\n")
+                   f"auth:\n  token:\n    realm: https://r/token\n    service: s\n    issuer: i\n"
+                   f"    rootcertbundle: {tmp_path}/missing.pem\n")
     r = subprocess.run([K3SREG, "serve", "--config", str(cfg), "--workers", "2"], capture_output=True, text=True,
                        timeout=30)
     assert r.returncode == 2 and "Traceback" not in r.stderr
-    assert "auth.htpasswd" in r.stderr and "not enforced" in r.stderr
+    assert "auth.token.rootcertbundle" in r.stderr and "missing.pem" in r.stderr, r.stderr
 
 
 def test_a_bad_tls_file_is_named_not_blamed_on_the_address(tmp_path: Path) -> None:

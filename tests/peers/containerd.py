@@ -49,6 +49,7 @@ class HostEntry:
     skip_verify: bool = False
     ca: str | None = None
     override_path: bool = False
+    client: tuple[str, str] | None = None  # (certificate, key) for mTLS
 
 
 def write_hosts_toml(hosts_dir: Path, registry: str, server: str, hosts: Sequence[HostEntry] = ()) -> Path:
@@ -62,6 +63,8 @@ def write_hosts_toml(hosts_dir: Path, registry: str, server: str, hosts: Sequenc
             table["ca"] = entry.ca
         if entry.override_path:
             table["override_path"] = True
+        if entry.client:
+            table["client"] = [list(entry.client)]
         tables[entry.url] = table
     if not tables:
         # An empty [host] stub, as K3s writes: without any [host] table containerd 1.6 voids the file.

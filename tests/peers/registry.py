@@ -10,6 +10,7 @@ API (both classes share it; use them as context managers or call ``start()``/``s
       deletes enabled), e.g. ``{"proxy": {"remoteurl": up.url}}`` or ``{"auth": {...}}``.
     * ``netns``: a ``tests.peers.netns.NetNs``; the registry then listens on that namespace's loopback.
     * ``tls``: ``(cert, key)`` paths (``write_self_signed(dir)`` makes a pair); the URL becomes https.
+      Set ``client_cert = (cert, key)`` before ``start()`` when the server asks clients for certificates.
     * ``start(timeout=20)`` returns once ``GET /v2/`` answers (200 or 401), moving to a fresh port if the
       chosen one was taken meanwhile; ``stop()`` = SIGTERM then SIGKILL;
       ``kill(signal.SIGKILL)`` kills the whole process group (every worker) at once and reaps it;
@@ -155,6 +156,7 @@ class RegistryProcess:
             base["http"]["tls"] = {"certificate": str(tls[0]), "key": str(tls[1])}
         self.config = deep_merge(base, config or {})
         self.env: dict[str, str] = {}  # added to the server's environment (e.g. HTTP_PROXY)
+        self.client_cert: tuple[Path, Path] | None = None  # presented by start()'s ping (mTLS servers)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -223,6 +225,8 @@ class RegistryProcess:
                 ctx = ssl.create_default_context()
                 ctx.check_hostname = False
                 ctx.verify_mode = ssl.CERT_NONE
+                if self.client_cert:
+                    ctx.load_cert_chain(*self.client_cert)
                 conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=1, context=ctx)
             else:
                 conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)

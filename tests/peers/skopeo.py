@@ -11,7 +11,7 @@ API:
   ``workdir`` (``--runroot`` a short dir in /tmp) and an empty registries.conf (no short-name lookups, nothing
   leaves the machine):
     * ``Podman.pull(ref)``, ``push(local, dest)`` (dest without transport is ``docker://``), ``tag(a, b)``,
-      ``image_digest(ref)`` (the repo digest of a pulled image), ``run(*args)``;
+      ``image_digest(ref)`` (the repo digest of a pulled image), ``run(*args)``, ``run_input(stdin, *args)``;
     * ``Buildah.from_scratch() -> container``, ``copy(container, src, dest)``, ``config(container, *args)``,
       ``commit(container, image)``, ``push(image, dest, extra=())``, ``run(*args)``.
   Use ``.cleanup()`` (or the context manager) to drop the private storage; vfs leaves no mounts.
@@ -37,11 +37,12 @@ class ToolError(RuntimeError):
 
 
 def _run(
-    cmd: list[str], netns: NetNs | None = None, env: dict[str, str] | None = None, timeout: float = 120
+    cmd: list[str], netns: NetNs | None = None, env: dict[str, str] | None = None, timeout: float = 120,
+    stdin: str | None = None,
 ) -> subprocess.CompletedProcess[str]:
     if netns:
         cmd = netns.wrap(cmd)
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, check=False)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout, check=False, input=stdin)
     if proc.returncode != 0:
         raise ToolError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return proc
@@ -152,6 +153,10 @@ class _Containers:
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run the program with the private storage; raise ToolError on failure."""
         return _run([self.program, *self.base_args(), *args], self.netns, self.env)
+
+    def run_input(self, stdin: str, *args: str) -> subprocess.CompletedProcess[str]:
+        """`run`, with `stdin` as the program's standard input (a password for `login --password-stdin`)."""
+        return _run([self.program, *self.base_args(), *args], self.netns, self.env, stdin=stdin)
 
     def cleanup(self) -> None:
         """Remove the private storage."""

@@ -80,6 +80,14 @@ def covers_host(cert: x509.Certificate, host: str) -> bool:
     return any(ipaddress.ip_address(a) == ip for a in ips)
 
 
+def is_ca(cert: x509.Certificate) -> bool:
+    """True when the certificate may sign others (basic constraints CA)."""
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return False
+
+
 def _key_text(cert: x509.Certificate) -> str:
     key = cert.public_key()
     if isinstance(key, ec.EllipticCurvePublicKey):
@@ -92,12 +100,7 @@ def _key_text(cert: x509.Certificate) -> str:
 
 
 def _roles(cert: x509.Certificate) -> list[str]:
-    roles = []
-    try:
-        if cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
-            roles.append("ca")
-    except x509.ExtensionNotFound:
-        pass
+    roles = ["ca"] if is_ca(cert) else []
     try:
         usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     except x509.ExtensionNotFound:

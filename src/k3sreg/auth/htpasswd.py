@@ -9,6 +9,8 @@ Passwords are checked with bcrypt, also for unknown users (against a dummy hash 
 an answer takes as long whether or not the user exists. A success is remembered (keyed by a keyed BLAKE2b of
 the credentials under a per-process random key, for `SUCCESS_TTL` seconds, and only while the user's entry is
 unchanged), so a client that sends Basic credentials on every request costs one bcrypt, not one per request.
+Requests that arrive with the same credentials while their first check runs wait for its answer: a client
+opening 32 connections at once costs one bcrypt, not 32.
 """
 
 from __future__ import annotations
@@ -28,11 +30,14 @@ from pathlib import Path
 import bcrypt
 
 from k3sreg.auth.model import Denial, Principal, Reason
-from k3sreg.errors import ConfigError
 
 BCRYPT_MAX_BYTES = 72
 """bcrypt reads at most this many bytes of a password; Apache's `htpasswd -B` and Distribution 2.8 ignore the rest."""
 SUCCESS_TTL = 300.0
+RECHECK = 1.0
+"""Most seconds a remembered decision may go on after the file changed (see `recent_generation`)."""
+CHECK_WAIT = 30.0
+"""Longest a check waits for the same credentials' bcrypt running in another thread."""
 SUCCESS_CACHE_SIZE = 1024
 _BCRYPT = re.compile(rb"^\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}$")
 _OTHER_KINDS = (
@@ -100,8 +105,9 @@ def _stamp(st: os.stat_result) -> tuple[int, int, int, int]:
 class HtpasswdFile:
     """An htpasswd file, re-read whenever its mtime, size or inode changes (one `stat` per check).
 
-    Construction reads it and raises ConfigError when it cannot be read. Later, a file that has become
-    unreadable leaves the last good reading in force and its problem in `problems`.
+    A file that cannot be read at construction (missing, a directory as in Debian's stock config.yml) lets
+    nobody in, as docker-registry does, until it can be read; `problems` says so, with the fix. Later, a file
+    that has become unreadable leaves the last good reading in force and its problem in `problems`.
     """
 
     def __init__(self, path: str | Path, clock: Callable[[], float] = time.monotonic) -> None:
@@ -115,11 +121,13 @@ class HtpasswdFile:
         self._key = secrets.token_bytes(32)
         self._successes: collections.OrderedDict[bytes, tuple[str, bytes, float]] = collections.OrderedDict()
         self._dummies: dict[int, bytes] = {}
+        self._running: dict[bytes, threading.Event] = {}
+        self._looked = float("-inf")
+        self._data = HtpasswdData({}, frozenset(), ())
         try:
             self._data = self._read()
         except OSError as exc:
-            raise ConfigError([f"auth.htpasswd.path: cannot read {self.path}: {exc.strerror}; create it "
-                               f"with `k3sreg htpasswd set {self.path} USER`"]) from None
+            self._read_error = self._unreadable(exc)
 
     def _read(self) -> HtpasswdData:
         st = os.stat(self._where)
@@ -138,7 +146,7 @@ class HtpasswdFile:
         try:
             changed = _stamp(os.stat(self._where)) != self._stamp
         except OSError as exc:
-            self._read_error = f"{self.path}: cannot read it ({exc.strerror}); the previous users stay in force"
+            self._read_error = self._unreadable(exc)
             return self._data
         if changed:
             with self._lock:
@@ -146,16 +154,29 @@ class HtpasswdFile:
                     self._data = self._read()
                     self._read_error = ""
                 except OSError as exc:
-                    self._read_error = f"{self.path}: cannot read it ({exc.strerror}); the previous users stay " \
-                                       "in force"
+                    self._read_error = self._unreadable(exc)
         return self._data
+
+    def _unreadable(self, exc: OSError) -> str:
+        if self.generation == 0:
+            return (f"{self.path}: cannot read it ({exc.strerror}), so nobody can log in; create it with "
+                    f"`k3sreg htpasswd set {self.path} USER` (it is read as soon as it exists)")
+        return f"{self.path}: cannot read it ({exc.strerror}); the previous users stay in force"
+
+    def recent_generation(self) -> int:
+        """`generation` after a look at the file, taken at most once every RECHECK seconds (cheap per request)."""
+        now = self._clock()
+        if now - self._looked >= RECHECK:
+            self._looked = now
+            self.current()
+        return self.generation
 
     def verify(self, user: str, password: str) -> Principal | Denial:
         """The principal when `password` is `user`'s, else a denial; as slow for unknown users as for known."""
         data = self.current()
         secret = password.encode("utf-8")[:BCRYPT_MAX_BYTES]
         entry = data.entries.get(user)
-        mac = hashlib.blake2b(user.encode("utf-8") + b"\0" + secret, key=self._key, digest_size=32).digest()
+        mac = self._mac(user, secret)
         if entry is not None and self._remembered(mac, entry):
             return Principal(user, "basic")
         if not secret:
@@ -165,10 +186,37 @@ class HtpasswdFile:
             bcrypt.checkpw(secret, self._dummy(data))
             reason = Reason.UNUSABLE_ENTRY if user in data.unusable else Reason.UNKNOWN_USER
             return Denial(reason, user=user)
-        if not bcrypt.checkpw(secret, entry):
+        with self._lock:
+            running = self._running.get(mac)
+            first = running is None
+            if running is None:
+                running = self._running[mac] = threading.Event()
+        if not first:
+            # The same credentials are being checked: their answer is this one (no second bcrypt).
+            running.wait(CHECK_WAIT)
+            if self._remembered(mac, entry):
+                return Principal(user, "basic")
             return Denial(Reason.WRONG_PASSWORD, user=user)
-        self._remember(mac, user, entry)
-        return Principal(user, "basic")
+        try:
+            if not bcrypt.checkpw(secret, entry):
+                return Denial(Reason.WRONG_PASSWORD, user=user)
+            self._remember(mac, user, entry)
+            return Principal(user, "basic")
+        finally:
+            with self._lock:
+                del self._running[mac]
+            running.set()
+
+    def remembered(self, user: str, password: str) -> bool:
+        """True when `verify` would answer from its memory of a recent success, without running bcrypt."""
+        entry = self.current().entries.get(user)
+        if entry is None:
+            return False
+        secret = password.encode("utf-8")[:BCRYPT_MAX_BYTES]
+        return self._remembered(self._mac(user, secret), entry)
+
+    def _mac(self, user: str, secret: bytes) -> bytes:
+        return hashlib.blake2b(user.encode("utf-8") + b"\0" + secret, key=self._key, digest_size=32).digest()
 
     def _remembered(self, mac: bytes, entry: bytes) -> bool:
         with self._lock:

@@ -41,6 +41,10 @@ class LoginLimiter:
             level = self._level(address, now)
             return 0.0 if level >= 1 else (1 - level) / self.rate
 
+    def limited(self, address: str) -> bool:
+        """True when `address` must wait; a dictionary lookup for an address that never failed."""
+        return address in self._buckets and self.retry_after(address) > 0
+
     def retry_after_header(self, address: str) -> str:
         """`Retry-After` for `address`: whole seconds, rounded up (at least 1)."""
         return str(max(1, math.ceil(self.retry_after(address))))

@@ -6,7 +6,10 @@ OAuth2 password grant (`POST /auth/token`) that containerd tries first when it h
       -> 200 {"token": JWT, "access_token": JWT, "expires_in": 300, "issued_at": "2025-01-01T00:00:00Z"}
 
 Users come from htpasswd; without credentials the caller is anonymous. The token grants the asked scopes
-intersected with what the access rules allow (never an error for asking too much). `offline_token` is
+intersected with what the access rules allow (never an error for asking too much). The rules are asked about
+the repository a request for the scope's name really touches (`canonical`: `docker.io/nginx` is the cache
+repository `docker.io/library/nginx`), and the token then names both, so that clients which ask for the name
+they were given and clients which ask for the challenge's scope both get what they need. `offline_token` is
 accepted and ignored: no refresh tokens are given out, so a client logs in again when its token expires.
 Failed logins count against the client's address (`LoginLimiter`); past the limit the answer is 429 before any
 password is checked. Answers are plain data (status, JSON body, headers) for the server to send.
@@ -61,7 +64,7 @@ class TokenService:
 
     def __init__(self, issuer: str, service: str, users: HtpasswdFile, rules: AccessRules, signer: Signer,
                  lifetime: float = DEFAULT_LIFETIME, limiter: LoginLimiter | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, canonical: Callable[[str], str] | None = None) -> None:
         self.issuer = issuer
         self.service = service
         self.users = users
@@ -70,6 +73,7 @@ class TokenService:
         self.lifetime = lifetime
         self.limiter = limiter
         self._clock = clock
+        self.canonical = canonical
 
     def answer_get(self, authorization: Sequence[str], params: Mapping[str, Sequence[str]], client: str) -> TokenReply:
         """The answer to `GET /auth/token` with these Authorization values and query parameters."""
@@ -140,8 +144,21 @@ class TokenService:
             wanted = parse_scopes(params.get("scope") or [])
         except ScopeError as exc:
             return _error(400, "DENIED", str(exc), user=user)
-        granted = self.rules.grant(user, wanted)
+        granted = self.grant(user, wanted)
         return TokenReply(200, self.issue(user, granted), user=user, granted=granted)
+
+    def grant(self, user: str | None, wanted: Sequence[Access]) -> tuple[Access, ...]:
+        """What a token for `user` asking for `wanted` grants: per repository scope, the actions the rules allow
+        on its canonical name, under both names (see the module docstring)."""
+        if self.canonical is None:
+            return self.rules.grant(user, wanted)
+        found: dict[Access, None] = {}
+        for item in wanted:
+            name = self.canonical(item.name) if item.type == "repository" else item.name
+            for given in self.rules.grant(user, [Access(item.type, name, item.action)]):
+                found[Access(item.type, item.name, given.action)] = None
+                found[given] = None
+        return tuple(found)
 
     def issue(self, user: str | None, granted: Sequence[Access]) -> dict[str, Any]:
         """The token answer granting `granted` to `user` (None: anonymous), valid for `lifetime` seconds."""

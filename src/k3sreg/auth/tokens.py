@@ -2,9 +2,10 @@
 
 A token passes when, in this order: it is three base64url parts; its `alg` is allowed (`signingalgorithms`,
 and never `none` or an HMAC: a public key must never serve as an HMAC secret); its signing key is trusted
-(`keys.py`: `x5c` chain, `jwk`, or `kid`) and of the algorithm's family; the signature holds; `iss` is the
-configured issuer; `aud` (a string, or a list as Distribution 3 takes it) holds the service; `exp` has not passed
-and `nbf` has come, each with `LEEWAY`; and its `access` claim is well formed. Its grants are that claim.
+(`keys.py`: `x5c` chain, `jwk`, or `kid`; the built-in service's own keys by `kid` first) and of the
+algorithm's family; the signature holds; `iss` is the configured issuer; `aud` (a string, or a list as
+Distribution 3 takes it) holds the service; `exp` has not passed and `nbf` has come, each with `LEEWAY`; and its
+`access` claim is well formed. Its grants are that claim.
 
 A token that passed is remembered until it expires (bounded, least recently used first out), so a client that
 sends the same token on every request costs one dictionary lookup per request.
@@ -165,12 +166,18 @@ class TokenVerifier:
 
     def _key(self, header: dict[str, Any], now: float) -> PublicKey | Denial:
         moment = datetime.datetime.fromtimestamp(now, datetime.UTC)
+        kid = header.get("kid")
+        if self.own is not None and isinstance(kid, str):
+            # The built-in service's own tokens carry x5c only for other registries (whose roots may not be
+            # ours): its keys are trusted here by kid whatever the chain says.
+            own = self.own.public_keys().get(kid)
+            if own is not None:
+                return own
         if "x5c" in header:
             found = self.trust.chain_key(header["x5c"], moment)
             return found if not isinstance(found, str) else Denial(Reason.TOKEN_CHAIN, detail=found)
         if "jwk" in header:
             return self._jwk_key(header["jwk"], moment)
-        kid = header.get("kid")
         if isinstance(kid, str) and kid:
             key = self.trusted_keys().get(kid)
             return key if key is not None else Denial(Reason.TOKEN_KEY, detail=f"unknown kid {kid[:100]!r}")

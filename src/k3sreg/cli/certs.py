@@ -1,4 +1,5 @@
-"""`k3sreg certs init | issue | show`: a CA for the cluster and the certificates the registry and nodes need.
+"""`k3sreg certs init | issue | show | rotate-token-key`: a CA for the cluster, the certificates the registry and
+nodes need, and the signing keys of the built-in token service.
 
 Keys are written 0600 and never printed. Errors are one line on stderr (exit 1).
 """
@@ -109,3 +110,27 @@ def show_cmd(
             typer.echo(f"  names:   {', '.join(item['dns_names'] + item['ip_addresses'])}")
         typer.echo(f"  roles:   {', '.join(item['roles']) or '-'}; key {item['key']}")
         typer.echo(f"  sha256:  {item['sha256']}")
+
+
+@app.command("rotate-token-key")
+def rotate_cmd(
+    config: Path = typer.Option(..., "--config", "-c", help="The registry's config.yml (auth.token.builtin)."),
+) -> None:
+    """Give the built-in token service a new signing key: running servers sign with it from their next token;
+    tokens signed with the previous key keep working until they expire."""
+    from k3sreg.auth.signing import KeyRing
+    from k3sreg.config import load_settings
+
+    try:
+        settings = load_settings(config)
+        token = settings.auth.token if settings.auth is not None else None
+        if token is None or token.builtin is None:
+            fail(f"{config}: no auth.token.builtin; only the built-in token service has keys to rotate")
+        fs = settings.storage.filesystem
+        path = token.builtin.keyring_path(str(fs.rootdirectory) if fs is not None else None)
+        if path is None:
+            fail(f"{config}: auth.token.builtin.signingkey is your own key; replace that file to rotate it")
+        kid = KeyRing(path, token.builtin.expiration).rotate()
+    except K3sregError as exc:
+        fail(str(exc))
+    typer.echo(f"new signing key {kid} in {path}; tokens signed before keep working until they expire")

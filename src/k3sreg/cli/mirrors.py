@@ -198,6 +198,9 @@ def init_cmd(
     username: str = typer.Option("", "--username", help="Registry user for the endpoints."),
     password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from stdin."),
     password_file: Path | None = typer.Option(None, "--password-file", help="Read the password from a file."),
+    password_env: str | None = typer.Option(None, "--password-env", metavar="NAME",
+                                            help="Read the password from environment variable NAME (never give "
+                                                 "it on the command line: other users see process arguments)."),
     rewrite: list[str] = typer.Option([], "--rewrite", help="PATTERN=REPLACEMENT (Go RE2), repeat."),
     flavor: str = _FLAVOR,
     output: Path | None = typer.Option(None, "--output", "-o", help="Write here instead of stdout."),
@@ -207,12 +210,18 @@ def init_cmd(
 
     _options(False, False, flavor, None)
     password = ""
-    if password_stdin and password_file:
-        raise UsageError("give --password-stdin or --password-file, not both")
+    if sum((password_stdin, password_file is not None, password_env is not None)) > 1:
+        raise UsageError("give one of --password-stdin, --password-file or --password-env")
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     elif password_file is not None:
         password = _read(password_file).rstrip("\r\n")
+    elif password_env is not None:
+        import os
+
+        if not os.environ.get(password_env):
+            raise UsageError(f"--password-env {password_env}: that environment variable is not set or empty")
+        password = os.environ[password_env]
     rewrites = {}
     for item in rewrite:
         pattern, sep, replacement = item.partition("=")

@@ -37,6 +37,9 @@ ROLLING = typer.Option(False, "--rolling", help="One node at a time, servers fir
 DRY_RUN = typer.Option(False, "--dry-run", help="Show what would happen; change nothing.")
 RESTART_TIMEOUT = typer.Option(120, "--restart-timeout", min=1, help="Seconds to wait for the service to be active.")
 JSON = typer.Option(False, "--json", help="One JSON document on stdout instead of tables.")
+CERTS = typer.Option(None, "--certs", help="Directory holding the TLS files registries.yaml names (ca_file, "
+                     "cert_file, key_file), by file name: each is installed at its path on every node first "
+                     "(root, 0644; keys 0600).")
 
 _STYLE = {"changed": "yellow", "would-change": "yellow", "unchanged": "green", "in-sync": "green",
           "failed": "bold red", "unreachable": "bold red", "skipped": "magenta", "differs": "yellow",
@@ -87,12 +90,14 @@ def _report(command: str, results: Sequence[NodeResult], as_json: bool, show_dif
         return
     show_restart = command != "status"
     show_hot = any(r.hot for r in results)
+    show_files = any(r.files for r in results)
     columns = ["node", "address", "role", "service", "result"]
-    columns += ["restart"] * show_restart + ["hosts.toml"] * show_hot + ["detail"]
+    columns += ["restart"] * show_restart + ["hosts.toml"] * show_hot + ["TLS files"] * show_files + ["detail"]
     rows = []
     for r in results:
         row = [r.node, r.address, r.role or "?", r.service or "?", r.outcome]
         row += ["yes" if r.restart else "no"] * show_restart + [" ".join(r.hot)] * show_hot
+        row += [" ".join(r.files)] * show_files
         row.append(r.reason or (r.action if r.action != "none" else ""))
         rows.append(row)
     keys = list(_SUMMARY[command]) + sorted(k for k in counts if k not in _SUMMARY[command])
@@ -146,6 +151,15 @@ def _finish(command: str, results: Sequence[NodeResult]) -> None:
         sys.exit(FOUND)
 
 
+def _files(desired: bytes, certs: Path | None) -> Any:
+    """The TLS files to install (`--certs`), or None."""
+    if certs is None:
+        return None
+    from k3sreg.k3s.rollout.desired import node_files
+
+    return node_files(desired, certs)
+
+
 def _desired(registries: Path) -> bytes:
     from k3sreg.k3s.rollout.desired import load_desired
 
@@ -161,6 +175,7 @@ def _desired(registries: Path) -> bytes:
 def plan(
     inventory: Path = INVENTORY, registries: Path = REGISTRIES, node: list[str] = NODES,
     hot: bool = typer.Option(False, "--hot", help="Also plan the hosts.toml files in certs.d."),
+    certs: Path | None = CERTS,
     as_json: bool = JSON, *, ssh: SshOptions,
 ) -> None:
     """For each node: missing, different (masked diff) or up to date, and whether a restart would follow."""
@@ -169,8 +184,9 @@ def plan(
 
     desired = _desired(registries)
     render = hot_render(desired, str(registries)) if hot else None
+    files = _files(desired, certs)
     nodes = _nodes(inventory, node)
-    results = _run(nodes, as_json, lambda p: plan_nodes(nodes, desired, ssh, render, p))
+    results = _run(nodes, as_json, lambda p: plan_nodes(nodes, desired, ssh, render, p, files=files))
     _report("plan", results, as_json, show_diff=True)
     _finish("plan", results)
 
@@ -182,10 +198,13 @@ def apply(
     parallel: int = PARALLEL, rolling: bool = ROLLING, dry_run: bool = DRY_RUN,
     hot: bool = typer.Option(False, "--hot", help="Also write the rendered hosts.toml into containerd's certs.d, "
                              "and skip the restart: containerd reads them on every pull."),
-    restart_timeout: int = RESTART_TIMEOUT,
+    restart_timeout: int = RESTART_TIMEOUT, certs: Path | None = CERTS,
     as_json: bool = JSON, *, ssh: SshOptions,
 ) -> None:
-    """Validate, then write registries.yaml where it differs (atomic, root 0600, backup kept); restart those nodes."""
+    """Validate, then write registries.yaml where it differs (atomic, root 0600, backup kept); restart those nodes.
+
+    With --certs, the CA and node certificates it names are installed first; a certificate changed alone
+    restarts nothing (containerd reads it at each pull)."""
     from k3sreg.k3s.rollout import RolloutOptions
     from k3sreg.k3s.rollout import apply as apply_nodes
     from k3sreg.k3s.rollout.desired import hot_caveats, hot_render
@@ -194,10 +213,11 @@ def apply(
     render = hot_render(desired, str(registries)) if hot else None
     for caveat in hot_caveats(desired) if hot else []:
         typer.echo(f"warning: {caveat}", err=True)
+    files = _files(desired, certs)
     nodes = _nodes(inventory, node)
     opts = RolloutOptions(parallel=parallel, rolling=rolling, dry_run=dry_run, hot=hot,
                           restart_timeout=restart_timeout)
-    results = _run(nodes, as_json, lambda p: apply_nodes(nodes, desired, ssh, opts, render, p))
+    results = _run(nodes, as_json, lambda p: apply_nodes(nodes, desired, ssh, opts, render, p, files))
     _report("apply", results, as_json, show_diff=dry_run, extra={"dry_run": dry_run, "hot": hot})
     _finish("apply", results)
 

@@ -86,6 +86,7 @@ def _serve(settings: Settings, workers: int) -> int:
     storage = (str(settings.storage.filesystem.rootdirectory.resolve()) if settings.storage.filesystem
                else settings.storage.driver)
     tls_flag = "" if scheme == "https" else " --dest-tls-verify=false"
+    tls_flag += " --dest-creds USER" if settings.auth is not None else ""
     say = _announcer(settings)
     say(f"k3sreg listening on {scheme}://{where}{note} (storage: {storage}, workers: {workers})")
     say(f"push an image:  skopeo copy{tls_flag} oci:./layout:1 docker://{where}/library/demo:1")
@@ -94,6 +95,16 @@ def _serve(settings: Settings, workers: int) -> int:
         also = "; proxy: also every request without ns or whose ns no other upstream claims" \
             if upstream["default"] else ""
         say(f"upstream {upstream['name']}: {upstream['url']} ({upstream['network']}{also})")
+    if settings.auth is not None:
+        from k3sreg.auth.setup import describe
+
+        say(f"auth: {describe(settings.auth, settings.access)}")
+    if settings.http.tls is not None and settings.http.tls.certificate:
+        from k3sreg.server.tlsreload import expiry_warning
+
+        warning = expiry_warning(settings.http.tls.certificate)
+        if warning:
+            say(f"warning: {warning}")
     return run(settings, sock, workers)
 
 

@@ -57,9 +57,10 @@ class BuiltinTokenSettings(Section):
 
 class TokenSettings(Section):
     """`auth.token`: Bearer tokens checked against `rootcertbundle` or `jwks` (Distribution's keys, same meaning),
-    and, with `builtin`, also tokens k3sreg issues itself."""
+    and, with `builtin`, also tokens k3sreg issues itself. With `builtin`, `realm` may be left out: the registry
+    then advertises its own `/auth/token` (under `http.host`, else on the host and scheme each request used)."""
 
-    realm: GoStr
+    realm: GoStr = ""
     service: GoStr
     issuer: GoStr
     rootcertbundle: GoStr = ""
@@ -71,6 +72,9 @@ class TokenSettings(Section):
 
     @model_validator(mode="after")
     def _keys(self) -> TokenSettings:
+        if not self.realm and self.builtin is None:
+            raise problem("'realm' is required: the URL of the token service clients are sent to (or add "
+                          "'builtin' and k3sreg serves /auth/token itself)")
         if not self.rootcertbundle and not self.jwks and self.builtin is None:
             raise problem("set 'rootcertbundle' (PEM certificates of the token signer), 'jwks', or 'builtin' "
                           "(k3sreg issues the tokens)")

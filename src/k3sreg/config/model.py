@@ -123,7 +123,7 @@ class Settings(Section):
         token = self.auth.token if self.auth else None
         fs = self.storage.filesystem
         root = str(fs.rootdirectory) if fs is not None else None
-        if token and token.builtin and token.builtin.keyring_path(root) is None:
+        if token and token.builtin and not token.builtin.signingkey and token.builtin.keyring_path(root) is None:
             raise problem("auth.token.builtin: set 'keyring' (a file for the generated signing keys) or "
                           "'signingkey'; with this storage driver there is no root directory to keep them in")
 

@@ -3,7 +3,9 @@
 Parser-level findings come from `decode` (syntax, duplicate and unknown keys, wrong types). The rules here
 look at what the decoded file means on a node: keys that match nothing, endpoints that normalise in a
 surprising way, rewrites that can never apply or break hosts.toml, TLS and credentials that do not reach
-the host they were meant for. Each rule is a function of a `_Context` yielding findings.
+the host they were meant for, credentials sent in clear text, certificates left unchecked, and certificate
+files (when readable here) that are expired or not for their host. Each rule is a function of a `_Context`
+yielding findings.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from k3sreg.k3s import rewrites as rw
+from k3sreg.k3s.certfiles import check_cert_file, readable
 from k3sreg.k3s.decode import Decoded, decode_text
 from k3sreg.k3s.endpoints import (
     Endpoint,
@@ -290,6 +293,46 @@ def _rule_tls_on_default_http(ctx: _Context) -> Iterator[Finding]:
                               f"[\"https://{key}\"]`; if it serves HTTP, drop the tls block")
 
 
+def _schemes(ctx: _Context, key: str, by_host: dict[str, list[tuple[str, Endpoint]]]) -> set[str]:
+    """The schemes containerd speaks to configs key `key`: its endpoints', else the registry's own default."""
+    uses = by_host.get(key)
+    if uses:
+        return {ep.scheme for _, ep in uses}
+    try:
+        return {normalize_endpoint(key, ctx.options.effective_mirror_address()).scheme}
+    except EndpointError:
+        return set()
+
+
+def _rule_trust(ctx: _Context) -> Iterator[Finding]:
+    """Credentials in clear text, certificates not checked, and certificate files that cannot work."""
+    by_host = _endpoint_hosts(ctx)
+    for key, config in ctx.decoded.registries.configs.items():
+        if key == "*":
+            continue
+        schemes = _schemes(ctx, key, by_host)
+        if config.auth is not None and not config.auth.is_empty() and "http" in schemes:
+            yield ctx.finding(("configs", key, "auth"), "warning", "auth-over-http", f"these credentials go to "
+                              f"`{key}` over plain http://: anyone on the network path can read them",
+                              "serve the registry over HTTPS (`k3sreg certs init`, `k3sreg certs issue --host "
+                              f"...`, http.tls) and write its endpoint as `https://{key}`")
+        tls = config.tls
+        if tls is None:
+            continue
+        if tls.insecure_skip_verify and "https" in schemes:
+            yield ctx.finding(("configs", key, "tls", "insecure_skip_verify"), "warning", "tls-skip-verify",
+                              f"the certificate of `{key}` is not checked: whoever can intercept the connection "
+                              "can pose as the registry (and receive the credentials)", "trust a CA instead: "
+                              f"`k3sreg certs init`, `k3sreg certs issue --host {key.rsplit(':', 1)[0]}`, then "
+                              "`ca_file` here, installed on every node by `k3sreg nodes apply --certs DIR`")
+        for kind in ("ca_file", "cert_file"):
+            path = getattr(tls, kind)
+            if path and readable(path):
+                for problem in check_cert_file(path, key, kind):
+                    yield ctx.finding(("configs", key, "tls", kind), problem.severity, problem.code,
+                                      problem.message, problem.fix)
+
+
 def _rule_mirrors_without_file(ctx: _Context) -> Iterator[Finding]:
     reg = ctx.decoded.registries
     if ctx.options.embedded_registry:
@@ -314,7 +357,7 @@ def _rule_auths(ctx: _Context) -> Iterator[Finding]:
 
 RULES: tuple[Rule, ...] = (
     _rule_keys, _rule_endpoints, _rule_rewrites, _rule_configs, _rule_tls_over_http, _rule_tls_on_default_http,
-    _rule_mirrors_without_file, _rule_auths,
+    _rule_trust, _rule_mirrors_without_file, _rule_auths,
 )
 
 

@@ -14,8 +14,10 @@ from typing import Any
 from aiohttp import web
 
 from k3sreg import errors
+from k3sreg.auth.setup import AccessSetup, build_access
 from k3sreg.config import Settings
-from k3sreg.server import blob_handlers, health, manifest_handlers, metrics, routes
+from k3sreg.server import blob_handlers, health, manifest_handlers, metrics, routes, token_endpoint
+from k3sreg.server.access import make_access_middleware
 from k3sreg.server.context import CONTEXT, Context, Limits, Resolved
 from k3sreg.server.middleware import make_middlewares
 from k3sreg.storage.driver import Driver
@@ -26,6 +28,7 @@ from k3sreg.upstream.hub import ProxyHub
 from k3sreg.upstream.routing import Target
 
 log = logging.getLogger("k3sreg.server")
+_LOCATED: web.RequestKey[tuple[routes.Route, Target | None]] = web.RequestKey("k3sreg_located", tuple)
 
 _HANDLERS = {
     "manifest": manifest_handlers.manifest,
@@ -38,16 +41,34 @@ _HANDLERS = {
 
 
 def check_supported(settings: Settings) -> None:
-    """Refuse, before anything starts, settings this version parses but cannot honour."""
-    problems = []
-    if settings.auth is not None:
-        # Serving a config that asks for authentication without enforcing it would open the registry to anyone.
-        problems.append(f"auth.{settings.auth.kind}: authentication is not enforced by this version of k3sreg; "
-                        "remove the auth section (and protect the registry another way) to start")
+    """Refuse, before anything starts, settings this version parses but cannot honour, and `auth` files that
+    cannot be used (read here once, so that a bad file stops `serve` before any worker starts)."""
     if settings.storage.driver == "s3":
-        problems.append("storage.s3: the s3 driver is not available in this version of k3sreg; use filesystem")
-    if problems:
-        raise errors.ConfigError(problems)
+        raise errors.ConfigError(["storage.s3: the s3 driver is not available in this version of k3sreg; use "
+                                  "filesystem"])
+    if settings.auth is not None:
+        _access_setup(settings, None, create_keys=False)
+
+
+def _access_setup(settings: Settings, ctx: Context | None, create_keys: bool = True) -> AccessSetup:
+    assert settings.auth is not None
+    fs = settings.storage.filesystem
+    canonical = None
+    if ctx is not None and ctx.proxy is not None:
+        canonical = _canonical(ctx)
+    return build_access(settings.auth, settings.access, settings.http.host,
+                        str(fs.rootdirectory) if fs is not None else None, canonical, create_keys)
+
+
+def _canonical(ctx: Context) -> Callable[[str], str]:
+    """The repository a request for `name` (without `ns`) touches: the cache name of a path-prefixed upstream."""
+    def canonical(name: str) -> str:
+        try:
+            return ctx.resolve(name, None).cache_repo
+        except errors.RegistryError:
+            return name
+
+    return canonical
 
 
 def make_driver(settings: Settings) -> Driver:
@@ -60,25 +81,44 @@ def make_driver(settings: Settings) -> Driver:
     return MemoryDriver()
 
 
+def _locate(request: web.Request) -> tuple[routes.Route, Target | None]:
+    """The route of a `/v2/` request and the repository it acts on (local, or an upstream's cache), once per
+    request: the access middleware and the handler see the same answer."""
+    found: tuple[routes.Route, Target | None] | None = request.get(_LOCATED)
+    if found is not None:
+        return found
+    ctx = request.app[CONTEXT]
+    route = routes.parse(request.match_info.get("tail", ""), request.method)
+    target = None
+    if route.name:
+        # `ns` only steers the choice of an upstream; a plain registry ignores it, as registry:2 does.
+        target = ctx.resolve(route.name, routes.namespace(request.query.get("ns")) if ctx.proxy else None)
+        reading = request.method in ("GET", "HEAD") and route.kind != "upload"
+        if target.upstream is not None and not reading:
+            if not target.default:
+                raise errors.Unsupported(f"{target.upstream.name} is a pull-through upstream here: push to a name "
+                                         f"outside {target.upstream.name}/ instead")
+            target = Target(route.name)  # registry:2 proxy mode, but pushes to plain names stay possible
+    request[_LOCATED] = found = (route, target)
+    return found
+
+
+def _touched(request: web.Request) -> tuple[routes.Route, str | None]:
+    route, target = _locate(request)
+    return route, target.cache_repo if target is not None else None
+
+
 async def dispatch(request: web.Request) -> web.StreamResponse:
     """Every `/v2/` request: parse the path, resolve the repository (local or an upstream's), call the handler."""
     ctx = request.app[CONTEXT]
-    route = routes.parse(request.match_info["tail"], request.method)
+    route, target = _locate(request)
     if route.kind == "base":
         return web.json_response({})
     handler = _HANDLERS.get(route.kind)
     if handler is None:
         raise errors.NameUnknown(f"no such endpoint: {request.path}")
-    if route.kind == "catalog":
+    if target is None:  # the catalog
         return await handler(request, ctx, Resolved(route, "", ctx.repository(Target("")), False))
-    # `ns` only steers the choice of an upstream; a plain registry ignores it, as registry:2 does.
-    target = ctx.resolve(route.name, routes.namespace(request.query.get("ns")) if ctx.proxy else None)
-    reading = request.method in ("GET", "HEAD") and route.kind != "upload"
-    if target.upstream is not None and not reading:
-        if not target.default:
-            raise errors.Unsupported(f"{target.upstream.name} is a pull-through upstream here: push to a name "
-                                     f"outside {target.upstream.name}/ instead")
-        target = Target(route.name)  # registry:2 proxy mode, but pushes to plain names stay possible
     return await handler(request, ctx, Resolved(route, target.cache_repo, ctx.repository(target),
                                                 target.upstream is not None))
 
@@ -110,9 +150,16 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
         ctx.proxy = ProxyHub(store, upstreams, settings.own_names, settings.proxy_upstream,
                              settings.limits.manifestsize)
     state = health.Health()
-    app = web.Application(middlewares=make_middlewares(settings.http.headers, state.problems),
-                          client_max_size=1 << 20)
+    middlewares = make_middlewares(settings.http.headers, state.problems)
+    setup = _access_setup(settings, ctx) if settings.auth is not None else None
+    if setup is not None:
+        middlewares.append(make_access_middleware(setup, _touched))
+        # A client that knows a digest must not link a blob from a repository it may not pull: mounts need `from`.
+        ctx.mount_anywhere = False
+    app = web.Application(middlewares=middlewares, client_max_size=1 << 20)
     app[CONTEXT] = ctx
+    if setup is not None and setup.service is not None:
+        token_endpoint.install(app, setup.service, setup.token_paths)
     health.install(app, settings.health, store, state, writable=not ctx.read_only)
     app.router.add_route("*", "/v2/{tail:.*}", dispatch)
     app.router.add_route("*", "/v2", _redirect_base)

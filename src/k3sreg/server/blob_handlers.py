@@ -151,8 +151,10 @@ async def _start(request: web.Request, ctx: Context, name: str) -> web.StreamRes
         given = request.query.get("from") or None
         source = routes.mount_source(given)
         # Without `from`, any blob the registry holds may be mounted: it is content-addressed, and the client
-        # proved it knows the digest. A `from` that is no repository name mounts nothing.
-        if (given is None or source is not None) and await ctx.store.mount_blob(name, d, source) is not None:
+        # proved it knows the digest (not under access control: the caller must be allowed to pull `from`).
+        # A `from` that is no repository name mounts nothing.
+        anywhere = given is None and ctx.mount_anywhere
+        if (anywhere or source is not None) and await ctx.store.mount_blob(name, d, source) is not None:
             return _created(ctx, request, name, d)
     digest = request.query.get("digest")
     d_mono = routes.digest(digest) if digest else None

@@ -36,6 +36,7 @@ class Context:
     host: str | None = None          # http.host: the external URL for Location headers
     relative_urls: bool = False
     proxy: ProxyHub | None = None
+    mount_anywhere: bool = True      # a mount without `from` may link any blob the store holds (not with auth)
 
     def resolve(self, name: str, ns: str | None) -> Target:
         return self.proxy.resolve(name, ns) if self.proxy else Target(name)

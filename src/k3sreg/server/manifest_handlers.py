@@ -11,6 +11,7 @@ from k3sreg import errors
 from k3sreg.oci import mediatypes as mt
 from k3sreg.oci.manifest import platform_child
 from k3sreg.server import body, routes
+from k3sreg.server.access import catalog_filter
 from k3sreg.server.context import Context, Resolved
 from k3sreg.storage.catalog import page
 from k3sreg.storage.manifests import StoredManifest
@@ -108,7 +109,11 @@ async def catalog(request: web.Request, ctx: Context, res: Resolved) -> web.Stre
         raise web.HTTPMethodNotAllowed(request.method, ["GET"])
     asked = _n_param(request)
     n = ctx.catalog_max if asked is None else min(asked, ctx.catalog_max)
-    items, more = page(await ctx.store.catalog(), n, routes.last_name(request.query.get("last")))
+    names = await ctx.store.catalog()
+    visible = catalog_filter(request)
+    if visible is not None:  # under access control: only what the caller may pull
+        names = [name for name in names if visible(name)]
+    items, more = page(names, n, routes.last_name(request.query.get("last")))
     headers = {}
     if more and items:
         headers["Link"] = _link("/v2/_catalog", n, items[-1])

@@ -4,7 +4,8 @@
                        ──fork──► worker 2 ─┼─ accept() on the same listening socket (the kernel spreads
                        ...                 ┘  connections); workers share state only through the storage
 The parent restarts a worker that dies. On SIGINT/SIGTERM it closes its copy of the socket and passes SIGTERM
-on; each worker drains (protocol.py) and the parent waits for them all.
+on; each worker drains (protocol.py) and the parent waits for them all. SIGHUP is passed on too: each worker then
+reloads its TLS certificate (server/tlsreload.py).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import sys
 import time
 
 from k3sreg.config import Settings
-from k3sreg.server import protocol
+from k3sreg.server import protocol, tlsreload
 from k3sreg.server.app import create_app
 from k3sreg.server.logformat import ACCESS_LOG_FORMAT, make_formatter
 
@@ -98,8 +99,12 @@ def _serve_one(settings: Settings, sock: socket.socket) -> int:
 
             asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     access_log = None if settings.log.accesslog.disabled else logging.getLogger("aiohttp.access")
-    return protocol.run(create_app(settings), sock, ssl_context(settings), access_log, settings.http.drain,
-                        access_log_format=ACCESS_LOG_FORMAT)
+    app, ctx, tls = create_app(settings), ssl_context(settings), settings.http.tls
+    if ctx is not None and tls is not None:
+        tlsreload.install(app, tlsreload.CertificateReloader(ctx, tls.certificate, tls.key))  # SIGHUP reloads
+    else:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # nothing to reload; a daemon survives a hangup
+    return protocol.run(app, sock, ctx, access_log, settings.http.drain, access_log_format=ACCESS_LOG_FORMAT)
 
 
 def serve(settings: Settings, sock: socket.socket, workers: int) -> int:
@@ -124,6 +129,7 @@ def serve(settings: Settings, sock: socket.socket, workers: int) -> int:
         if pid == 0:
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the worker's loop takes it
             _die_with_parent(parent)
             status = 1
             try:
@@ -148,8 +154,14 @@ def serve(settings: Settings, sock: socket.socket, workers: int) -> int:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, forward)
 
+    def hangup(_signum: int, _frame: object) -> None:
+        for pid in list(children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGHUP)
+
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGHUP, hangup)  # every worker reloads its certificate
     for index in range(workers):
         spawn(index)
     while children:

@@ -162,3 +162,25 @@ def test_every_certs_command_has_help() -> None:
     for args in (["certs"], ["certs", "init"], ["certs", "issue"], ["certs", "show"]):
         result = runner.invoke(app, [*args, "--help"])
         assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_rotate_token_key_puts_a_new_key_in_front(tmp_path: Path) -> None:
+    """`certs rotate-token-key` gives the keyring a new current key and keeps the old one for verifying; a
+    config without a built-in service is a one-line usage error."""
+    from k3sreg.auth.signing import KeyRing
+
+    htpasswd = tmp_path / "htpasswd"
+    htpasswd.write_text("")
+    config = tmp_path / "config.yml"
+    config.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path / 'data'}\n"
+                      f"auth:\n  token:\n    service: s\n    issuer: i\n    builtin:\n      htpasswd: {htpasswd}\n")
+    ring = KeyRing(tmp_path / "data" / "k3sreg" / "token-keys.json", 300)
+    before = ring.signing_key().kid
+    result = runner.invoke(app, ["certs", "rotate-token-key", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    after = ring.signing_key().kid
+    assert after != before and after in result.output and set(ring.public_keys()) == {before, after}
+    plain = tmp_path / "plain.yml"
+    plain.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {tmp_path}\n")
+    result = runner.invoke(app, ["certs", "rotate-token-key", "--config", str(plain)])
+    assert result.exit_code == 2 and "no auth.token.builtin" in result.output

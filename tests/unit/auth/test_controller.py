@@ -150,7 +150,23 @@ def test_anonymous_without_rules_gets_nothing(basic: HtpasswdFile) -> None:
     controller = AccessController("htpasswd", HtpasswdAuthenticator(basic, anonymous=True), "k3sreg")
     found = controller.decide(request("GET", Route.MANIFEST, "public/x", []))
     assert isinstance(found, Refused) and found.status == 401
-    assert isinstance(controller.decide(request("GET", Route.BASE, None, [])), Allowed)
+    base = controller.decide(request("GET", Route.BASE, None, []))
+    assert isinstance(base, Refused) and base.status == 401
+
+
+def test_base_route_challenges_anonymous_callers_that_rules_let_pull(basic: HtpasswdFile) -> None:
+    """`/v2/` answers anonymous callers with the challenge (clients decide there to log in), while their rules
+    still let them pull; `Basic :` (containers/image without credentials) counts as anonymous, not as a failure."""
+    limiter = LoginLimiter(burst=1, rate=0.01)
+    controller = AccessController("htpasswd", HtpasswdAuthenticator(basic, anonymous=True), "k3sreg", rules=RULES,
+                                  limiter=limiter)
+    for auth in ([], ["Basic Og=="]):
+        base = controller.decide(request("GET", Route.BASE, None, auth))
+        assert isinstance(base, Refused) and base.headers == {"WWW-Authenticate": 'Basic realm="k3sreg"'}
+        assert isinstance(controller.decide(request("GET", Route.MANIFEST, "public/x", auth)), Allowed)
+    assert limiter.tracked() == 0
+    assert isinstance(controller.decide(request("GET", Route.BASE, None, [basic_authorization("alice", PASSWORD)])),
+                      Allowed)
 
 
 def test_htpasswd_with_rules(basic: HtpasswdFile) -> None:
@@ -177,3 +193,43 @@ def test_htpasswd_failed_logins_turn_into_429(basic: HtpasswdFile) -> None:
     assert int(found.headers["Retry-After"]) >= 1
     assert isinstance(controller.decide(request("GET", Route.BASE, None, [basic_authorization("alice", PASSWORD)],
                                                 "5.6.7.8")), Allowed)
+
+
+def test_allowed_decisions_are_remembered_while_they_hold(htpasswd_path: Path) -> None:
+    """An allowed request is answered from memory the next time (same credentials, same needs), not for other
+    needs, not after the htpasswd file changed, and not for an address past the failed-login limit."""
+    now = [0.0]
+    users = HtpasswdFile(htpasswd_path, clock=lambda: now[0])
+    limiter = LoginLimiter(burst=1, rate=0.01)
+    controller = AccessController("htpasswd", HtpasswdAuthenticator(users), "k3sreg", rules=RULES, limiter=limiter)
+    alice = [basic_authorization("alice", PASSWORD)]
+    first = request("GET", Route.MANIFEST, "a", alice, "10.0.0.1")
+    assert controller.remembered(first) is None
+    assert isinstance(controller.decide(first), Allowed)
+    assert isinstance(controller.remembered(first), Allowed)
+    assert controller.remembered(request("PUT", Route.MANIFEST, "a", alice, "10.0.0.1")) is None
+    assert isinstance(controller.decide(request("GET", Route.MANIFEST, "a", [basic_authorization("alice", "x")],
+                                                "10.0.0.2")), Refused)
+    assert controller.remembered(request("GET", Route.MANIFEST, "a", alice, "10.0.0.2")) is None  # limited
+    assert isinstance(controller.remembered(first), Allowed)
+    htpasswd_path.write_bytes(b"# nobody left\n")
+    now[0] += 2  # past RECHECK: the file is looked at again
+    assert controller.remembered(first) is None
+    assert isinstance(controller.decide(first), Refused)
+
+
+def test_a_remembered_token_decision_ends_with_the_token(token_setup: tuple[AccessController, TokenService],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A decision on a token is not reused past the token's expiry."""
+    import time as clock
+
+    controller, service = token_setup
+    auth = bearer(service, "alice", PASSWORD, "repository:a:pull")
+    info = request("GET", Route.MANIFEST, "a", auth)
+    assert isinstance(controller.decide(info), Allowed)
+    assert isinstance(controller.remembered(info), Allowed)
+    later = clock.time() + 3600
+    real = clock.monotonic()
+    monkeypatch.setattr(clock, "monotonic", lambda: real + 3600)
+    monkeypatch.setattr(clock, "time", lambda: later)
+    assert controller.remembered(info) is None

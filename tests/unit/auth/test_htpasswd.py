@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import bcrypt
@@ -11,7 +14,6 @@ import pytest
 
 from k3sreg.auth.htpasswd import HtpasswdFile, hash_kind, parse_htpasswd
 from k3sreg.auth.model import Denial, Principal, Reason
-from k3sreg.errors import ConfigError
 from tests.unit.auth.conftest import OTHER_PASSWORD, PASSWORD, SECRETS, bcrypt_entry
 
 
@@ -73,6 +75,34 @@ def test_success_is_remembered_until_the_entry_changes(htpasswd_path: Path, monk
     assert isinstance(users.verify("alice", OTHER_PASSWORD), Principal)
 
 
+def test_concurrent_checks_of_the_same_credentials_cost_one_bcrypt(htpasswd_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Twelve threads logging in with the same credentials at once (a client opening many connections) run one
+    bcrypt and all get in; the same with a wrong password: one bcrypt, all refused."""
+    users = HtpasswdFile(htpasswd_path)
+    gate = threading.Event()
+    real = bcrypt.checkpw
+    calls: list[bytes] = []
+
+    def slow(password: bytes, hashed: bytes) -> bool:
+        calls.append(hashed)
+        gate.wait(5)  # every other thread arrives while this check runs
+        return real(password, hashed)
+
+    monkeypatch.setattr(bcrypt, "checkpw", slow)
+    for password, kind in ((PASSWORD, Principal), ("wrong-one", Denial)):
+        calls.clear()
+        gate.clear()
+        with concurrent.futures.ThreadPoolExecutor(12) as pool:
+            futures = [pool.submit(users.verify, "alice", password) for _ in range(12)]
+            while not calls:
+                time.sleep(0.01)
+            time.sleep(0.2)
+            gate.set()
+            found = [f.result() for f in futures]
+        assert len(calls) == 1 and all(isinstance(f, kind) for f in found)
+
+
 def test_remembered_success_expires(htpasswd_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """After SUCCESS_TTL the password is checked with bcrypt again."""
     now = [1000.0]
@@ -111,11 +141,17 @@ def test_unreadable_file_keeps_the_last_users(htpasswd_path: Path) -> None:
     assert any("cannot read" in p for p in users.problems)
 
 
-def test_missing_file_at_start_is_a_config_error(tmp_path: Path) -> None:
-    """A missing file is refused at start with the fix (Distribution would invent a user and log its password)."""
-    with pytest.raises(ConfigError) as err:
-        HtpasswdFile(tmp_path / "nope")
-    assert "k3sreg htpasswd set" in str(err.value)
+def test_a_file_unreadable_at_start_lets_nobody_in_until_it_exists(tmp_path: Path) -> None:
+    """A missing file, or a directory (Debian's stock config.yml names /etc/docker/registry), starts with no
+    user (no invented one either), says how to fix it, and is read as soon as it exists."""
+    for path in (tmp_path / "nope", tmp_path):
+        users = HtpasswdFile(path)
+        assert isinstance(users.verify("alice", PASSWORD), Denial)
+        assert any("nobody can log in" in p and "k3sreg htpasswd set" in p for p in users.problems)
+    late = tmp_path / "late"
+    users = HtpasswdFile(late)
+    late.write_bytes(bcrypt_entry("alice", PASSWORD) + b"\n")
+    assert isinstance(users.verify("alice", PASSWORD), Principal) and users.problems == ()
 
 
 @pytest.mark.parametrize(("value", "kind"), [

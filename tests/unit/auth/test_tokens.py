@@ -13,12 +13,13 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from k3sreg.auth.certs import Issued
+from k3sreg.auth.certs import Issued, cert_pem, issue_signer, key_pem
 from k3sreg.auth.keys import Trust, jwk_thumbprint, jwks_document, libtrust_key_id, public_jwk
 from k3sreg.auth.model import Access, Denial, Principal, Reason
-from k3sreg.auth.signing import KeyRing
-from k3sreg.auth.tokens import ASYMMETRIC, MAX_TOKEN, TokenVerifier, parse_access
+from k3sreg.auth.signing import KeyRing, StaticSigner
+from k3sreg.auth.tokens import ASYMMETRIC, MAX_TOKEN, TokenVerifier, parse_access, sign_token
 from k3sreg.errors import ConfigError
+from tests.unit.auth.conftest import SECRETS
 from tests.unit.auth.tokenkit import (
     ISSUER,
     SERVICE,
@@ -298,3 +299,19 @@ def test_own_keyring_keys_are_trusted_by_kid(tmp_path: Path, ca: Issued) -> None
     assert isinstance(check.verify(mint(key.key, claims(), kid=key.kid)), Principal)
     assert denied(TokenVerifier(ISSUER, SERVICE, Trust([ca.cert])).verify(mint(key.key, claims(), kid=key.kid)),
                   Reason.TOKEN_KEY)
+
+
+def test_own_static_key_with_x5c_passes_without_a_root_bundle(tmp_path: Path, ca: Issued) -> None:
+    """The built-in service signing with its own key and certificate (x5c in every token) verifies its tokens
+    by kid, with no rootcertbundle configured; a token with the same x5c but another key still fails."""
+    issued = issue_signer(ca, "own")
+    SECRETS.add(key_pem(issued.key).decode())
+    (tmp_path / "k.pem").write_bytes(key_pem(issued.key))
+    (tmp_path / "c.pem").write_bytes(cert_pem(issued.cert))
+    static = StaticSigner(tmp_path / "k.pem", tmp_path / "c.pem")
+    verifier = TokenVerifier(ISSUER, SERVICE, Trust(), own=static)
+    token = sign_token(static.signing_key(), claims())
+    SECRETS.add(token)
+    assert isinstance(verifier.verify(token), Principal)
+    forged = mint(new_key(), claims(), kid=static.signing_key().kid, x5c=list(static.signing_key().x5c))
+    assert isinstance(verifier.verify(forged), Denial)

@@ -48,3 +48,12 @@ def test_mirrors_validate_imports_nothing_heavy(tmp_path: Path) -> None:
     modules = loaded("mirrors", "validate", str(f))
     assert "k3sreg" in modules and "yaml" in modules
     assert modules.isdisjoint(HEAVY), sorted(modules & set(HEAVY))
+
+
+def test_mirrors_validate_with_absent_certificate_files_imports_nothing_heavy(tmp_path: Path) -> None:
+    """Certificate files named in configs.*.tls but absent here are not read: cryptography stays unloaded."""
+    f = tmp_path / "registries.yaml"
+    f.write_text('mirrors:\n  docker.io:\n    endpoint: ["https://10.0.0.5:30500"]\n'
+                 'configs:\n  "10.0.0.5:30500":\n    tls:\n      ca_file: /etc/rancher/k3s/absent-ca.crt\n')
+    modules = loaded("mirrors", "validate", str(f))
+    assert "k3sreg" in modules and modules.isdisjoint(HEAVY), sorted(modules & set(HEAVY))

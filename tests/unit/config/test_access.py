@@ -81,6 +81,23 @@ def test_builtin_without_a_place_for_keys() -> None:
     assert any("set 'keyring'" in p for p in info.value.problems)
 
 
+def test_builtin_with_its_own_signing_key_needs_no_keyring() -> None:
+    """A builtin service given `signingkey` keeps no generated keys: it loads, whatever the storage."""
+    auth = {"token": {**BUILTIN["token"], "builtin": {"htpasswd": "/h", "signingkey": "/k.pem"}}}
+    assert load(auth=auth).auth.token.builtin.signingkey == "/k.pem"
+    s = parse_settings({"version": "0.1", "storage": "inmemory", "auth": auth}, {})
+    assert s.auth is not None and s.auth.token is not None
+
+
+def test_builtin_realm_is_optional() -> None:
+    """With builtin, `realm` may be left out (the registry advertises its own /auth/token); without, it is
+    required."""
+    builtin = {"token": {"service": "reg", "issuer": "k3sreg", "builtin": {"htpasswd": "/h"}}}
+    assert load(auth=builtin).auth.token.realm == ""
+    external = {"token": {"service": "reg", "issuer": "k3sreg", "rootcertbundle": "/b.pem"}}
+    assert any("'realm' is required" in p for p in problems(auth=external))
+
+
 def test_signing_algorithms_are_checked() -> None:
     """Unknown names are refused (as Distribution does); builtin keyrings need ES256 among them."""
     auth = {"token": {**BUILTIN["token"], "signingalgorithms": ["ES256", "XX999"]}}

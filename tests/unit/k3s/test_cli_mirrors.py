@@ -97,6 +97,23 @@ def test_init_reads_password_from_stdin_and_from_config(tmp_path: Path) -> None:
     assert runner.invoke(app, ["mirrors", "validate", str(out)]).exit_code == 0
 
 
+def test_init_reads_password_from_an_environment_variable(tmp_path: Path) -> None:
+    """--password-env NAME takes the password from the environment (never argv); unset is a usage error; two
+    password sources are refused."""
+    from k3sreg.errors import UsageError
+
+    out = tmp_path / "registries.yaml"
+    args = ["mirrors", "init", "-e", "https://10.0.0.5:30500", "-m", "docker.io", "--ca-file",
+            "/etc/rancher/k3s/ca.crt", "--username", "nodes", "--password-env", "REGISTRY_PW", "-o", str(out)]
+    result = runner.invoke(app, args, env={"REGISTRY_PW": "from-the-env-9"})
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    assert '"from-the-env-9"' in text and '"/etc/rancher/k3s/ca.crt"' in text and out.stat().st_mode & 0o077 == 0
+    assert isinstance(runner.invoke(app, args, env={"REGISTRY_PW": ""}).exception, UsageError)
+    both = runner.invoke(app, [*args, "--password-stdin"], input="x\n", env={"REGISTRY_PW": "y"})
+    assert isinstance(both.exception, UsageError)
+
+
 def test_usage_errors(tmp_path: Path) -> None:
     """Bad flags are one-line usage errors, not tracebacks."""
     from k3sreg.errors import UsageError

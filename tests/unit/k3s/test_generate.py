@@ -27,7 +27,7 @@ def test_tiers_credentials_tls_rewrites_and_wildcard() -> None:
         endpoints=["127.0.0.1:30500", "regional.example.com:5000", "https://registry-1.docker.io"],
         mirrors=["docker.io", "*"], ca_file="/etc/ssl/ca.pem", cert_file="/c.pem", key_file="/k.pem",
         username="bot", password="p #ss: yes", rewrites={"^rancher/(.*)": "mirrored/$1"}))
-    assert validate_text(text) == []
+    assert [(f.code, f.path) for f in validate_text(text)] == [("auth-over-http", 'configs."127.0.0.1:30500".auth')]
     reg = load_registries(text)
     assert reg.mirrors["docker.io"].endpoint == ["http://127.0.0.1:30500", "https://regional.example.com:5000"]
     assert reg.mirrors["*"].endpoint[-1] == "https://registry-1.docker.io"

@@ -238,3 +238,77 @@ def test_endpoint_query_and_fragment_are_reported() -> None:
     text = ('mirrors:\n  docker.io:\n    endpoint: ["https://m.example.com/v2?x=1", "https://n.example.com#frag"]\n')
     base = 'mirrors."docker.io".endpoint'
     assert {("warning", "endpoint-query", f"{base}[0]"), ("warning", "endpoint-query", f"{base}[1]")} <= found(text)
+
+
+def test_credentials_over_plain_http_and_unchecked_certificates() -> None:
+    """Credentials to an http:// endpoint (or a loopback registry K3s reaches over HTTP) and
+    insecure_skip_verify on an https one are flagged, naming `k3sreg certs`; TLS on https with a CA is not."""
+    got = found("""
+        mirrors:
+          docker.io:
+            endpoint: ["http://10.0.0.5:30500", "https://10.0.0.6:30500"]
+        configs:
+          "10.0.0.5:30500": {auth: {username: u, password: p}}
+          "10.0.0.6:30500": {auth: {username: u, password: p}, tls: {insecure_skip_verify: true}}
+          "127.0.0.1:5000": {auth: {username: u, password: p}}
+    """)
+    assert {("warning", "auth-over-http", 'configs."10.0.0.5:30500".auth'),
+            ("warning", "tls-skip-verify", 'configs."10.0.0.6:30500".tls.insecure_skip_verify'),
+            ("warning", "auth-over-http", 'configs."127.0.0.1:5000".auth')} <= got
+    assert not any(code in ("auth-over-http", "tls-skip-verify") and "10.0.0.6" in path and "auth" in path
+                   for _, code, path in got)
+    finding = next(f for f in validate_text(textwrap.dedent("""
+        configs:
+          "reg.example.com:5000": {tls: {insecure_skip_verify: true}}
+    """)) if f.code == "tls-skip-verify")
+    assert "k3sreg certs init" in finding.fix and "k3sreg certs issue --host reg.example.com" in finding.fix
+
+
+def test_certificate_files_readable_here_are_checked(tmp_path: Path) -> None:
+    """A ca_file that is expired, or a server certificate (no CA) that does not name the host, is an error;
+    one expiring within 30 days a warning; a CA, or a certificate naming the host, passes; an unreadable path
+    is not looked at."""
+    from k3sreg.auth.certs import cert_pem, issue_client, issue_server, make_ca
+
+    ca = make_ca("validate CA")
+    good_ca, server, soon, expired, client = (tmp_path / n for n in ("ca.crt", "srv.crt", "soon.crt", "old.crt",
+                                                                      "node.crt"))
+    good_ca.write_bytes(cert_pem(ca.cert))
+    server.write_bytes(cert_pem(issue_server(ca, ["reg.example.com"]).cert))
+    soon.write_bytes(cert_pem(issue_server(ca, ["10.0.0.5"], days=10).cert))
+    expired.write_bytes(cert_pem(expired_certificate()))
+    client.write_bytes(cert_pem(issue_client(ca, "node1").cert))
+    text = f"""
+        mirrors:
+          docker.io:
+            endpoint: ["https://10.0.0.5:30500", "https://reg.example.com:5000"]
+        configs:
+          "10.0.0.5:30500": {{tls: {{ca_file: "{server}", cert_file: "{client}", key_file: /k}}}}
+          "reg.example.com:5000": {{tls: {{ca_file: "{good_ca}"}}}}
+          "a.example.com": {{tls: {{ca_file: "{expired}"}}}}
+          "b.example.com": {{tls: {{ca_file: "{soon}"}}}}
+          "c.example.com": {{tls: {{ca_file: "{tmp_path}/missing.crt"}}}}
+    """
+    got = {(s, c, p) for s, c, p in found(text) if c.startswith("tls-")}
+    assert got == {("error", "tls-host-not-covered", 'configs."10.0.0.5:30500".tls.ca_file'),
+                   ("error", "tls-cert-expired", 'configs."a.example.com".tls.ca_file'),
+                   ("error", "tls-host-not-covered", 'configs."a.example.com".tls.ca_file'),
+                   ("warning", "tls-cert-expiring", 'configs."b.example.com".tls.ca_file'),
+                   ("error", "tls-host-not-covered", 'configs."b.example.com".tls.ca_file')}
+
+
+def expired_certificate() -> Any:
+    """A self-signed certificate that expired yesterday."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "old")])
+    now = datetime.datetime.now(datetime.UTC)
+    return (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now - datetime.timedelta(days=30))
+            .not_valid_after(now - datetime.timedelta(days=1)).sign(key, hashes.SHA256()))

@@ -173,3 +173,17 @@ def test_remote_command_stops_the_whole_script_at_its_limit() -> None:
     assert time.monotonic() - started < 10
     quick = subprocess.run(["sh", "-c", remote_command(5, sudo=False)], input=b"echo ok\n", capture_output=True)
     assert (quick.returncode, quick.stdout) == (0, b"ok\n")
+
+
+def test_tls_files_are_written_with_their_modes_and_reported(tmp_path: Path) -> None:
+    """files_write_script installs each file with its mode (a key 0600, a certificate 0644) in a directory it
+    creates; files_state_script reports content hash, owner and mode, and `-` for a missing file."""
+    ca, key, absent = (PurePosixPath(tmp_path / "etc" / n) for n in ("ca.crt", "node.key", "none.crt"))
+    done = sh(remote.files_write_script({ca: (b"CA PEM\n", 0o644), key: (b"KEY PEM\n", 0o600)}))
+    assert done.returncode == 0, done.stderr
+    assert (Path(str(ca)).read_bytes(), Path(str(ca)).stat().st_mode & 0o777) == (b"CA PEM\n", 0o644)
+    assert Path(str(key)).stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in Path(str(ca)).parent.iterdir()) == ["ca.crt", "node.key"]  # no temporary left
+    state = remote.parse_files_state(sh(remote.files_state_script([ca, key, absent])).stdout)
+    assert state[str(ca)] == remote.NodeFileState(hashlib.sha256(b"CA PEM\n").hexdigest(), os.getuid(), 0o644)
+    assert state[str(absent)] == remote.NodeFileState(None, None, None)

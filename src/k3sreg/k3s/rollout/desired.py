@@ -1,14 +1,15 @@
-"""The file to roll out: read, validated with `mirrors validate`'s rules, and rendered for `--hot`."""
+"""The file to roll out: read, validated with `mirrors validate`'s rules, rendered for `--hot`, and the TLS files
+it names (`--certs DIR`: each `configs.*.tls` path on the node is filled from `DIR/<its file name>`)."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from k3sreg.errors import ConfigError, UsageError
 from k3sreg.k3s.decode import load_registries
 from k3sreg.k3s.findings import Finding
 from k3sreg.k3s.render import RenderOptions, header_line, render_hosts
-from k3sreg.k3s.rollout.engine import HotFiles, HotRender
+from k3sreg.k3s.rollout.engine import HotFiles, HotRender, NodeFile
 from k3sreg.k3s.rollout.model import FLAVORS, Flavor
 from k3sreg.k3s.validate import validate_text
 
@@ -55,3 +56,42 @@ def hot_caveats(content: bytes) -> list[str]:
 def _line(path: Path, f: Finding) -> str:
     where = f"{path}:{f.location()}" if f.location() else str(path)
     return f"{where}: {f.path}: {f.message}; fix: {f.fix}"
+
+
+TLS_MODES = {"ca_file": 0o644, "cert_file": 0o644, "key_file": 0o600}
+"""How each kind of TLS file is installed on a node (root:root): certificates readable, keys the owner's only."""
+
+
+def node_files(content: bytes, certs: Path) -> dict[PurePosixPath, NodeFile]:
+    """The TLS files registries.yaml `content` names, read from `certs/<file name>`; ConfigError listing every
+    problem (a file missing here, a relative path, the CA's own key, two names for one path)."""
+    registries = load_registries(content.decode("utf-8"))
+    found: dict[PurePosixPath, NodeFile] = {}
+    problems: list[str] = []
+    for host, config in registries.configs.items():
+        tls = config.tls
+        for kind, mode in TLS_MODES.items():
+            value = getattr(tls, kind) if tls is not None else ""
+            if not value:
+                continue
+            where = f"configs.{host!r}.tls.{kind}"
+            path = PurePosixPath(value)
+            local = certs / path.name
+            if not path.is_absolute():
+                problems.append(f"{where}: {value!r} is not an absolute path on the node")
+            elif path.name == "ca.key":
+                problems.append(f"{where}: {value!r} would put the CA's private key on every node; nodes need the "
+                                "CA certificate (ca.crt) only")
+            elif not local.is_file():
+                problems.append(f"{where}: names {value}, but {local} does not exist (--certs {certs})")
+            else:
+                wanted = NodeFile(local.read_bytes(), mode)
+                if found.get(path, wanted) != wanted:
+                    problems.append(f"{where}: {value} is also named as another kind of file")
+                found[path] = wanted
+    if not found and not problems:
+        problems.append("--certs: registries.yaml names no TLS file (configs.<host>.tls.ca_file, cert_file, "
+                        "key_file); write them with `k3sreg mirrors init --ca-file ...`")
+    if problems:
+        raise ConfigError(problems)
+    return found

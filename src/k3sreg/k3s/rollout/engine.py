@@ -3,8 +3,11 @@
 Per node, in this order (each step one SSH round trip):
 
     connect ─► detect flavor/role (only when the inventory leaves them out) ─► read registries.yaml
-        ─► compare bytes ─► [apply] write atomically + backup ─► [--hot] write hosts.toml files
-        ─► restart the role's service and wait until active (not with --hot, not when nothing changed)
+        ─► [--certs] compare the TLS files it names ─► compare bytes
+        ─► [apply] write the TLS files that differ ─► write registries.yaml atomically + backup
+        ─► [--hot] write hosts.toml files
+        ─► restart the role's service and wait until active (not with --hot, not when registries.yaml is
+           unchanged: containerd reads the certificate files at each pull, so new ones need no restart)
 
 A node that fails is reported and the others carry on; with `rolling`, nodes go one at a time (servers
 first) and the first failure stops the run: the rest are reported as skipped. Nothing here prints; progress
@@ -17,6 +20,7 @@ import asyncio
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import PurePosixPath
 from typing import Any, Literal
 
 from k3sreg.k3s.rollout import remote
@@ -53,6 +57,14 @@ class HotFiles:
     generated_header: str
 
 
+@dataclass(frozen=True)
+class NodeFile:
+    """A file to install next to registries.yaml (a CA, a node certificate or key): content and mode."""
+
+    content: bytes
+    mode: int
+
+
 @dataclass
 class NodeResult:
     """What happened on (or would happen to) one node."""
@@ -68,6 +80,7 @@ class NodeResult:
     reason: str = ""
     diff: str = ""
     hot: list[str] = field(default_factory=list)  # hosts.toml directories written (+) or removed (-)
+    files: list[str] = field(default_factory=list)  # TLS files written (or that would be)
 
     def to_json(self) -> dict[str, Any]:
         """The result as plain JSON data."""
@@ -82,6 +95,7 @@ class _Probe:
     state: remote.FileState
     hot_write: dict[str, bytes] = field(default_factory=dict)
     hot_remove: list[str] = field(default_factory=list)
+    files_write: dict[PurePosixPath, NodeFile] = field(default_factory=dict)
 
 
 def failed(results: Sequence[NodeResult]) -> list[NodeResult]:
@@ -92,19 +106,25 @@ def failed(results: Sequence[NodeResult]) -> list[NodeResult]:
 HotRender = Mapping[Flavor, HotFiles]
 
 
+NodeFiles = Mapping[PurePosixPath, NodeFile]
+
+
 async def plan(nodes: Sequence[Node], desired: bytes, ssh: SshOptions, hot: HotRender | None = None,
-               progress: Progress | None = None, parallel: int = 8) -> list[NodeResult]:
+               progress: Progress | None = None, parallel: int = 8, files: NodeFiles | None = None
+               ) -> list[NodeResult]:
     """What `apply` would do on each node, with a masked diff; nothing on any node changes."""
     opts = RolloutOptions(parallel=parallel, dry_run=True, hot=hot is not None)
-    return await apply(nodes, desired, ssh, opts, hot, progress)
+    return await apply(nodes, desired, ssh, opts, hot, progress, files)
 
 
 async def apply(nodes: Sequence[Node], desired: bytes, ssh: SshOptions, opts: RolloutOptions,
-                hot: HotRender | None = None, progress: Progress | None = None) -> list[NodeResult]:
-    """Bring every node's registries.yaml to `desired` (validated by the caller), restarting only changed nodes."""
+                hot: HotRender | None = None, progress: Progress | None = None, files: NodeFiles | None = None
+                ) -> list[NodeResult]:
+    """Bring every node's registries.yaml to `desired` (validated by the caller), and the TLS `files` it names
+    to their content, restarting only nodes whose registries.yaml changed."""
 
     async def one(node: Node) -> NodeResult:
-        return await _apply_node(node, desired, ssh, opts, hot, _say(progress, node))
+        return await _apply_node(node, desired, ssh, opts, hot, _say(progress, node), files or {})
 
     return await _run_all(nodes, one, opts)
 
@@ -176,11 +196,13 @@ async def rollback(nodes: Sequence[Node], ssh: SshOptions, opts: RolloutOptions,
 
 
 async def _apply_node(node: Node, desired: bytes, ssh: SshOptions, opts: RolloutOptions, hot: HotRender | None,
-                      say: Callable[[str], None]) -> NodeResult:
+                      say: Callable[[str], None], files: NodeFiles) -> NodeResult:
     result = NodeResult(node.name, node.address, "failed", node.role, node.flavor)
     try:
         async with NodeShell(node, ssh) as shell:
             probe = await _probe(shell, node, hot, say)
+            if files:
+                await _probe_files(shell, probe, files)
             result = _result(node, probe, "unchanged")
             state = probe.state
             path = registries_path(probe.flavor)
@@ -193,13 +215,20 @@ async def _apply_node(node: Node, desired: bytes, ssh: SshOptions, opts: Rollout
                 result.reason = f"owner uid {state.uid}, mode {state.mode:o} -> root 0600"
             result.hot = [f"+{d.rsplit('/', 1)[0]}" for d in sorted(probe.hot_write)]
             result.hot += [f"-{d}" for d in probe.hot_remove]
-            if result.action == "none" and not result.hot:
+            result.files = [str(p) for p in sorted(probe.files_write)]
+            if result.action == "none" and not result.hot and not result.files:
                 say("up to date")
                 return result
             if opts.dry_run:
                 result.outcome = "would-change"
                 say(result.outcome)
                 return result
+            if probe.files_write:
+                # Before registries.yaml: a restart must never find a file that names a missing certificate.
+                say("writing TLS files")
+                await shell.must(remote.files_write_script({p: (f.content, f.mode)
+                                                            for p, f in probe.files_write.items()}),
+                                 "TLS file write failed")
             if result.action in ("create", "update"):
                 say("writing registries.yaml")
                 await shell.must(remote.write_script(path, desired), "write failed")
@@ -215,6 +244,8 @@ async def _apply_node(node: Node, desired: bytes, ssh: SshOptions, opts: Rollout
                 await _restart(shell, probe.service, opts, say)
             elif result.action in ("create", "update") and opts.hot:
                 result.reason = "hot: containerd reads hosts.toml on each pull; no restart"
+            elif result.action == "none" and result.files:
+                result.reason = "TLS files updated; containerd reads them at each pull: no restart"
     except NodeError as e:
         result.outcome, result.reason = "failed", e.reason
         if result.restart and result.action in ("create", "update"):
@@ -261,6 +292,20 @@ async def _probe(shell: NodeShell, node: Node, hot: HotRender | None, say: Calla
             raise NodeError(str(e)) from e
         _plan_hot(probe, hot[flavor], present)
     return probe
+
+
+async def _probe_files(shell: NodeShell, probe: _Probe, files: NodeFiles) -> None:
+    """Note in `probe` the files whose content, owner or mode differ on the node."""
+    done = await shell.must(remote.files_state_script(sorted(files)), "reading the TLS files failed")
+    try:
+        present = remote.parse_files_state(done.stdout)
+    except ValueError as e:
+        raise NodeError(str(e)) from e
+    for path, wanted in files.items():
+        state = present.get(str(path))
+        if state is None or state.sha256 != hashlib.sha256(wanted.content).hexdigest() or state.uid != 0 \
+                or state.mode != wanted.mode:
+            probe.files_write[path] = wanted
 
 
 def _plan_hot(probe: _Probe, hot: HotFiles, present: Sequence[remote.HostsFile]) -> None:

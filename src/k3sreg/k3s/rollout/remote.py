@@ -9,6 +9,8 @@ place, so a node never keeps a half-written file:
     registries.yaml.k3sreg-backup    the version it replaced (root:root 0600)
     registries.yaml.k3sreg-backup-none   marker: there was no file before (rollback removes it)
     .registries.yaml.k3sreg.XXXXXX   temporary, same directory, renamed into place (atomic on one filesystem)
+    ca.crt, node.crt, node.key ...   the TLS files registries.yaml names (`nodes apply --certs`): root:root,
+                                     0644 for certificates, 0600 for keys, written the same way
 
 Needs on the node: sh, coreutils (base64, sha256sum, stat, mktemp) and systemctl.
 """
@@ -225,5 +227,54 @@ def hosts_write_script(certs_d: PurePosixPath, files: Mapping[str, bytes], remov
         parts.append(f't=$(mktemp "$d"/{sub}/.hosts.toml.k3sreg.XXXXXX)')
         parts.append(_embed("t", content) + _check("t", content).rstrip("\n"))
         parts.append(f'chmod 600 "$t"; mv -f "$t" "$d"/{target}; t=""')
+    parts.append("trap - EXIT")
+    return wrap("\n".join(parts))
+
+
+def files_state_script(paths: Sequence[PurePosixPath]) -> str:
+    """Print `<sha256> <uid> <mode> <path>` for each of `paths` (`- - - <path>` when it is missing)."""
+    listed = " ".join(shlex.quote(str(p)) for p in paths)
+    return wrap(f"""echo {MARK}
+for f in {listed}; do
+  if [ -f "$f" ]; then
+    printf '%s %s %s\\n' "$(sha256sum "$f" | cut -d" " -f1)" "$(stat -c '%u %a' "$f")" "$f"
+  else
+    printf -- '- - - %s\\n' "$f"
+  fi
+done""")
+
+
+@dataclass(frozen=True)
+class NodeFileState:
+    """What `files_state_script` found for one file: None fields when it is missing."""
+
+    sha256: str | None
+    uid: int | None
+    mode: int | None
+
+
+def parse_files_state(output: bytes) -> dict[str, NodeFileState]:
+    """Parse the output of `files_state_script`, by path."""
+    found: dict[str, NodeFileState] = {}
+    for line in _after_mark(output).decode("utf-8", "replace").splitlines():
+        parts = line.split(" ", 3)
+        if len(parts) != 4:
+            raise ValueError(f"unexpected answer from the node: {line[:80]!r}")
+        digest, uid, mode, path = parts
+        found[path] = NodeFileState(None, None, None) if digest == "-" else NodeFileState(digest, int(uid),
+                                                                                         int(mode, 8))
+    return found
+
+
+def files_write_script(files: Mapping[PurePosixPath, tuple[bytes, int]]) -> str:
+    """Install each file (content, mode) atomically as root:root with its mode, its directory created if needed."""
+    parts = ["umask 077", "t=''", "trap 'rm -f \"$t\"' EXIT"]
+    for path, (content, mode) in sorted(files.items()):
+        d, f = shlex.quote(str(path.parent)), shlex.quote(str(path))
+        parts.append(f"mkdir -p {d}")
+        parts.append(f"t=$(mktemp {d}/.{shlex.quote(path.name)}.k3sreg.XXXXXX)")
+        parts.append(_embed("t", content) + _check("t", content).rstrip("\n"))
+        parts.append(f'chown 0:0 "$t"; chmod {mode:o} "$t"; mv -f "$t" {f}; t=""')
+    parts.append("sync")
     parts.append("trap - EXIT")
     return wrap("\n".join(parts))
