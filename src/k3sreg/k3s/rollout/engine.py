@@ -203,19 +203,7 @@ async def _apply_node(node: Node, desired: bytes, ssh: SshOptions, opts: Rollout
             probe = await _probe(shell, node, hot, say)
             if files:
                 await _probe_files(shell, probe, files)
-            result = _result(node, probe, "unchanged")
-            state = probe.state
-            path = registries_path(probe.flavor)
-            if state.content != desired:
-                result.action = "create" if state.content is None else "update"
-                result.diff = masked_diff(state.content, desired, node.name)
-                result.restart = opts.restart and not opts.hot
-            elif not state.secure:
-                result.action = "secure"
-                result.reason = f"owner uid {state.uid}, mode {state.mode:o} -> root 0600"
-            result.hot = [f"+{d.rsplit('/', 1)[0]}" for d in sorted(probe.hot_write)]
-            result.hot += [f"-{d}" for d in probe.hot_remove]
-            result.files = [str(p) for p in sorted(probe.files_write)]
+            result = _plan_node(node, probe, desired, opts)
             if result.action == "none" and not result.hot and not result.files:
                 say("up to date")
                 return result
@@ -223,35 +211,59 @@ async def _apply_node(node: Node, desired: bytes, ssh: SshOptions, opts: Rollout
                 result.outcome = "would-change"
                 say(result.outcome)
                 return result
-            if probe.files_write:
-                # Before registries.yaml: a restart must never find a file that names a missing certificate.
-                say("writing TLS files")
-                await shell.must(remote.files_write_script({p: (f.content, f.mode)
-                                                            for p, f in probe.files_write.items()}),
-                                 "TLS file write failed")
-            if result.action in ("create", "update"):
-                say("writing registries.yaml")
-                await shell.must(remote.write_script(path, desired), "write failed")
-            elif result.action == "secure":
-                await shell.must(remote.secure_script(path), "chmod failed")
-            if probe.hot_write or probe.hot_remove:
-                say("writing hosts.toml")
-                await shell.must(remote.hosts_write_script(certs_d_path(probe.flavor), probe.hot_write,
-                                                           probe.hot_remove), "hosts.toml write failed")
-            result.outcome = "changed"
-            if result.restart:
-                # The file is in place whatever happens next; a failed restart is reported, not undone.
-                await _restart(shell, probe.service, opts, say)
-            elif result.action in ("create", "update") and opts.hot:
-                result.reason = "hot: containerd reads hosts.toml on each pull; no restart"
-            elif result.action == "none" and result.files:
-                result.reason = "TLS files updated; containerd reads them at each pull: no restart"
+            await _carry_out(shell, probe, result, desired, opts, say)
     except NodeError as e:
         result.outcome, result.reason = "failed", e.reason
         if result.restart and result.action in ("create", "update"):
             result.restart = False
     say(result.outcome)
     return result
+
+
+def _plan_node(node: Node, probe: _Probe, desired: bytes, opts: RolloutOptions) -> NodeResult:
+    """What applying `desired` to a node in the probed state takes: the action on registries.yaml, the masked
+    diff, the TLS files and hosts.toml to write, and whether the service restarts. Reads and writes nothing."""
+    result = _result(node, probe, "unchanged")
+    state = probe.state
+    if state.content != desired:
+        result.action = "create" if state.content is None else "update"
+        result.diff = masked_diff(state.content, desired, node.name)
+        result.restart = opts.restart and not opts.hot
+    elif not state.secure:
+        result.action = "secure"
+        result.reason = f"owner uid {state.uid}, mode {state.mode:o} -> root 0600"
+    result.hot = [f"+{d.rsplit('/', 1)[0]}" for d in sorted(probe.hot_write)]
+    result.hot += [f"-{d}" for d in probe.hot_remove]
+    result.files = [str(p) for p in sorted(probe.files_write)]
+    return result
+
+
+async def _carry_out(shell: NodeShell, probe: _Probe, result: NodeResult, desired: bytes, opts: RolloutOptions,
+                     say: Callable[[str], None]) -> None:
+    """Make the planned changes on the node, in the order that keeps it consistent; sets the outcome."""
+    path = registries_path(probe.flavor)
+    if probe.files_write:
+        # Before registries.yaml: a restart must never find a file that names a missing certificate.
+        say("writing TLS files")
+        await shell.must(remote.files_write_script({p: (f.content, f.mode) for p, f in probe.files_write.items()}),
+                         "TLS file write failed")
+    if result.action in ("create", "update"):
+        say("writing registries.yaml")
+        await shell.must(remote.write_script(path, desired), "write failed")
+    elif result.action == "secure":
+        await shell.must(remote.secure_script(path), "chmod failed")
+    if probe.hot_write or probe.hot_remove:
+        say("writing hosts.toml")
+        await shell.must(remote.hosts_write_script(certs_d_path(probe.flavor), probe.hot_write, probe.hot_remove),
+                         "hosts.toml write failed")
+    result.outcome = "changed"
+    if result.restart:
+        # The file is in place whatever happens next; a failed restart is reported, not undone.
+        await _restart(shell, probe.service, opts, say)
+    elif result.action in ("create", "update") and opts.hot:
+        result.reason = "hot: containerd reads hosts.toml on each pull; no restart"
+    elif result.action == "none" and result.files:
+        result.reason = "TLS files updated; containerd reads them at each pull: no restart"
 
 
 async def _restart(shell: NodeShell, service: str, opts: RolloutOptions, say: Callable[[str], None]) -> None:
