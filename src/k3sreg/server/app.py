@@ -15,9 +15,10 @@ from aiohttp import web
 
 from k3sreg import errors
 from k3sreg.config import Settings
-from k3sreg.server import blob_handlers, health, manifest_handlers, metrics, routes
+from k3sreg.server import blob_handlers, health, manifest_handlers, metrics, routes, stats, webui
 from k3sreg.server.context import CONTEXT, Context, Limits, Resolved
 from k3sreg.server.middleware import make_middlewares
+from k3sreg.storage.access import AccessClock
 from k3sreg.storage.driver import Driver
 from k3sreg.storage.filesystem import FilesystemDriver
 from k3sreg.storage.memory import MemoryDriver
@@ -104,6 +105,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
         relative_urls=settings.http.relativeurls,
         catalog_max=settings.catalog.maxentries,
         tags_max=settings.tags.maxtags,
+        access=AccessClock(store, 60.0),
     )
     upstreams = settings.effective_upstreams
     if upstreams:
@@ -116,7 +118,13 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     health.install(app, settings.health, store, state, writable=not ctx.read_only)
     app.router.add_route("*", "/v2/{tail:.*}", dispatch)
     app.router.add_route("*", "/v2", _redirect_base)
-    app.router.add_get("/metrics", metrics.metrics)
+    root = str(settings.storage.filesystem.rootdirectory) if settings.storage.filesystem else None
+    if not metrics.on_debug_listener(settings.http):
+        app.router.add_get("/metrics", metrics.handler(root))
+    history, names = stats.SavingsHistory(), [u.name for u in upstreams]
+    app.cleanup_ctx.append(stats.background(store, history, names, settings.web.sampleinterval))
+    if settings.web.enabled:
+        webui.install(app, settings.web, ctx, history, names, root)
     app.on_cleanup.append(lambda _app: _close(ctx))
     if ctx.proxy is not None:
         app.cleanup_ctx.append(_background(ctx.proxy.evict_forever))
@@ -136,6 +144,17 @@ def _background(job: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[web.A
             await task
 
     return ctx
+
+
+def debug_app(settings: Settings) -> web.Application:
+    """The application of Distribution's debug listener (`http.debug.addr`): the metrics, when
+    `http.debug.prometheus` is enabled, at its `path`."""
+    app = web.Application()
+    prometheus = settings.http.debug.prometheus if settings.http.debug else None
+    if prometheus is not None and prometheus.enabled:
+        fs = settings.storage.filesystem
+        app.router.add_get(prometheus.path, metrics.handler(str(fs.rootdirectory) if fs else None))
+    return app
 
 
 async def _close(ctx: Context) -> None:
