@@ -119,6 +119,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     app.router.add_route("*", "/v2/{tail:.*}", dispatch)
     app.router.add_route("*", "/v2", _redirect_base)
     root = str(settings.storage.filesystem.rootdirectory) if settings.storage.filesystem else None
+    metrics.preset_routes(routes.KINDS)
     if not metrics.on_debug_listener(settings.http):
         app.router.add_get("/metrics", metrics.handler(root))
     history, names = stats.SavingsHistory(), [u.name for u in upstreams]

@@ -41,7 +41,7 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 PREFIX = "k3sreg_"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
                    300.0, float("inf"))
-ROUTE_KEY = "k3sreg.route"
+ROUTE_KEY = web.RequestKey("k3sreg_route", str)
 """Request key: a route kind that handlers outside the API set for themselves (the web page: `web`)."""
 _METHODS = frozenset({"GET", "HEAD", "PUT", "POST", "PATCH", "DELETE"})
 

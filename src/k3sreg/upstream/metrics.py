@@ -35,6 +35,8 @@ def preset(upstreams: Iterable[str]) -> None:
         for counter in (STALE, BYTES_SERVED, BYTES_SAVED, BYTES_FETCHED):
             counter.labels(name)
         FILLS.labels(name)
+        EVICTED.labels(name, "manifest")
+        EVICTED.labels("all", "blob")  # blobs are shared: eviction counts them for every upstream at once
 
 
 def record(upstream: str, kind: str, result: str) -> None:
