@@ -3,8 +3,9 @@
     every second        RequestStats.flush: request figures gathered in memory go to the metrics
     every `sample`      SavingsHistory: one point of the bytes saved per upstream (summed over the workers),
                         kept in memory for the savings plot (the last `points` points; a new worker starts empty)
-    every `count`       the blob bytes of the store (storage.usage), counted by one worker at a time: the one
-                        holding an flock in PROMETHEUS_MULTIPROC_DIR (a dead worker's lock passes to another)
+    every `sample` too  the blob bytes of the store (storage.usage), counted by one worker at a time: the one
+                        holding an flock in PROMETHEUS_MULTIPROC_DIR (a dead worker's lock passes to another);
+                        less often where a count takes long, so that counting keeps under 5% of one thread
 
 `totals()` reads the figures the page shows from the same metric families a scrape gets, so the page and
 Prometheus never disagree, whichever worker answers.
@@ -30,8 +31,8 @@ from k3sreg.storage.store import Store
 from k3sreg.storage.usage import blob_usage
 
 log = logging.getLogger("k3sreg.server")
-COUNT_INTERVAL = 300.0
-"""Seconds between two counts of the blob bytes (a walk of `blobs/`; see storage.usage)."""
+COUNT_SHARE = 20
+"""Counting the blobs waits at least this many times as long as the last count took."""
 
 
 @dataclass(slots=True)
@@ -125,15 +126,17 @@ def _counts_here() -> bool:
     return True
 
 
-async def count_blobs(store: Store) -> None:
-    """Count the blob bytes now and set the gauges."""
+async def count_blobs(store: Store) -> float:
+    """Count the blob bytes now and set the gauges; returns how many seconds it took."""
+    started = time.monotonic()
     usage = await store.run(blob_usage, store.driver)
     metrics.BLOB_BYTES.set(usage.bytes)
     metrics.BLOB_COUNT.set(usage.blobs)
+    return time.monotonic() - started
 
 
-def background(store: Store, history: SavingsHistory, upstreams: list[str], sample: float,
-               count: float = COUNT_INTERVAL) -> Callable[[web.Application], AsyncIterator[None]]:
+def background(store: Store, history: SavingsHistory, upstreams: list[str], sample: float
+               ) -> Callable[[web.Application], AsyncIterator[None]]:
     """The cleanup context running the three loops of the module docstring for the application's life."""
     async def flush() -> None:
         while True:
@@ -147,12 +150,13 @@ def background(store: Store, history: SavingsHistory, upstreams: list[str], samp
 
     async def blobs() -> None:
         while True:
+            took = 0.0
             if _counts_here():
                 try:
-                    await count_blobs(store)
+                    took = await count_blobs(store)
                 except Exception:
                     log.exception("counting the storage's blobs failed")
-            await asyncio.sleep(count)
+            await asyncio.sleep(max(sample, COUNT_SHARE * took))
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         tasks = [asyncio.create_task(job()) for job in (flush, savings, blobs)]

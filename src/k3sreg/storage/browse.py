@@ -25,17 +25,19 @@ from k3sreg.storage.manifests import ManifestStore
 IMAGE_CONFIGS = frozenset({"application/vnd.oci.image.config.v1+json",
                            "application/vnd.docker.container.image.v1+json"})
 _CONFIG_MAX = 1 << 20  # a config larger than this is not read for its platform
+_NEWEST_OF = 16  # tags compared by push time for the list's pull command
 _PULL_SLACK = 2.0  # a revision link touched within this of the push is the push itself, not a pull
 
 
 @dataclass(frozen=True, slots=True)
 class RepoSummary:
-    """A repository as the list shows it: its tags (sorted) and when a tag or manifest was last added or
-    removed (None when unknown)."""
+    """A repository as the list shows it: its tags (sorted), when a tag or manifest was last added or removed
+    (None when unknown), and the tag to show a pull command for (`latest`, else the last pushed)."""
 
     name: str
     tags: list[str]
     changed: float | None
+    newest: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +90,14 @@ class Browser:
             tags = []
         times = [info.mtime for path in (paths.tags(name), f"{paths.revisions(name)}/sha256")
                  if (info := self.driver.stat(path)) is not None]
-        return RepoSummary(name, tags, max(times) if times else None)
+        return RepoSummary(name, tags, max(times) if times else None, self._newest(name, tags))
+
+    def _newest(self, name: str, tags: list[str]) -> str | None:
+        """`latest` if there is one, else the tag pushed last among the last `_NEWEST_OF` (one stat each)."""
+        if not tags or "latest" in tags:
+            return "latest" if tags else None
+        pushed = [(self._mtime(paths.tag_current_link(name, t)) or 0.0, t) for t in tags[-_NEWEST_OF:]]
+        return max(pushed)[1]
 
     def tag_rows(self, name: str, tags: list[str]) -> list[TagRow]:
         return [self._row(name, tag) for tag in tags]

@@ -64,7 +64,7 @@ def fill_many(root: Path, store: Store, count: int) -> list[str]:
     for i in range(1, count):
         name = f"group{i // 1000:02d}/app{i:05d}"
         base = repos / name
-        for rel in (f"_manifests/revisions/sha256/{hexd}/link", f"_manifests/tags/latest/current/link",
+        for rel in (f"_manifests/revisions/sha256/{hexd}/link", "_manifests/tags/latest/current/link",
                     f"_manifests/tags/latest/index/sha256/{hexd}/link"):
             _write(base / rel, digest)
         names.append(name)

@@ -43,7 +43,7 @@ def savings_svg(points: Sequence[tuple[float, dict[str, float]]], upstreams: Seq
     if not points:
         return '<p class="muted">The first point of the plot is being taken.</p>'
     first, last = points[0][0], points[-1][0]
-    span = max(last - first, 60.0)
+    span = last - first if last > first else 60.0
     top = _nice(max((v for _, values in points for v in values.values()), default=0.0))
     plot_w, plot_h = WIDTH - _LEFT - _RIGHT, HEIGHT - _TOP - _BOTTOM
 

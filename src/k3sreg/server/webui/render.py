@@ -156,8 +156,7 @@ def repo_list(frame: Frame, rows: Sequence[RepoSummary], pages: Pages, query: st
         for r in rows:
             shown = "".join(f'<span class="tag">{esc(t)}</span>' for t in r.tags[:_TAGS_SHOWN])
             more = f'<span class="more">+{len(r.tags) - _TAGS_SHOWN} more</span>' if len(r.tags) > _TAGS_SHOWN else ""
-            newest = "latest" if "latest" in r.tags else (r.tags[-1] if r.tags else "")
-            pull = pull_command(frame, r.name, newest) if newest else '<span class="muted">no tags</span>'
+            pull = pull_command(frame, r.name, r.newest) if r.newest else '<span class="muted">no tags</span>'
             trs.append(f'<tr class="repo" data-repo="{esc(r.name)}"><td><a href="{esc(frame.repo_url(r.name))}">'
                        f'{esc(r.name)}</a></td><td class="num">{len(r.tags):,}</td><td>{shown}{more}</td>'
                        f"<td>{ago(r.changed, now)}</td><td>{pull}</td></tr>")
