@@ -81,12 +81,14 @@ def _serve(settings: Settings, workers: int) -> int:
         reason = e.strerror or str(e)
         raise UsageError(f"cannot serve on {settings.http.addr}: {reason} (change http.addr, or stop what uses it)"
                          ) from None
+    prometheus = settings.http.debug.prometheus if settings.http.debug else None
     try:
         debug = bind_debug(settings)
     except OSError as e:
         sock.close()
-        raise UsageError(f"cannot serve the debug listener on {settings.http.debug.addr if settings.http.debug else ''}"
-                         f": {e.strerror or e} (change http.debug.addr, or stop what uses it)") from None
+        addr = settings.http.debug.addr if settings.http.debug else ""
+        raise UsageError(f"cannot serve the debug listener on {addr}: {e.strerror or e} (change http.debug.addr, "
+                         "or stop what uses it)") from None
     where, note = listen_address(sock) if settings.http.net == "tcp" else (f"unix:{settings.http.addr}", "")
     scheme = "https" if settings.http.tls and settings.http.tls.certificate else "http"
     storage = (str(settings.storage.filesystem.rootdirectory.resolve()) if settings.storage.filesystem
@@ -102,10 +104,9 @@ def _serve(settings: Settings, workers: int) -> int:
         say(f"upstream {upstream['name']}: {upstream['url']} ({upstream['network']}{also})")
     if debug is not None:
         dwhere, dnote = listen_address(debug)
-        prometheus = settings.http.debug.prometheus if settings.http.debug else None
-        on = prometheus is not None and prometheus.enabled
-        say(f"debug listener on http://{dwhere}{dnote}: " +
-            (f"metrics at {prometheus.path}" if on and prometheus else "no metrics (http.debug.prometheus.enabled)"))
+        shows = f"metrics at {prometheus.path}" if prometheus and prometheus.enabled else \
+            "nothing (http.debug.prometheus.enabled is false)"
+        say(f"debug listener on http://{dwhere}{dnote}: {shows}")
     if settings.web.enabled:
         say(f"web page: {scheme}://{where}{settings.web.path}")
     return run(settings, sock, workers, debug)

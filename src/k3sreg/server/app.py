@@ -105,7 +105,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
         relative_urls=settings.http.relativeurls,
         catalog_max=settings.catalog.maxentries,
         tags_max=settings.tags.maxtags,
-        access=AccessClock(store, 60.0),
+        access=AccessClock(store, 60.0),  # last pulls of local manifests, to the minute (the web page)
     )
     upstreams = settings.effective_upstreams
     if upstreams:

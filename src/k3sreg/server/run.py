@@ -155,6 +155,8 @@ def serve(settings: Settings, sock: socket.socket, workers: int, debug: socket.s
             # While the parent holds the socket open the kernel keeps accepting connections that no worker
             # will ever answer: closed here, they are refused once the workers have closed theirs.
             sock.close()
+            if debug is not None:
+                debug.close()
         # A worker drains on the first signal and cuts on a later SIGINT (Ctrl-C again).
         forward = signal.SIGINT if stopping else signal.SIGTERM
         stopping = True

@@ -32,8 +32,8 @@ def _nice(top: float) -> float:
     return 10 * step * unit
 
 
-def _clock(when: float) -> str:
-    return datetime.datetime.fromtimestamp(when, datetime.UTC).strftime("%H:%M")
+def _clock(when: float, seconds: bool = False) -> str:
+    return datetime.datetime.fromtimestamp(when, datetime.UTC).strftime("%H:%M:%S" if seconds else "%H:%M")
 
 
 def savings_svg(points: Sequence[tuple[float, dict[str, float]]], upstreams: Sequence[str]) -> str:
@@ -62,7 +62,7 @@ def savings_svg(points: Sequence[tuple[float, dict[str, float]]], upstreams: Seq
                      f"{esc(human_bytes(value))}</text>")
     for t, anchor in ((first, "start"), (first + span, "end")):
         parts.append(f'<text class="axis" x="{x(t):.1f}" y="{HEIGHT - _BOTTOM + 16}" text-anchor="{anchor}">'
-                     f"{esc(_clock(t))} UTC</text>")
+                     f"{esc(_clock(t, span < 600))} UTC</text>")
     for n, name in enumerate(upstreams):
         series = [(t, values[name]) for t, values in points if name in values]
         cls = f"s{n % _SERIES}"
