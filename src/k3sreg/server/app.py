@@ -18,6 +18,7 @@ from k3sreg.config import Settings
 from k3sreg.server import blob_handlers, health, manifest_handlers, metrics, routes, stats, webui
 from k3sreg.server.context import CONTEXT, Context, Limits, Resolved
 from k3sreg.server.middleware import make_middlewares
+from k3sreg.server.webui.gate import ClosedGate
 from k3sreg.storage.access import AccessClock
 from k3sreg.storage.driver import Driver
 from k3sreg.storage.filesystem import FilesystemDriver
@@ -123,9 +124,11 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     if not metrics.on_debug_listener(settings.http):
         app.router.add_get("/metrics", metrics.handler(root))
     history, names = stats.SavingsHistory(), [u.name for u in upstreams]
-    app.cleanup_ctx.append(stats.background(store, history, names, settings.web.sampleinterval))
+    for job in stats.jobs(store, history, names, settings.web.sampleinterval):
+        app.cleanup_ctx.append(_background(job))
     if settings.web.enabled:
-        webui.install(app, settings.web, ctx, history, names, root)
+        gate = None if settings.auth is None else ClosedGate()  # the auth wiring passes its own gate here
+        webui.install(app, settings.web, ctx, history, names, root, gate)
     app.on_cleanup.append(lambda _app: _close(ctx))
     if ctx.proxy is not None:
         app.cleanup_ctx.append(_background(ctx.proxy.evict_forever))

@@ -14,17 +14,14 @@ Prometheus never disagree, whichever worker answers.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import fcntl
 import logging
 import os
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
-from typing import IO
-
-from aiohttp import web
+from typing import IO, Any
 
 from k3sreg.server import metrics
 from k3sreg.storage.store import Store
@@ -135,12 +132,15 @@ async def count_blobs(store: Store) -> float:
     return time.monotonic() - started
 
 
-def background(store: Store, history: SavingsHistory, upstreams: list[str], sample: float
-               ) -> Callable[[web.Application], AsyncIterator[None]]:
-    """The cleanup context running the three loops of the module docstring for the application's life."""
+def jobs(store: Store, history: SavingsHistory, upstreams: list[str], sample: float
+         ) -> list[Callable[[], Coroutine[Any, Any, None]]]:
+    """The three loops of the module docstring, for the application to run for its lifetime."""
     async def flush() -> None:
-        while True:
-            await asyncio.sleep(1.0)
+        try:
+            while True:
+                await asyncio.sleep(1.0)
+                metrics.STATS.flush()
+        finally:  # what the last answers gathered is not lost when the worker stops
             metrics.STATS.flush()
 
     async def savings() -> None:
@@ -158,14 +158,4 @@ def background(store: Store, history: SavingsHistory, upstreams: list[str], samp
                     log.exception("counting the storage's blobs failed")
             await asyncio.sleep(max(sample, COUNT_SHARE * took))
 
-    async def ctx(app: web.Application) -> AsyncIterator[None]:
-        tasks = [asyncio.create_task(job()) for job in (flush, savings, blobs)]
-        yield
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        metrics.STATS.flush()
-
-    return ctx
+    return [flush, savings, blobs]

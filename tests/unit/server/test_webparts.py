@@ -6,9 +6,9 @@ import pytest
 from aiohttp.test_utils import make_mocked_request
 
 from k3sreg.config import parse_settings
-from k3sreg.errors import ConfigError
+from k3sreg.errors import ConfigError, Denied
 from k3sreg.server.webui import render
-from k3sreg.server.webui.gate import csrf_ok
+from k3sreg.server.webui.gate import ClosedGate, OpenGate, csrf_ok
 from k3sreg.server.webui.plot import savings_svg
 
 
@@ -17,7 +17,7 @@ def test_web_path_is_normalised_and_kept_off_the_api() -> None:
     settings = parse_settings({"version": "0.1", "storage": {"inmemory": {}}, "web": {"path": "ui/"}}, {})
     assert settings.web.path == "/ui"
     for taken in ("/v2", "/v2/ui", "/metrics"):
-        with pytest.raises(ConfigError, match="web.path"):
+        with pytest.raises(ConfigError, match=r"web\.path"):
             parse_settings({"version": "0.1", "storage": {"inmemory": {}}, "web": {"path": taken}}, {})
 
 
@@ -49,3 +49,11 @@ def test_pull_command_and_tag_table_escape_everything() -> None:
     frame = render.Frame("", 'evil"host')
     html = render.pull_command(frame, "a/b", "<t>")
     assert "&lt;t&gt;" in html and "evil&quot;host" in html and "<t>" not in html
+
+
+async def test_closed_gate_refuses_every_page() -> None:
+    """Until the page asks the registry's auth, a registry with auth refuses every page rather than open it."""
+    with pytest.raises(Denied):
+        await ClosedGate().check(make_mocked_request("GET", "/"), ())
+    visible = await OpenGate().check(make_mocked_request("GET", "/"), ())
+    assert visible("any/name")
