@@ -4,7 +4,7 @@ PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 VENV := .venv
 APT_PACKAGES := skopeo containerd docker-registry podman buildah umoci openssh-server nginx wrk iproute2 \
-	uidmap fuse-overlayfs sudo apache2-utils tinyproxy binutils
+	uidmap fuse-overlayfs sudo apache2-utils tinyproxy binutils chromium chromium-driver
 APT_MARKER := .venv/.apt-done
 
 .PHONY: install serve test lint unit bench peers conformance image clean

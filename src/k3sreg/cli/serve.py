@@ -66,7 +66,7 @@ def serve(
 def _serve(settings: Settings, workers: int) -> int:
     from k3sreg.cli.serve_check import tls_problem, upstreams
     from k3sreg.server.app import check_supported
-    from k3sreg.server.run import bind, setup_logging
+    from k3sreg.server.run import bind, bind_debug, setup_logging
     from k3sreg.server.run import serve as run
 
     check_supported(settings)
@@ -81,6 +81,14 @@ def _serve(settings: Settings, workers: int) -> int:
         reason = e.strerror or str(e)
         raise UsageError(f"cannot serve on {settings.http.addr}: {reason} (change http.addr, or stop what uses it)"
                          ) from None
+    prometheus = settings.http.debug.prometheus if settings.http.debug else None
+    try:
+        debug = bind_debug(settings)
+    except OSError as e:
+        sock.close()
+        addr = settings.http.debug.addr if settings.http.debug else ""
+        raise UsageError(f"cannot serve the debug listener on {addr}: {e.strerror or e} (change http.debug.addr, "
+                         "or stop what uses it)") from None
     where, note = listen_address(sock) if settings.http.net == "tcp" else (f"unix:{settings.http.addr}", "")
     scheme = "https" if settings.http.tls and settings.http.tls.certificate else "http"
     storage = (str(settings.storage.filesystem.rootdirectory.resolve()) if settings.storage.filesystem
@@ -105,7 +113,14 @@ def _serve(settings: Settings, workers: int) -> int:
         warning = expiry_warning(settings.http.tls.certificate)
         if warning:
             say(f"warning: {warning}")
-    return run(settings, sock, workers)
+    if debug is not None:
+        dwhere, dnote = listen_address(debug)
+        shows = f"metrics at {prometheus.path}" if prometheus and prometheus.enabled else \
+            "nothing (http.debug.prometheus.enabled is false)"
+        say(f"debug listener on http://{dwhere}{dnote}: {shows}")
+    if settings.web.enabled:
+        say(f"web page: {scheme}://{where}{settings.web.path}")
+    return run(settings, sock, workers, debug)
 
 
 def _announcer(settings: Settings) -> Callable[[str], None]:

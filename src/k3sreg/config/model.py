@@ -24,6 +24,7 @@ from k3sreg.config.storage import StorageSettings
 from k3sreg.config.tags import TagsSettings
 from k3sreg.config.upstreams import UpstreamSettings
 from k3sreg.config.values import GoStr, ReferenceHost, Section, registry_name_for_url
+from k3sreg.config.web import WebSettings
 
 
 class Settings(Section):
@@ -51,6 +52,7 @@ class Settings(Section):
     names: list[ReferenceHost] = Field(default_factory=list)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     access: list[AccessRuleSettings] = Field(default_factory=list)
+    web: WebSettings = Field(default_factory=WebSettings)
 
     @field_validator("version")
     @classmethod

@@ -16,10 +16,12 @@ from aiohttp import web
 from k3sreg import errors
 from k3sreg.auth.setup import AccessSetup, build_access
 from k3sreg.config import Settings
-from k3sreg.server import blob_handlers, health, manifest_handlers, metrics, routes, token_endpoint
+from k3sreg.server import blob_handlers, health, manifest_handlers, metrics, routes, stats, token_endpoint, webui
 from k3sreg.server.access import make_access_middleware
 from k3sreg.server.context import CONTEXT, Context, Limits, Resolved
 from k3sreg.server.middleware import make_middlewares
+from k3sreg.server.webui.gate import ClosedGate
+from k3sreg.storage.access import AccessClock
 from k3sreg.storage.driver import Driver
 from k3sreg.storage.filesystem import FilesystemDriver
 from k3sreg.storage.memory import MemoryDriver
@@ -144,6 +146,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
         relative_urls=settings.http.relativeurls,
         catalog_max=settings.catalog.maxentries,
         tags_max=settings.tags.maxtags,
+        access=AccessClock(store, 60.0),  # last pulls of local manifests, to the minute (the web page)
     )
     upstreams = settings.effective_upstreams
     if upstreams:
@@ -163,7 +166,16 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     health.install(app, settings.health, store, state, writable=not ctx.read_only)
     app.router.add_route("*", "/v2/{tail:.*}", dispatch)
     app.router.add_route("*", "/v2", _redirect_base)
-    app.router.add_get("/metrics", metrics.metrics)
+    root = str(settings.storage.filesystem.rootdirectory) if settings.storage.filesystem else None
+    metrics.preset_routes(routes.KINDS)
+    if not metrics.on_debug_listener(settings.http):
+        app.router.add_get("/metrics", metrics.handler(root))
+    history, names = stats.SavingsHistory(), [u.name for u in upstreams]
+    for job in stats.jobs(store, history, names, settings.web.sampleinterval):
+        app.cleanup_ctx.append(_background(job))
+    if settings.web.enabled:
+        gate = None if settings.auth is None else ClosedGate()  # the auth wiring passes its own gate here
+        webui.install(app, settings.web, ctx, history, names, root, gate)
     app.on_cleanup.append(lambda _app: _close(ctx))
     if ctx.proxy is not None:
         app.cleanup_ctx.append(_background(ctx.proxy.evict_forever))
@@ -183,6 +195,17 @@ def _background(job: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[web.A
             await task
 
     return ctx
+
+
+def debug_app(settings: Settings) -> web.Application:
+    """The application of Distribution's debug listener (`http.debug.addr`): the metrics, when
+    `http.debug.prometheus` is enabled, at its `path`."""
+    app = web.Application()
+    prometheus = settings.http.debug.prometheus if settings.http.debug else None
+    if prometheus is not None and prometheus.enabled:
+        fs = settings.storage.filesystem
+        app.router.add_get(prometheus.path, metrics.handler(str(fs.rootdirectory) if fs else None))
+    return app
 
 
 async def _close(ctx: Context) -> None:

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from k3sreg import errors
 from k3sreg.server.routes import Route
+from k3sreg.storage.access import AccessClock
 from k3sreg.storage.repository import LocalRepository, Repository
 from k3sreg.storage.store import Store
 from k3sreg.upstream.hub import ProxyHub
@@ -37,6 +38,7 @@ class Context:
     relative_urls: bool = False
     proxy: ProxyHub | None = None
     mount_anywhere: bool = True      # a mount without `from` may link any blob the store holds (not with auth)
+    access: AccessClock | None = None  # last pulls of local manifests (the web page shows them)
 
     def resolve(self, name: str, ns: str | None) -> Target:
         return self.proxy.resolve(name, ns) if self.proxy else Target(name)

@@ -28,6 +28,8 @@ async def manifest(request: web.Request, ctx: Context, res: Resolved) -> web.Str
                    "ETag": f'"{stored.digest}"', "Content-Length": str(stored.size)}
         if request.method == "HEAD":
             return web.Response(status=200, headers=headers)
+        if ctx.access is not None and not res.proxied:  # the cache records its own pulls
+            ctx.access.manifest_pulled(res.repo, stored.digest)
         return web.Response(status=200, body=stored.data, headers=headers)
     if request.method == "PUT":
         ctx.check_write()

@@ -32,6 +32,7 @@ from aiohttp import hdrs, web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_log import AccessLogger
 
+from k3sreg.server import metrics, routes
 from k3sreg.server.middleware import API_VERSION, client_gone, error_body, json_error
 
 log = logging.getLogger("k3sreg.server")
@@ -46,10 +47,19 @@ class _Unlogged(web.Response):
 
 
 class AccessLog(AccessLogger):
-    """aiohttp's access log, minus the answers to malformed requests (they are logged at debug instead)."""
+    """aiohttp's access log, minus the answers to malformed requests (they are logged at debug instead); and,
+    logged or not, every answer counted in the metrics once its last byte is out (so a sendfile download
+    counts its whole time and size)."""
+
+    @property
+    def enabled(self) -> bool:
+        return True
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        if not isinstance(response, _Unlogged):
+        route = request.get(metrics.ROUTE_KEY) or routes.kind(request.path)
+        metrics.STATS.observe(route, request.method, response.status, time, request.content.total_bytes,
+                              request.writer.output_size)
+        if not isinstance(response, _Unlogged) and self.logger.isEnabledFor(logging.INFO):
             super().log(request, response, time)
 
 
@@ -109,15 +119,17 @@ class _Runner(web.AppRunner):
 
 def run(app: web.Application, sock: socket.socket, ssl_context: ssl.SSLContext | None,
         access_log: logging.Logger | None, drain: float,
-        access_log_format: str = AccessLogger.LOG_FORMAT) -> int:
-    """Serve `app` on `sock` until SIGINT or SIGTERM, then drain for up to `drain` seconds (module docstring).
+        access_log_format: str = AccessLogger.LOG_FORMAT,
+        debug: tuple[web.Application, socket.socket] | None = None) -> int:
+    """Serve `app` on `sock` until SIGINT or SIGTERM, then drain for up to `drain` seconds (module docstring);
+    `debug`: a second application and its socket (Distribution's debug listener), served beside it, unlogged.
 
     Returns the number of requests that were cut (0: every request in flight finished).
     """
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     # keepalive_timeout: run_app's default, which the server had before.
-    main = loop.create_task(_serve(app, sock, ssl_context, drain, access_log=access_log,
+    main = loop.create_task(_serve(app, sock, ssl_context, drain, debug, access_log=access_log,
                                    access_log_class=AccessLog, access_log_format=access_log_format,
                                    keepalive_timeout=75.0))
     try:
@@ -138,7 +150,7 @@ def run(app: web.Application, sock: socket.socket, ssl_context: ssl.SSLContext |
 
 
 async def _serve(app: web.Application, sock: socket.socket, ssl_context: ssl.SSLContext | None,
-                 drain: float, **handler_args: Any) -> int:
+                 drain: float, debug: tuple[web.Application, socket.socket] | None, **handler_args: Any) -> int:
     loop = asyncio.get_running_loop()
     stop, cut = asyncio.Event(), asyncio.Event()
 
@@ -161,15 +173,22 @@ async def _serve(app: web.Application, sock: socket.socket, ssl_context: ssl.SSL
     # Our own handlers, not aiohttp's: theirs raise GracefulExit, which cancels the drain half-way.
     runner = _Runner(app, handle_signals=False, shutdown_timeout=_CUT_GRACE, **handler_args)
     await runner.setup()
+    side = web.AppRunner(debug[0], handle_signals=False, access_log=None) if debug is not None else None
+    if side is not None:
+        await side.setup()
     for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, on_signal, signum)
     # A worker starts with them blocked (run.py): one that came during start-up is handled now.
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     try:
         await web.SockSite(runner, sock, ssl_context=ssl_context, backlog=1024).start()
+        if side is not None and debug is not None:
+            await web.SockSite(side, debug[1]).start()
         await stop.wait()
         return await _drain(runner, drain, cut)
     finally:
+        if side is not None:
+            await side.cleanup()
         await runner.cleanup()
         for signum in STOP_SIGNALS:
             loop.remove_signal_handler(signum)

@@ -63,6 +63,24 @@ def parse(tail: str, method: str) -> Route:
     return Route("unknown")
 
 
+KINDS = ("base", "catalog", "tags", "manifest", "upload", "blob", "referrers", "web", "other")
+"""The route kinds requests are counted by (metrics.py): fixed, whatever the paths."""
+
+
+def kind(path: str) -> str:
+    """The route kind of a request path, without checking names; `other` outside the API (the web page's
+    handlers mark their requests as `web` themselves)."""
+    if path.startswith("/v2/"):
+        tail = path[4:]
+        if tail == "":
+            return "base"
+        for name, pattern in _PATTERNS:
+            if pattern.fullmatch(tail):
+                return name
+        return "other"
+    return "base" if path == "/v2" else "other"
+
+
 def digest(value: str) -> Digest:
     """`value` as a digest; DIGEST_INVALID when it is not one k3sreg can verify."""
     try:

@@ -21,8 +21,9 @@ import sys
 import time
 
 from k3sreg.config import Settings
+from k3sreg.config.values import split_listen_address
 from k3sreg.server import protocol, tlsreload
-from k3sreg.server.app import create_app
+from k3sreg.server.app import create_app, debug_app
 from k3sreg.server.logformat import ACCESS_LOG_FORMAT, make_formatter
 
 log = logging.getLogger("k3sreg.server")
@@ -58,6 +59,17 @@ def bind(settings: Settings) -> socket.socket:
     return sock
 
 
+def bind_debug(settings: Settings) -> socket.socket | None:
+    """The listening socket of Distribution's debug listener (`http.debug.addr`), or None when there is none."""
+    debug = settings.http.debug
+    if debug is None or not debug.addr:
+        return None
+    sock = tcp_socket(*split_listen_address(debug.addr))
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
 def tcp_socket(host: str | None, port: int) -> socket.socket:
     """A TCP socket bound to (host, port), not yet listening; host None is every interface, IPv6 and IPv4."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
@@ -89,7 +101,7 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | None:
     return ctx
 
 
-def _serve_one(settings: Settings, sock: socket.socket) -> int:
+def _serve_one(settings: Settings, sock: socket.socket, debug: socket.socket | None) -> int:
     """One worker: an event loop (uvloop when installed) serving the app on the shared socket, until stopped.
 
     Returns the number of requests cut when it stopped."""
@@ -98,23 +110,25 @@ def _serve_one(settings: Settings, sock: socket.socket) -> int:
             import uvloop
 
             asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    access_log = None if settings.log.accesslog.disabled else logging.getLogger("aiohttp.access")
+    # Given also when the access log is off (setup_logging quiets it): it is where answers are counted.
+    access_log = logging.getLogger("aiohttp.access")
     app, ctx, tls = create_app(settings), ssl_context(settings), settings.http.tls
     if ctx is not None and tls is not None:
         tlsreload.install(app, tlsreload.CertificateReloader(ctx, tls.certificate, tls.key))  # SIGHUP reloads
     else:
         signal.signal(signal.SIGHUP, signal.SIG_IGN)  # nothing to reload; a daemon survives a hangup
-    return protocol.run(app, sock, ctx, access_log, settings.http.drain, access_log_format=ACCESS_LOG_FORMAT)
+    return protocol.run(app, sock, ctx, access_log, settings.http.drain, access_log_format=ACCESS_LOG_FORMAT,
+                        debug=(debug_app(settings), debug) if debug is not None else None)
 
 
-def serve(settings: Settings, sock: socket.socket, workers: int) -> int:
+def serve(settings: Settings, sock: socket.socket, workers: int, debug: socket.socket | None = None) -> int:
     """Serve from `workers` processes until SIGINT or SIGTERM, then drain (`http.draintimeout`).
 
     Returns the exit status: 0 when every request in flight finished, 1 when some were cut (as Distribution
     exits 1 when its drain times out).
     """
     if workers <= 1:
-        return 1 if _serve_one(settings, sock) else 0
+        return 1 if _serve_one(settings, sock, debug) else 0
     children: dict[int, int] = {}
     stopping = False
     failed = False
@@ -133,7 +147,7 @@ def serve(settings: Settings, sock: socket.socket, workers: int) -> int:
             _die_with_parent(parent)
             status = 1
             try:
-                status = 1 if _serve_one(settings, sock) else 0
+                status = 1 if _serve_one(settings, sock, debug) else 0
             finally:
                 os._exit(status)
         children[pid] = slot
@@ -147,6 +161,8 @@ def serve(settings: Settings, sock: socket.socket, workers: int) -> int:
             # While the parent holds the socket open the kernel keeps accepting connections that no worker
             # will ever answer: closed here, they are refused once the workers have closed theirs.
             sock.close()
+            if debug is not None:
+                debug.close()
         # A worker drains on the first signal and cuts on a later SIGINT (Ctrl-C again).
         forward = signal.SIGINT if stopping else signal.SIGTERM
         stopping = True
@@ -170,6 +186,7 @@ def serve(settings: Settings, sock: socket.socket, workers: int) -> int:
         except ChildProcessError:
             break
         ended = children.pop(pid, -1)
+        _forget_worker(pid)
         if ended >= 0 and not stopping:
             log.error("worker %d exited (status %d); starting a new one", pid, status)
             time.sleep(0.2)
@@ -178,6 +195,14 @@ def serve(settings: Settings, sock: socket.socket, workers: int) -> int:
         elif os.waitstatus_to_exitcode(status) != 0:
             failed = True
     return 1 if failed else 0
+
+
+def _forget_worker(pid: int) -> None:
+    """Drop a dead worker's live gauges (fills in progress) from the metrics; its counters keep counting."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
 
 def _die_with_parent(parent: int) -> None:

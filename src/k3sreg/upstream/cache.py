@@ -137,6 +137,8 @@ class ProxyRepository:
     def _served(self, kind: str, ref: str, stored: StoredManifest, result: str) -> StoredManifest:
         metrics.record(self.settings.name, kind, result)
         metrics.BYTES_SERVED.labels(self.settings.name).inc(stored.size)
+        if result != "miss":
+            metrics.BYTES_SAVED.labels(self.settings.name).inc(stored.size)
         self._access.manifest_pulled(self.repo, stored.digest)
         log.info("upstream %s: manifest %s:%s %s (%s, %d bytes)", self.settings.name, self.target.upstream_repo,
                  ref, result, stored.digest, stored.size)
@@ -180,18 +182,25 @@ class ProxyRepository:
 
     async def read_blob(self, info: BlobInfo, offset: int = 0, length: int | None = None) -> AsyncIterator[bytes]:
         remaining = info.size - offset if length is None else length
-        chunks = info.source.chunks(offset, offset + remaining) if isinstance(info, FillingBlob) and info.source \
+        filling = info.source if isinstance(info, FillingBlob) else None
+        chunks = filling.chunks(offset, offset + remaining) if filling is not None \
             else self.store.read_blob(info, offset, length)
+        served = metrics.BYTES_SERVED.labels(self.settings.name)
+        saved = metrics.BYTES_SAVED.labels(self.settings.name)
         async for chunk in chunks:
             chunk = chunk[:remaining]
             remaining -= len(chunk)
-            metrics.BYTES_SERVED.labels(self.settings.name).inc(len(chunk))
+            served.inc(len(chunk))
+            if filling is None:
+                saved.inc(len(chunk))
             yield chunk
             if remaining <= 0:
                 break
 
     def count_sendfile(self, size: int) -> None:
+        # Only a committed blob has a local file: these bytes came from the cache.
         metrics.BYTES_SERVED.labels(self.settings.name).inc(size)
+        metrics.BYTES_SAVED.labels(self.settings.name).inc(size)
 
     # --- listings -------------------------------------------------------------------------------------
     async def tags(self) -> list[str]:

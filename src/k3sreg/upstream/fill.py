@@ -34,6 +34,7 @@ from k3sreg.oci.digest import Digest
 from k3sreg.storage.blobwriter import feed
 from k3sreg.storage.fills import Claim, StagedFill
 from k3sreg.storage.store import Store
+from k3sreg.upstream import metrics
 
 log = logging.getLogger("k3sreg.upstream")
 _BUFFER = 1 << 20
@@ -147,6 +148,8 @@ class FillCoordinator:
                     cache_repo: str) -> None:
         """Download, check and commit the blob, detached from every client; on failure leave nothing behind
         and hand the error to every follower. The claim goes last, so other processes see the outcome."""
+        in_progress = metrics.FILLS.labels(client.name)
+        in_progress.inc()
         try:
             await self._download(fill, client, upstream_repo)
             await self._seal(fill, client, upstream_repo)
@@ -162,6 +165,7 @@ class FillCoordinator:
             if isinstance(e, asyncio.CancelledError):
                 raise
         finally:
+            in_progress.dec()
             self._fills.pop(fill.digest, None)
             fill.started.set()
             fill.notify()

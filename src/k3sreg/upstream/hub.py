@@ -30,6 +30,7 @@ class ProxyHub:
         self.router = Router(upstreams, own_names, proxy_upstream)
         self.clients = {u.name: RegistryClient(u, max_manifest_size) for u in upstreams}
         self.upstreams = list(upstreams)
+        metrics.preset(self.clients)
         self.fills = FillCoordinator(store, lambda name, n: metrics.BYTES_FETCHED.labels(name).inc(n))
         self._flights: dict[tuple[str, str], asyncio.Future[StoredManifest]] = {}
         ttls = [u.ttl for u in upstreams if u.ttl]
