@@ -485,3 +485,24 @@ def test_probes_and_metrics_need_no_credentials_and_name_nobody(world: World) ->
         assert metrics.status == 200 and b"k3sreg_auth_denials_total" in metrics.body
         for name in ("admin", "reader", "hubuser", "secret/app", "public/app"):
             assert name.encode() not in metrics.body, name
+
+
+def test_the_web_page_shows_each_caller_what_the_api_would(world: World) -> None:
+    """The web page asks the same access control as the API: no credentials get the Basic challenge, the list
+    shows only what the caller may pull, another repository's page is refused, and the delete button appears
+    only with delete rights; the open registry shows everything to anyone."""
+    url = world.servers["basic"].url
+    anonymous = send(url, "GET", "/", source=next_source())
+    assert anonymous.status == 401 and any(c.startswith("Basic ") for c in anonymous.challenges)
+    assert b"secret/app" not in anonymous.body
+    as_reader = [("Authorization", basic("reader"))]
+    listing = send(url, "GET", "/", as_reader, source=next_source())
+    assert listing.status == 200 and b"public/app" in listing.body and b"secret/app" not in listing.body
+    assert send(url, "GET", "/repositories/secret/app", as_reader, source=next_source()).status == 403
+    public = send(url, "GET", "/repositories/public/app", as_reader, source=next_source())
+    assert public.status == 200 and b"_delete" not in public.body
+    as_admin = [("Authorization", basic("admin"))]
+    secret = send(url, "GET", "/repositories/secret/app", as_admin, source=next_source())
+    assert secret.status == 200 and b"_delete" in secret.body
+    everyone = send(world.servers["open"].url, "GET", "/", source=next_source())
+    assert everyone.status == 200 and b"secret/app" in everyone.body

@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 from prometheus_client import Counter
 
 from k3sreg import errors
-from k3sreg.auth.controller import Allowed, Refused, RequestInfo
+from k3sreg.auth.controller import AccessController, Allowed, Refused, RequestInfo
 from k3sreg.auth.model import CATALOG, Access, Denial, Principal, Reason
 from k3sreg.auth.scopes import Route, required_access
 from k3sreg.auth.setup import AccessSetup
@@ -94,6 +94,44 @@ def protected(path: str) -> bool:
     return path == "/v2" or path.startswith("/v2/")
 
 
+async def decide(controller: AccessController, request: web.Request, need: tuple[Access, ...]) -> Allowed | Refused:
+    """The controller's decision on `request` needing `need`: remembered, else inline, or in a thread when a
+    password must go through bcrypt (the event loop never waits for it)."""
+    forwarded = request.headers.get("X-Forwarded-Proto") or request.scheme
+    info = RequestInfo(request.headers.getall("Authorization", []), need, client_of(request), request.host,
+                       forwarded)
+    decision: Allowed | Refused | None = controller.remembered(info)
+    if decision is not None:
+        return decision
+    if controller.costly(info):
+        return await asyncio.get_running_loop().run_in_executor(None, controller.decide, info)
+    return controller.decide(info)
+
+
+class AccessGate:
+    """The web page's gate (server/webui/gate.py) under auth: the same decisions, denials and log lines as the
+    API's, so the page shows a caller exactly what the catalog and the repositories' reads would."""
+
+    def __init__(self, setup: AccessSetup):
+        self.controller = setup.controller
+
+    async def check(self, request: web.Request, need: Sequence[Access]) -> Callable[[str], bool]:
+        wanted = tuple(need)
+        decision = await decide(self.controller, request, wanted)
+        if isinstance(decision, Refused):
+            log_denial(request, decision.denial, wanted)
+            raise refusal(decision)
+        visible = self.controller.catalog_filter(decision.principal)
+        return visible if visible is not None else _everything
+
+    async def may(self, request: web.Request, need: Sequence[Access]) -> bool:
+        return isinstance(await decide(self.controller, request, tuple(need)), Allowed)
+
+
+def _everything(_name: str) -> bool:
+    return True
+
+
 def make_access_middleware(setup: AccessSetup, locate: Locator) -> Callable[..., Awaitable[web.StreamResponse]]:
     """The middleware enforcing `setup` on every `/v2` request (see the module docstring)."""
     controller = setup.controller
@@ -119,17 +157,9 @@ def make_access_middleware(setup: AccessSetup, locate: Locator) -> Callable[...,
             need = needed(request, route, repository)
         except errors.RegistryError as exc:
             later, need = exc, ()
-        forwarded = request.headers.get("X-Forwarded-Proto") or request.scheme
-        info = RequestInfo(request.headers.getall("Authorization", []), need, client_of(request), request.host,
-                           forwarded)
-        decision: Allowed | Refused | None = controller.remembered(info)
-        if decision is None:
-            if controller.costly(info):
-                decision = await asyncio.get_running_loop().run_in_executor(None, controller.decide, info)
-            else:
-                decision = controller.decide(info)
-            if setup.users:
-                report_problems()
+        decision = await decide(controller, request, need)
+        if setup.users:
+            report_problems()
         if isinstance(decision, Refused):
             log_denial(request, decision.denial, need)
             raise refusal(decision)

@@ -17,10 +17,9 @@ from k3sreg import errors
 from k3sreg.auth.setup import AccessSetup, build_access
 from k3sreg.config import Settings
 from k3sreg.server import blob_handlers, health, manifest_handlers, metrics, routes, stats, token_endpoint, webui
-from k3sreg.server.access import make_access_middleware
+from k3sreg.server.access import AccessGate, make_access_middleware
 from k3sreg.server.context import CONTEXT, Context, Limits, Resolved
 from k3sreg.server.middleware import make_middlewares
-from k3sreg.server.webui.gate import ClosedGate
 from k3sreg.storage.access import AccessClock
 from k3sreg.storage.driver import Driver
 from k3sreg.storage.filesystem import FilesystemDriver
@@ -174,7 +173,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     for job in stats.jobs(store, history, names, settings.web.sampleinterval):
         app.cleanup_ctx.append(_background(job))
     if settings.web.enabled:
-        gate = None if settings.auth is None else ClosedGate()  # the auth wiring passes its own gate here
+        gate = None if setup is None else AccessGate(setup)
         webui.install(app, settings.web, ctx, history, names, root, gate)
     app.on_cleanup.append(lambda _app: _close(ctx))
     if ctx.proxy is not None:

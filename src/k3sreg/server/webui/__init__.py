@@ -200,11 +200,7 @@ class WebPage:
     async def _may_delete(self, request: web.Request, name: str) -> bool:
         if not self.ctx.delete_enabled or self.ctx.read_only or self._upstream_of(name):
             return False
-        try:
-            await self.gate.check(request, repository_access(name, DELETE))
-        except errors.RegistryError:
-            return False
-        return True
+        return await self.gate.may(request, repository_access(name, DELETE))
 
     def _upstream_of(self, name: str) -> str | None:
         """The upstream whose cache repository `name` is, or None for a local one."""

@@ -7,8 +7,8 @@
 (proving who you are is enough, as for `/v2/`; the list is then filtered as the catalog is), pull on a
 repository to see its page, delete on it to delete a tag. `OpenGate` is the registry without `auth`: anyone
 sees everything, and may delete where the API lets anyone delete (storage.delete.enabled, checked by the
-handler as the API checks it). With `auth`, the server passes a gate that asks its AccessController;
-until one is given, `ClosedGate` refuses every page (never open where the API is closed).
+handler as the API checks it). With `auth`, the server passes `server.access.AccessGate`, which asks the same
+AccessController as the API's middleware.
 
 Deleting also needs a form token (`csrf_token`), so that another site cannot make a logged-in browser post the
 form: the token is a random value in a SameSite=Strict cookie, repeated in the form; both must agree.
@@ -23,7 +23,6 @@ from typing import Protocol
 
 from aiohttp import web
 
-from k3sreg import errors
 from k3sreg.auth.model import Access
 
 Visible = Callable[[str], bool]
@@ -36,6 +35,10 @@ class Gate(Protocol):
         """Raise the API's refusal unless the caller may do `need`; else which repositories they may see."""
         ...
 
+    async def may(self, request: web.Request, need: Sequence[Access]) -> bool:
+        """Whether the caller may do `need` (to offer a button), without logging a refusal."""
+        ...
+
 
 class OpenGate:
     """No access control: every repository is visible and every action allowed."""
@@ -43,17 +46,12 @@ class OpenGate:
     async def check(self, request: web.Request, need: Sequence[Access]) -> Visible:
         return _everything
 
+    async def may(self, request: web.Request, need: Sequence[Access]) -> bool:
+        return True
+
 
 def _everything(_name: str) -> bool:
     return True
-
-
-class ClosedGate:
-    """Refuses everything: the page of a registry with `auth` but no gate that asks it (fail closed)."""
-
-    async def check(self, request: web.Request, need: Sequence[Access]) -> Visible:
-        raise errors.Denied("the web page does not check this registry's auth yet; use the API, or set "
-                            "web.enabled: false")
 
 
 def csrf_token(request: web.Request) -> tuple[str, bool]:
