@@ -116,7 +116,9 @@ def create_app(settings: Settings, registry: Registry | None = None) -> web.Appl
     health.install(app, settings.health, registry, state)
     app.router.add_route("*", "/v2/{tail:.*}", dispatch)
     app.router.add_route("*", "/v2", _redirect_base)
-    app.router.add_get("/metrics", metrics.metrics)
+    fs = settings.storage.filesystem
+    app.router.add_get("/metrics", metrics.handler(str(fs.rootdirectory) if fs is not None else None))
+    app.router.add_get("/debug/upstreams", metrics.upstreams_handler())
     app.on_cleanup.append(lambda _app: _close(ctx))
     if ctx.proxy is not None:
         app.cleanup_ctx.append(_background(ctx.proxy.evict_forever))
