@@ -12,7 +12,7 @@ import sys
 import typer
 
 from k3sreg import __version__
-from k3sreg.cli import certs, deploy, htpasswd, mirrors, nodes, serve
+from k3sreg.cli import certs, deploy, doctor, htpasswd, mirrors, nodes, serve
 from k3sreg.cli.output import FOUND, INTERRUPTED, USAGE, fail, new_app
 from k3sreg.errors import ConfigError, K3sregError, UsageError
 
@@ -23,6 +23,7 @@ app.add_typer(mirrors.app, name="mirrors")
 app.add_typer(certs.app, name="certs")
 app.add_typer(htpasswd.app, name="htpasswd")
 app.add_typer(deploy.app, name="deploy")
+app.command("doctor")(doctor.doctor)
 
 
 def _print_version(value: bool) -> None:
