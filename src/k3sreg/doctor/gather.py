@@ -1,13 +1,14 @@
 """The shell that reads a node for doctor, and the parsing of what it prints.
 
 Doctor installs nothing on a node: it sends one POSIX shell script (wrapped like the rollout's, so a script cut
-short runs nothing) that prints one record per line after the output mark, every path and content base64:
+short runs nothing) that prints one record per line after the output mark, contents base64, names last:
 
-    F <path> present|absent|unreadable|notfile <uid> <mode> <mtime> <content>   a file (content capped at 1 MiB)
-    L <dir> present|absent                                                     a certs.d directory; its
-                                                                               <dir>/*/hosts.toml follow as F
-    C <name> <status> <output>                                                 a command (`k3s --version`)
-    D <name> <status> <getent ahosts output>                                   a name looked up on the node
+    F present|unreadable|notfile <uid> <mode> <mtime> <content> <path>   a file that exists (content: 1 MiB at
+                                                                           most); a missing file prints nothing
+    L present <dir>                                                        a certs.d directory that exists; its
+                                                                           <dir>/*/hosts.toml follow as F records
+    C <status> <output> <name>                                             a command found (`k3s --version`)
+    D <status> <getent ahosts output> <name>                               a name looked up on the node
     H <hostname>
 
 The same script runs on the local machine (`doctor` without --inventory), so both ways read alike. Needs sh,
@@ -84,15 +85,16 @@ class Facts:
         self.names.update(other.names)
 
 
-_PRELUDE = f"""b64() {{ base64 | tr -d '\\n'; }}
-enc() {{ printf '%s' "$1" | b64; }}
+# Few processes per record (each fork counts on a busy node): files that do not exist print nothing, paths are
+# printed as they are (last on the line), base64 runs once per content.
+_PRELUDE = f"""if echo | base64 -w0 >/dev/null 2>&1; then b64() {{ base64 -w0; }}
+else b64() {{ base64 | tr -d '\\n'; }}; fi
 rec_file() {{
-  p=$(enc "$1")
-  if [ ! -e "$1" ]; then echo "F $p absent - - - -"; return 0; fi
-  if [ ! -f "$1" ]; then echo "F $p notfile - - - -"; return 0; fi
+  [ -e "$1" ] || return 0
+  if [ ! -f "$1" ]; then echo "F notfile - - - - $1"; return 0; fi
   meta=$(stat -c '%u %a %Y' "$1" 2>/dev/null) || meta='- - -'
-  if [ ! -r "$1" ]; then echo "F $p unreadable $meta -"; return 0; fi
-  echo "F $p present $meta $(head -c {MAX_FILE} "$1" | b64)"
+  if [ ! -r "$1" ]; then echo "F unreadable $meta - $1"; return 0; fi
+  echo "F present $meta $(head -c {MAX_FILE} "$1" | b64) $1"
 }}
 rec_glob() {{
   for f in "$1"/*"$2"; do [ -f "$f" ] && rec_file "$f"; done
@@ -100,27 +102,23 @@ rec_glob() {{
 }}
 rec_dir() {{
   if [ -d "$1" ]; then
-    echo "L $(enc "$1") present"
+    echo "L present $1"
     for f in "$1"/*/hosts.toml; do [ -f "$f" ] && rec_file "$f"; done
-  else
-    echo "L $(enc "$1") absent"
   fi
   return 0
 }}
 lim() {{ if command -v timeout >/dev/null 2>&1; then timeout "$@"; else shift; "$@"; fi; }}
 rec_cmd() {{
   n=$1; shift
-  if command -v "$1" >/dev/null 2>&1 || [ -x "$1" ]; then
+  if command -v "$1" >/dev/null 2>&1; then
     out=$(lim 5 "$@" 2>&1); st=$?
-  else
-    out=''; st=127
+    echo "C $st $(printf '%s' "$out" | b64) $n"
   fi
-  echo "C $(enc "$n") $st $(printf '%s' "$out" | b64)"
 }}
 rec_name() {{
   if command -v getent >/dev/null 2>&1; then out=$(lim 5 getent ahosts "$1" 2>/dev/null); st=$?
   else out=''; st=127; fi
-  echo "D $(enc "$1") $st $(printf '%s' "$out" | b64)"
+  echo "D $st $(printf '%s' "$out" | b64) $1"
 }}
 """
 
@@ -149,7 +147,7 @@ def script(reading: Reading) -> str:
     lines += [f"rec_dir {shlex.quote(d)}" for d in reading.dirs]
     lines += [f"rec_cmd {shlex.quote(n)} {' '.join(shlex.quote(a) for a in argv)}" for n, argv in reading.commands]
     lines += [f"rec_name {shlex.quote(n)}" for n in reading.names]
-    lines.append('echo "H $(enc "$(cat /etc/hostname 2>/dev/null || hostname 2>/dev/null)")"')
+    lines.append('echo "H $(cat /etc/hostname 2>/dev/null || hostname 2>/dev/null)"')
     # Every record is reported, whatever failed before it: errexit off.
     return wrap("set +e\n" + "\n".join(lines))
 
@@ -177,27 +175,31 @@ def parse(output: bytes) -> Facts:
         if not found:
             raise ValueError(f"unexpected answer from the node (no output marker): {output[:80]!r}")
     facts = Facts()
-    for raw in body.decode("ascii", "replace").splitlines():
-        words = raw.split(" ")
-        kind = words[0]
-        if kind == "F" and len(words) == 7:
-            path = _b64(words[1]).decode("utf-8", "replace")
-            state = _STATES.get(words[2])
-            if state is None:
-                raise ValueError(f"unexpected file state from the node: {words[2]!r}")
-            content = _b64(words[6]) if state == "present" else None
-            facts.files[path] = FileFact(path, state, _int(words[3]), _int(words[4], 8), _int(words[5]), content)
-        elif kind == "L" and len(words) == 3:
-            facts.dirs[_b64(words[1]).decode("utf-8", "replace")] = words[2] == "present"
-        elif kind == "C" and len(words) == 4:
-            facts.commands[_b64(words[1]).decode()] = (int(words[2]), _b64(words[3]).decode("utf-8", "replace"))
-        elif kind == "D" and len(words) == 4:
-            name = _b64(words[1]).decode("utf-8", "replace")
-            text = _b64(words[3]).decode("utf-8", "replace")
-            addresses = tuple(dict.fromkeys(line.split()[0] for line in text.splitlines() if line.strip()))
-            facts.names[name] = Lookup(name, int(words[2]), addresses)
-        elif kind == "H" and len(words) == 2:
-            facts.hostname = _b64(words[1]).decode("utf-8", "replace").strip()
+    for raw in body.decode("utf-8", "surrogateescape").splitlines():
+        kind, _, rest = raw.partition(" ")
+        if kind == "F":
+            words = rest.split(" ", 5)
+            state = _STATES.get(words[0])
+            if state is None or len(words) != 6:
+                raise ValueError(f"unexpected file record from the node: {raw[:80]!r}")
+            content = _b64(words[4]) if state == "present" else None
+            facts.files[words[5]] = FileFact(words[5], state, _int(words[1]), _int(words[2], 8), _int(words[3]),
+                                             content)
+        elif kind == "L":
+            present, _, path = rest.partition(" ")
+            facts.dirs[path] = present == "present"
+        elif kind in ("C", "D"):
+            words = rest.split(" ", 2)
+            if len(words) != 3:
+                raise ValueError(f"unexpected record from the node: {raw[:80]!r}")
+            text = _b64(words[1]).decode("utf-8", "replace")
+            if kind == "C":
+                facts.commands[words[2]] = (int(words[0]), text)
+            else:
+                addresses = tuple(dict.fromkeys(line.split()[0] for line in text.splitlines() if line.strip()))
+                facts.names[words[2]] = Lookup(words[2], int(words[0]), addresses)
+        elif kind == "H":
+            facts.hostname = rest.strip()
         elif raw.strip():
             raise ValueError(f"unexpected answer from the node: {raw[:80]!r}")
     return facts

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import functools
 import ssl
 from dataclasses import dataclass
 
@@ -38,14 +39,18 @@ class Handshake:
     cert: x509.Certificate | None = None
 
 
+@functools.lru_cache(maxsize=64)
 def context(ca_pem: bytes | None, verify: bool, client: tuple[str, str] | None = None) -> ssl.SSLContext:
     """A client TLS context as containerd builds one: system CAs plus `ca_pem`, SAN-only name checks; no
-    verification at all with `verify` False."""
-    ctx = ssl.create_default_context()
-    if ca_pem:
-        ctx.load_verify_locations(cadata=ca_pem.decode("ascii", "replace"))
-    ctx.hostname_checks_common_name = False
-    if not verify:
+    verification at all with `verify` False. Contexts are shared: loading the system CAs takes tens of
+    milliseconds, and blocks."""
+    if verify:
+        ctx = ssl.create_default_context()
+        if ca_pem:
+            ctx.load_verify_locations(cadata=ca_pem.decode("ascii", "replace"))
+        ctx.hostname_checks_common_name = False
+    else:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     if client is not None:
