@@ -55,14 +55,9 @@ def doctor(
 ) -> None:
     """Check registries.yaml, what K3s made of it, and every endpoint from the node; each fail says the fix."""
     from k3sreg.doctor import Options, run_inventory, run_local
-    from k3sreg.oci.reference import parse_image
 
     for name in image:
-        try:
-            parse_image(name)
-        except ValueError:
-            raise UsageError(f"--image {name!r} is not an image reference (such as docker.io/library/busybox:1.36)")\
-                from None
+        _check_image(name)
     if inventory is None and node:
         raise UsageError("--node picks nodes of an inventory: add --inventory")
     if inventory is not None and registries is not None:
@@ -82,6 +77,20 @@ def doctor(
     _print(report, as_json)
     if not report.ok:
         sys.exit(FOUND)
+
+
+def _check_image(name: str) -> None:
+    from k3sreg.oci.digest import is_digest
+    from k3sreg.oci.names import is_valid_tag, name_problem
+    from k3sreg.oci.reference import parse_image
+
+    try:
+        ref = parse_image(name)
+    except ValueError:
+        ref = None
+    if ref is None or name_problem(ref.repository) is not None or not (
+            is_digest(ref.digest) if ref.digest else is_valid_tag(ref.tag)):
+        raise UsageError(f"--image {name!r} is not an image reference (such as docker.io/library/busybox:1.36)")
 
 
 def _target(url: str | None, username: str, password_stdin: bool, ca_file: Path | None, insecure: bool,
