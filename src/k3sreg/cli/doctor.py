@@ -157,21 +157,28 @@ def _rich(report: Report, summary: str) -> None:
     from rich.table import Table
 
     from k3sreg.doctor import CHECKS
-    from k3sreg.doctor.model import problems
+    from k3sreg.doctor.model import REGISTRY_ROW, problems
 
     out = Console()
-    columns = report.checks_run()
-    table = Table(title="k3sreg doctor", title_justify="left")
-    table.add_column("node")
-    for check in columns:
-        table.add_column(CHECKS[check], justify="center")
-    for node in report.nodes:
-        cells = []
+    run = report.checks_run()
+    for title, rows, columns in (
+            ("k3sreg doctor", [n for n in report.nodes if n.node != REGISTRY_ROW],
+             [c for c in run if not c.startswith("registry.")]),
+            ("registry", [n for n in report.nodes if n.node == REGISTRY_ROW],
+             [c for c in run if c.startswith("registry.")])):
+        if not rows or not columns:
+            continue
+        table = Table(title=title, title_justify="left")
+        table.add_column("node" if title != "registry" else "url")
         for check in columns:
-            worst = node.worst(check)
-            cells.append(f"[{_STYLE[worst]}]{_MARK[worst]}[/]" if worst else "-")
-        table.add_row(escape(node.node), *cells)
-    out.print(table)
+            table.add_column(CHECKS[check], justify="center")
+        for node in rows:
+            cells = []
+            for check in columns:
+                worst = node.worst(check)
+                cells.append(f"[{_STYLE[worst]}]{_MARK[worst]}[/]" if worst else "-")
+            table.add_row(escape(node.node if title != "registry" else node.address), *cells)
+        out.print(table)
     found = problems(report.findings)
     if found:
         details = Table(title="problems", title_justify="left", show_lines=True)

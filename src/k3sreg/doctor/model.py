@@ -19,28 +19,26 @@ STATUSES: tuple[Status, ...] = ("pass", "warn", "fail")
 
 CHECKS: dict[str, str] = {
     "ssh": "ssh",
-    "registries.file": "registries.yaml",
+    "registries.file": "file",
     "registries.valid": "valid",
-    "hosts.current": "hosts.toml",
-    "credentials.loaded": "credentials",
-    "k3s.version": "version",
+    "hosts.current": "hosts",
+    "credentials.loaded": "creds",
+    "k3s.version": "k3s",
     "k3s.embedded": "spegel",
     "dns": "dns",
     "tcp": "tcp",
     "tls": "tls",
-    "api": "/v2/",
+    "api": "api",
     "auth": "auth",
     "resolve": "resolve",
     "fallback": "fallback",
-    "registry.api": "/v2/",
+    "registry.api": "api",
     "registry.catalog": "catalog",
     "registry.push": "push",
-    "registry.storage": "storage",
+    "registry.storage": "space",
     "registry.upstreams": "upstreams",
     "registry.cache": "cache",
 }
-NODE_CHECKS = [c for c in CHECKS if not c.startswith("registry.")]
-REGISTRY_CHECKS = [c for c in CHECKS if c.startswith("registry.")]
 REGISTRY_ROW = "registry"  # the `node` of the findings about the registry itself (--registry)
 
 

@@ -13,8 +13,10 @@ from collections.abc import Mapping
 
 from yarl import URL
 
+from k3sreg.client.answers import describe_failure
 from k3sreg.client.auth import pull_scope
 from k3sreg.client.registry import DEFAULT_ACCEPT
+from k3sreg.client.retry import NETWORK_ERRORS
 from k3sreg.doctor import tlsprobe
 from k3sreg.doctor.hosts import table_for
 from k3sreg.doctor.model import Finding, failed, passed, warned
@@ -57,9 +59,17 @@ async def _ask(ctx: NetContext, hop: Hop, text: str | None) -> str:
         await client.close()
 
 
+def _why(e: RegistryError) -> str:
+    """What a host answered, without the request's details (the hop names the request)."""
+    if e.__cause__ is not None and isinstance(e.__cause__, NETWORK_ERRORS):
+        return describe_failure(e.__cause__, 0)
+    return str(e).removeprefix("upstream ")
+
+
 async def check_resolve(image: str, files: Mapping[str, str], registries: RegistriesYaml | None, ctx: NetContext,
-                        skip_hosts: set[str]) -> Finding:
-    """resolve: which host answers for `image`, after which failures; fail when none does."""
+                        skip_hosts: set[str], broken: Mapping[str, str]) -> Finding:
+    """resolve: which host answers for `image`, after which failures; fail when none does. Hosts in `broken`
+    (host -> the check that failed there) are not asked again."""
     plan = explain(image, files, registries, "k3s")
     text = files.get(plan.hosts_file) if plan.hosts_file else None
     trail: list[str] = []
@@ -68,11 +78,15 @@ async def check_resolve(image: str, files: Mapping[str, str], registries: Regist
         if hop.host in skip_hosts:
             trail.append(f"{hop.host} (the embedded mirror) not asked")
             continue
+        if hop.host in broken:
+            trail.append(f"{hop.host} failed its {broken[hop.host]} check")
+            continue
         try:
             digest = await _ask(ctx, hop, text)
         except RegistryError as e:
             missing_at_mirror |= isinstance(e, (ManifestUnknown, NameUnknown)) and not hop.public
-            trail.append(str(e).removeprefix("upstream "))
+            reason = _why(e)
+            trail.append(reason if reason.startswith(hop.host) else f"{hop.host}: {reason}")
             continue
         after = f", after: {'; '.join(trail)}" if trail else ""
         seen = f"{plan.image} resolves at {hop.url.split(' ', 1)[1]}{' -> ' + digest if digest else ''}{after}"
@@ -88,8 +102,10 @@ async def check_resolve(image: str, files: Mapping[str, str], registries: Regist
         ref = parse_image(image)
         fix = (f"push it into the registry (`skopeo copy ... docker://REGISTRY/{ref.repository}:{ref.tag or 'TAG'}`)"
                f", or give the registry an upstream named {ref.registry} to pull it through")
+    elif broken:
+        fix = "fix what the checks of those hosts found"
     else:
-        fix = "make the first endpoint answer (see the checks of its host)"
+        fix = "make the first endpoint answer"
     return failed("resolve", plan.image, f"no host resolves {plan.image}: {'; '.join(trail)}", fix)
 
 

@@ -157,11 +157,12 @@ async def _examine(survey: _Survey, vantage: Vantage, options: Options, local: b
         async with vantage.session() as session:
             ctx = netchecks.NetContext(vantage, session, facts, credentials, source, options.timeout, Path(scratch),
                                        local, _hint_ports(options))
-            jobs = [netchecks.check_endpoint(ep, ctx) for ep in targets]
-            resolves = [pullchecks.check_resolve(image, files, registries, ctx, skip) for image in options.images]
-            for found in await asyncio.gather(*jobs):
+            broken: dict[str, str] = {}
+            for found in await asyncio.gather(*(netchecks.check_endpoint(ep, ctx) for ep in targets)):
                 report.add(found)
-            report.add(await asyncio.gather(*resolves))
+                broken.update((f.subject, f.check) for f in found if f.status == "fail")
+            report.add(await asyncio.gather(*(pullchecks.check_resolve(image, files, registries, ctx, skip, broken)
+                                              for image in options.images)))
             if registries is not None:
                 report.add(await pullchecks.check_fallback(registries, files, ctx))
 
