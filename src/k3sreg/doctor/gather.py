@@ -5,7 +5,7 @@ short runs nothing) that prints one record per line after the output mark, conte
 
     F present|unreadable|notfile <uid> <mode> <mtime> <content> <path>   a file that exists (content: 1 MiB at
                                                                            most); a missing file prints nothing
-    L present <dir>                                                        a certs.d directory that exists; its
+    L present|unreadable <dir>                                             a certs.d directory that exists; its
                                                                            <dir>/*/hosts.toml follow as F records
     C <status> <output> <name>                                             a command found (`k3s --version`)
     D <status> <getent ahosts output> <name>                               a name looked up on the node
@@ -62,7 +62,7 @@ class Facts:
 
     hostname: str = ""
     files: dict[str, FileFact] = field(default_factory=dict)
-    dirs: dict[str, bool] = field(default_factory=dict)
+    dirs: dict[str, str] = field(default_factory=dict)  # path -> present | unreadable (absent: left out)
     commands: dict[str, tuple[int, str]] = field(default_factory=dict)
     names: dict[str, Lookup] = field(default_factory=dict)
 
@@ -101,9 +101,11 @@ rec_glob() {{
   return 0
 }}
 rec_dir() {{
-  if [ -d "$1" ]; then
+  if [ -d "$1" ] && [ -r "$1" ] && [ -x "$1" ]; then
     echo "L present $1"
     for f in "$1"/*/hosts.toml; do [ -f "$f" ] && rec_file "$f"; done
+  elif [ -d "$1" ]; then
+    echo "L unreadable $1"
   fi
   return 0
 }}
@@ -186,8 +188,8 @@ def parse(output: bytes) -> Facts:
             facts.files[words[5]] = FileFact(words[5], state, _int(words[1]), _int(words[2], 8), _int(words[3]),
                                              content)
         elif kind == "L":
-            present, _, path = rest.partition(" ")
-            facts.dirs[path] = present == "present"
+            listed, _, path = rest.partition(" ")
+            facts.dirs[path] = listed
         elif kind in ("C", "D"):
             words = rest.split(" ", 2)
             if len(words) != 3:

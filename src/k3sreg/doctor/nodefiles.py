@@ -117,7 +117,10 @@ def check_hosts(setup: Setup, facts: Facts, loaded: Loaded) -> list[Finding]:
     header = header_line(setup.flavor) + "\n"
     present = facts.under(certs)
     generated = {rel: f for rel, f in present.items() if (f.text() or "").startswith(header)}
-    if not facts.dirs.get(certs, False):
+    if facts.dirs.get(certs) == "unreadable":
+        return [warned("hosts.current", certs, f"{certs} cannot be read by doctor: not compared",
+                       "run doctor as root (sudo: true in the inventory for other users)")]
+    if facts.dirs.get(certs) != "present":
         if not expected:
             return [passed("hosts.current", certs, "registries.yaml asks for no hosts.toml, and there is none")]
         return [failed("hosts.current", certs, f"no {certs}: no mirror is in effect (K3s has not started since "
@@ -183,6 +186,9 @@ def check_credentials(setup: Setup, facts: Facts, loaded: Loaded) -> list[Findin
     text = fact.text()
     if not wanted:
         return [passed("credentials.loaded", setup.config_toml, "registries.yaml configures no credentials")]
+    if fact.state == "unreadable":
+        return [warned("credentials.loaded", setup.config_toml, f"{setup.config_toml} cannot be read by doctor: "
+                       "not compared", "run doctor as root (sudo: true in the inventory for other users)")]
     if text is None:
         return [failed("credentials.loaded", setup.config_toml, f"no {setup.config_toml}: containerd has none of "
                        f"the credentials for {', '.join(sorted(wanted))}", f"start K3s ({setup.restart_hint()})")]

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from k3sreg.doctor import gather, netchecks, nodefiles, pullchecks
@@ -75,7 +75,7 @@ class Options:
 class _Survey:
     node: Node | None
     report: NodeReport
-    shell: Any = None
+    ssh: NodeShell | None = None  # the open connection between the two rounds (inventory runs)
     facts: Facts = field(default_factory=Facts)
     setup: Setup | None = None
 
@@ -90,19 +90,19 @@ async def _read(shell: Shell, reading: gather.Reading) -> Facts:
         raise NodeError(str(e)) from e
 
 
-async def _survey(survey: _Survey, options: Options) -> None:
+async def _survey(survey: _Survey, shell: Shell, options: Options) -> None:
     node = survey.node
     flavors = [node.flavor] if node is not None and node.flavor else list(FLAVORS)
     reading = first_read(flavors)
     if options.registries_path:
         reading.files.append(options.registries_path)
-    survey.facts = await _read(survey.shell, reading)
+    survey.facts = await _read(shell, reading)
     setup = decide(survey.facts, node)
     if options.registries_path:
         setup.registries_path = options.registries_path
     more = second_read(setup)
     if not more.empty():
-        survey.facts.merge(await _read(survey.shell, more))
+        survey.facts.merge(await _read(shell, more))
     note_embedded_from_certs(setup, survey.facts)
     survey.setup = setup
     report = survey.report
@@ -123,7 +123,7 @@ def _hint_ports(options: Options) -> dict[str, set[int]]:
     return {parts.hostname: {parts.port or (443 if parts.scheme == "https" else 80)}}
 
 
-async def _examine(survey: _Survey, vantage: Vantage, options: Options, local: bool) -> None:
+async def _examine(survey: _Survey, shell: Shell, vantage: Vantage, options: Options, local: bool) -> None:
     setup, facts, report = survey.setup, survey.facts, survey.report
     assert setup is not None
     report.add(setup_problems(setup))
@@ -134,7 +134,7 @@ async def _examine(survey: _Survey, vantage: Vantage, options: Options, local: b
     report.add(nodefiles.check_version(setup, loaded))
     report.add(nodefiles.check_embedded(setup, loaded))
     registries = loaded.registries
-    if facts.dirs.get(setup.certs_d) and setup.runtime.hosts_toml:
+    if facts.dirs.get(setup.certs_d) == "present" and setup.runtime.hosts_toml:
         files = {rel: f.text() or "" for rel, f in facts.under(setup.certs_d).items()}
     elif registries is not None:
         files = render_hosts(registries, nodefiles.render_options(setup))
@@ -146,7 +146,7 @@ async def _examine(survey: _Survey, vantage: Vantage, options: Options, local: b
     tls_files = sorted({p for ep in targets for p in ep.ca} | {c for ep in targets for pair in ep.client
                                                                for c in pair[:1] if c})
     if names or tls_files:
-        facts.merge(await _read(survey.shell, gather.Reading(files=tls_files, names=names)))
+        facts.merge(await _read(shell, gather.Reading(files=tls_files, names=names)))
     config = facts.file(setup.config_toml).text()
     if config is not None:
         credentials, source = nodefiles.containerd_credentials(config), "containerd's config.toml"
@@ -168,18 +168,19 @@ async def _examine(survey: _Survey, vantage: Vantage, options: Options, local: b
 
 
 def setup_problems(setup: Setup) -> list[Finding]:
-    """What made the setup unsure (an unreadable K3s config), as registries.file failures."""
-    return [failed("registries.file", "config.yaml", p, "fix the YAML of K3s's config.yaml") for p in setup.problems]
+    """What made the setup unsure (a K3s config.yaml K3s cannot read): K3s's own problem, with its release."""
+    return [failed("k3s.version", "config.yaml", p, "fix the YAML of K3s's config.yaml") for p in setup.problems]
 
 
 async def run_local(options: Options) -> Report:
     """Doctor on this machine: its files, its network, and the registry."""
     started = time.monotonic()
-    survey = _Survey(None, NodeReport(""), LocalShell())
+    survey = _Survey(None, NodeReport(""))
+    shell = LocalShell()
     registry = asyncio.ensure_future(_registry_report(options))
     try:
-        await _survey(survey, options)
-        await _examine(survey, Local(), options, local=True)
+        await _survey(survey, shell, options)
+        await _examine(survey, shell, Local(), options, local=True)
     except NodeError as e:
         survey.report.node = survey.report.node or "local"
         survey.report.add([failed("registries.file", "", e.reason, "run doctor as root on a K3s node")])
@@ -219,18 +220,19 @@ async def run_inventory(nodes: Sequence[Node], ssh: SshOptions, options: Options
                                           "user and key in the inventory (try `ssh` to it by hand)")])
                 say(survey, "unreachable")
                 return
-            survey.shell = shell
             survey.report.add([passed("ssh", survey.node.target, f"connected as {survey.node.user}")])
             say(survey, "reading")
             try:
-                await _survey(survey, options)
+                await _survey(survey, shell, options)
             except NodeError as e:
                 survey.report.add([failed("ssh", survey.node.target, e.reason, "check sudo and sh on the node")])
                 await shell.close()
-                survey.shell = None
+                return
+            survey.ssh = shell
 
     async def second(survey: _Survey, cluster_embedded: str) -> None:
-        if survey.shell is None or survey.setup is None:
+        shell = survey.ssh
+        if shell is None or survey.setup is None:
             return
         setup = survey.setup
         if cluster_embedded and setup.role == "agent" and (not setup.embedded
@@ -238,15 +240,15 @@ async def run_inventory(nodes: Sequence[Node], ssh: SshOptions, options: Options
             setup.embedded, setup.embedded_from = True, cluster_embedded
         async with gate:
             say(survey, "checking")
-            vantage = OverSsh(survey.shell.connection)
+            vantage = OverSsh(shell.connection)
             try:
-                await _examine(survey, vantage, options, local=False)
+                await _examine(survey, shell, vantage, options, local=False)
             except NodeError as e:
                 survey.report.add([failed("ssh", survey.node.target if survey.node else "", e.reason,
                                           "check the SSH connection to the node")])
             finally:
                 await vantage.close()
-                await survey.shell.close()
+                await shell.close()
             say(survey, "done")
 
     registry = asyncio.ensure_future(_registry_report(options))

@@ -20,7 +20,7 @@ def facts(files: dict[str, str | bytes] | None = None, dirs: tuple[str, ...] = (
         out.files[path] = FileFact(path, "present", 0, (modes or {}).get(path, 0o600), (mtimes or {}).get(path, 1000),
                                    data)
     for d in dirs:
-        out.dirs[d] = True
+        out.dirs[d] = "present"
     out.commands.update(commands or {})
     for name, addresses in (names or {}).items():
         out.names[name] = Lookup(name, 2 if addresses is None else 0, addresses or ())

@@ -50,7 +50,7 @@ def test_certs_d_lists_each_hosts_toml_and_globs_match_by_suffix(tmp_path: Path)
     (drop / "10-a.yaml").write_text("a: 1\n")
     (drop / "b.txt").write_text("no\n")
     facts = run(gather.Reading(dirs=[str(certs), str(tmp_path / "missing")], globs=[(str(drop), ".yaml")]))
-    assert facts.dirs == {str(certs): True}
+    assert facts.dirs == {str(certs): "present"}
     assert sorted(facts.under(str(certs))) == ["10.0.0.5:30500/hosts.toml", "docker.io/hosts.toml"]
     assert facts.file(str(drop / "10-a.yaml")).text() == "a: 1\n"
     assert facts.file(str(drop / "b.txt")).state == "absent"
@@ -85,5 +85,5 @@ def test_output_before_the_mark_is_dropped_and_garbage_after_it_refused() -> Non
 def test_merge_adds_a_second_reading() -> None:
     """Facts of a second script are added to the first's."""
     one = gather.parse(f"{MARK}\nH a\nL present /d\n".encode())
-    one.merge(gather.parse(f"{MARK}\nH b\nC 0 eA== x\n".encode()))
-    assert (one.hostname, one.dirs, one.commands) == ("a", {"/d": True}, {"x": (0, "x")})
+    one.merge(gather.parse(f"{MARK}\nH b\nC 0 eA== x\nL unreadable /e\n".encode()))
+    assert (one.hostname, one.dirs, one.commands) == ("a", {"/d": "present", "/e": "unreadable"}, {"x": (0, "x")})

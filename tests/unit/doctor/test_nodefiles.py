@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from k3sreg.doctor import nodefiles
-from k3sreg.doctor.gather import Facts
+from k3sreg.doctor.gather import Facts, FileFact
 from k3sreg.doctor.model import Finding
 from k3sreg.doctor.setup import Setup, decide
 from k3sreg.doctor.versions import Runtime, Version
@@ -168,3 +168,13 @@ def test_embedded_registry() -> None:
     assert statuses(run("embedded", empty, server)) == [("k3s.embedded", "warn")]
     early = agent(f, role="server", embedded=True, embedded_from="x", runtime=Runtime("k3s", Version(1, 29, 5), None))
     assert "experimental" in run("embedded", f, early)[0].seen
+
+
+def test_unreadable_certs_d_and_config_toml_warn_instead_of_guessing() -> None:
+    """Run as a user who cannot read K3s's files, doctor says so rather than reporting them stale or missing."""
+    f = facts({REGISTRIES: WITH_AUTH})
+    f.dirs[CERTS] = "unreadable"
+    f.files[CONFIG_TOML] = FileFact(CONFIG_TOML, "unreadable", 0, 0o600, 1)
+    assert statuses(run("hosts", f)) == [("hosts.current", "warn")]
+    found = run("credentials", f)
+    assert statuses(found) == [("credentials.loaded", "warn")] and "run doctor as root" in found[0].fix
