@@ -119,12 +119,12 @@ def _run(as_json: bool, names: list[str],
     """Run `job`, with live progress per node on a terminal's stderr."""
     import asyncio
 
+    if as_json or not sys.stderr.isatty() or not names:
+        return asyncio.run(job(None))
     from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
     err = Console(stderr=True)
-    if as_json or not err.is_terminal or not names:
-        return asyncio.run(job(None))
-    from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
     with Progress(SpinnerColumn(), TextColumn("{task.fields[node]:<16}"), TextColumn("{task.description}"),
                   TimeElapsedColumn(), console=err, transient=True) as bar:
