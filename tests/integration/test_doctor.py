@@ -154,6 +154,12 @@ def finding(doc: dict[str, Any], node: str, check: str) -> dict[str, Any]:
     return found[0]
 
 
+def fails_on_every_node(code: int, doc: dict[str, Any], check: str) -> dict[str, Any]:
+    """Assert that `check` failed on n1, n2 and n3 and nothing else did; n1's finding."""
+    assert code == 1 and bad(doc) == [(n, check, "fail") for n in ("n1", "n2", "n3")], show(doc)
+    return finding(doc, "n1", check)
+
+
 def mirror_yaml(peers: Peers) -> str:
     """The healthy registries.yaml: docker.io through k3sreg at https://registry.lan:PORT, our CA."""
     return registries(f"https://registry.lan:{peers.mirror.port}")
@@ -210,9 +216,7 @@ def test_insecureskipverify_from_the_guide_is_named_with_its_spelling(cluster: N
     text = (f'mirrors:\n  docker.io:\n    endpoint:\n      - "http://{peers.upstream.host}"\n'
             f'configs:\n  "{peers.upstream.host}":\n    tls:\n      insecureskipverify: true\n')
     install(cluster, peers, text)
-    code, doc = doctor(cluster, "--image", IMAGE)
-    assert code == 1 and bad(doc) == [(n, "registries.valid", "fail") for n in ("n1", "n2", "n3")], show(doc)
-    f = finding(doc, "n1", "registries.valid")
+    f = fails_on_every_node(*doctor(cluster, "--image", IMAGE), "registries.valid")
     assert "insecureskipverify" in f["subject"] and "insecure_skip_verify" in f["fix"]
 
 
@@ -247,18 +251,14 @@ def test_wrong_ca_file_on_one_node(cluster: NodeCluster, peers: Peers) -> None:
 def test_expired_certificate(cluster: NodeCluster, peers: Peers) -> None:
     """A registry serving an expired certificate: tls fails on every node with the date and the reissue fix."""
     install(cluster, peers, registries(f"https://registry.lan:{peers.expired.port}"))
-    code, doc = doctor(cluster)
-    assert code == 1 and bad(doc) == [(n, "tls", "fail") for n in ("n1", "n2", "n3")], show(doc)
-    f = finding(doc, "n1", "tls")
+    f = fails_on_every_node(*doctor(cluster), "tls")
     assert "expired on" in f["seen"] and "k3sreg certs issue -H registry.lan" in f["fix"]
 
 
 def test_certificate_without_the_node_ip(cluster: NodeCluster, peers: Peers) -> None:
     """The endpoint is the IP, the certificate names registry.lan only: tls names the missing IP."""
     install(cluster, peers, registries(f"https://{peers.no_ip.host}"))
-    code, doc = doctor(cluster)
-    assert code == 1 and bad(doc) == [(n, "tls", "fail") for n in ("n1", "n2", "n3")], show(doc)
-    f = finding(doc, "n1", "tls")
+    f = fails_on_every_node(*doctor(cluster), "tls")
     assert f"is for registry.lan, not {peers.bridge}" in f["seen"]
     assert f"k3sreg certs issue -H {peers.bridge}" in f["fix"]
 
@@ -267,9 +267,7 @@ def test_wrong_port_names_the_port_that_answers(cluster: NodeCluster, peers: Pee
     """The endpoint's port has nothing; the registry (--registry) answers on another: tcp says wrong port."""
     port = free_port()
     install(cluster, peers, registries(f"https://registry.lan:{port}"))
-    code, doc = doctor(cluster, *registry_args(peers))
-    assert code == 1 and bad(doc) == [(n, "tcp", "fail") for n in ("n1", "n2", "n3")], show(doc)
-    f = finding(doc, "n1", "tcp")
+    f = fails_on_every_node(*doctor(cluster, *registry_args(peers)), "tcp")
     assert f"a registry answers on port {peers.mirror.port} of the same host: wrong port" in f["seen"]
     assert f"write port {peers.mirror.port}" in f["fix"]
 
@@ -277,9 +275,7 @@ def test_wrong_port_names_the_port_that_answers(cluster: NodeCluster, peers: Pee
 def test_https_endpoint_on_a_plain_http_registry(cluster: NodeCluster, peers: Peers) -> None:
     """https:// on a plain-HTTP registry: "server gave HTTP response to HTTPS client", fix http://."""
     install(cluster, peers, registries(f"https://{peers.upstream.host}", ca=False))
-    code, doc = doctor(cluster)
-    assert code == 1 and bad(doc) == [(n, "tls", "fail") for n in ("n1", "n2", "n3")], show(doc)
-    f = finding(doc, "n1", "tls")
+    f = fails_on_every_node(*doctor(cluster), "tls")
     assert "server gave HTTP response to HTTPS client" in f["seen"]
     assert f"write http://{peers.upstream.host}" in f["fix"]
 
@@ -287,9 +283,7 @@ def test_https_endpoint_on_a_plain_http_registry(cluster: NodeCluster, peers: Pe
 def test_http_endpoint_on_an_https_registry(cluster: NodeCluster, peers: Peers) -> None:
     """http:// on a TLS registry: told apart from the reverse, fix https:// with a CA."""
     install(cluster, peers, registries(f"http://registry.lan:{peers.mirror.port}", ca=False))
-    code, doc = doctor(cluster)
-    assert code == 1 and bad(doc) == [(n, "tls", "fail") for n in ("n1", "n2", "n3")], show(doc)
-    f = finding(doc, "n1", "tls")
+    f = fails_on_every_node(*doctor(cluster), "tls")
     assert "speaks HTTPS, the endpoint says http://" in f["seen"]
     assert f"write https://registry.lan:{peers.mirror.port}" in f["fix"]
 
@@ -314,9 +308,7 @@ def test_a_name_that_does_not_resolve(cluster: NodeCluster, peers: Peers) -> Non
     """registry.localhost without an /etc/hosts line on the nodes: dns fails with the loopback line to add;
     registry.lan missing on n2 only fails there."""
     install(cluster, peers, registries(f"https://registry.localhost:{peers.mirror.port}"))
-    code, doc = doctor(cluster)
-    assert code == 1 and bad(doc) == [(n, "dns", "fail") for n in ("n1", "n2", "n3")], show(doc)
-    f = finding(doc, "n1", "dns")
+    f = fails_on_every_node(*doctor(cluster), "dns")
     assert "registry.localhost does not resolve" in f["seen"]
     assert "add `127.0.0.1 registry.localhost` to /etc/hosts" in f["fix"]
     install(cluster, peers, mirror_yaml(peers))
@@ -433,3 +425,12 @@ def test_piped_output_is_one_line_per_finding(cluster: NodeCluster, peers: Peers
     failing = [row for row in rows if row[2] == "fail"]
     assert [(r[0], r[1]) for r in failing] == [("n2", "tls")] and failing[0][5] != "-"
     assert lines[-1].startswith("pass ") and " fail 1 " in lines[-1]
+
+
+def test_registry_certificate_not_trusted_from_here(cluster: NodeCluster, peers: Peers) -> None:
+    """--registry over TLS without --ca-file: the certificate is named, not a registry down."""
+    install(cluster, peers, mirror_yaml(peers))
+    code, doc = doctor(cluster, "--node", "n1", "--registry", f"https://{peers.bridge}:{peers.mirror.port}")
+    assert code == 1 and bad(doc) == [("registry", "registry.api", "fail")], show(doc)
+    f = finding(doc, "registry", "registry.api")
+    assert "certificate does not verify" in f["seen"] and "--ca-file" in f["fix"]

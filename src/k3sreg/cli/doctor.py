@@ -99,8 +99,10 @@ def _target(url: str | None, username: str, password_stdin: bool, ca_file: Path 
 
     if url is None:
         return None
-    if not url.startswith(("http://", "https://")):
-        raise UsageError(f"--registry {url!r}: write the URL with its scheme (https://... or http://...)")
+    from urllib.parse import urlsplit
+
+    if not url.startswith(("http://", "https://")) or not urlsplit(url).hostname:
+        raise UsageError(f"--registry {url!r}: write the URL with its scheme and host (https://HOST:PORT)")
     password = ""
     if password_stdin:
         line = sys.stdin.readline()

@@ -18,6 +18,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import aiohttp
 from yarl import URL
 
 from k3sreg.client import RegistryClient, RetryPolicy
@@ -157,6 +158,9 @@ async def check_registry(target: RegistryTarget, timeout: float) -> list[Finding
             return [failed("registry.api", target.url, f"the registry refuses {who}: {_said(e)}",
                            "pass --username and the password (K3SREG_DOCTOR_PASSWORD or --password-stdin)")]
         except RegistryError as e:
+            if isinstance(e.__cause__, aiohttp.ClientConnectorCertificateError):
+                return [failed("registry.api", target.url, f"the registry's certificate does not verify: "
+                               f"{e.__cause__.certificate_error}", "pass --ca-file with the CA that issued it")]
             return [failed("registry.api", target.url, f"registry down: {_said(e)}",
                            "start the registry (in the cluster: `kubectl -n registry get pods`), or correct "
                            "--registry")]

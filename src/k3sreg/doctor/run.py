@@ -143,10 +143,9 @@ async def _examine(survey: _Survey, shell: Shell, vantage: Vantage, options: Opt
     skip = {setup.mirror_address} if setup.embedded else set()
     targets = endpoints(files, skip, registries)
     names = sorted({ep.hostname for ep in targets if not netchecks.is_ip(ep.hostname)})
-    tls_files = sorted({p for ep in targets for p in ep.ca} | {c for ep in targets for pair in ep.client
-                                                               for c in pair[:1] if c})
-    if names or tls_files:
-        facts.merge(await _read(shell, gather.Reading(files=tls_files, names=names)))
+    ca_files = sorted({p for ep in targets for p in ep.ca})
+    if names or ca_files:
+        facts.merge(await _read(shell, gather.Reading(files=ca_files, names=names)))
     config = facts.file(setup.config_toml).text()
     if config is not None:
         credentials, source = nodefiles.containerd_credentials(config), "containerd's config.toml"

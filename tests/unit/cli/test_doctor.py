@@ -15,6 +15,7 @@ from k3sreg.doctor.model import NodeReport, Report, failed, passed, warned
     (["--push-test"], "--push-test pushes to the registry of --registry"),
     (["--image", "docker.io/"], "is not an image reference"),
     (["--registry", "10.0.0.5:30500"], "write the URL with its scheme"),
+    (["--registry", "https://"], "write the URL with its scheme and host"),
     (["--registry", "https://r", "--username", "u"], "--username needs a password"),
     (["-i", "inv.yaml", "--registries", "r.yaml"], "each node's own is read"),
 ])
