@@ -22,7 +22,7 @@ from k3sreg.cli.sshopts import ssh_options
 from k3sreg.errors import UsageError
 
 if TYPE_CHECKING:
-    from k3sreg.doctor import Report
+    from k3sreg.doctor import RegistryTarget, Report
     from k3sreg.k3s.rollout import SshOptions
 
 PASSWORD_ENV = "K3SREG_DOCTOR_PASSWORD"
@@ -94,12 +94,13 @@ def _check_image(name: str) -> None:
 
 
 def _target(url: str | None, username: str, password_stdin: bool, ca_file: Path | None, insecure: bool,
-            push_test: bool) -> Any:
+            push_test: bool) -> RegistryTarget | None:
+    from urllib.parse import urlsplit
+
     from k3sreg.doctor import RegistryTarget
 
     if url is None:
         return None
-    from urllib.parse import urlsplit
 
     if not url.startswith(("http://", "https://")) or not urlsplit(url).hostname:
         raise UsageError(f"--registry {url!r}: write the URL with its scheme and host (https://HOST:PORT)")
