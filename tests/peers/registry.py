@@ -1,8 +1,8 @@
 """Launchers for the registries under test: Docker Distribution 2.8.2 and ``k3sreg serve``, with the same API.
 
 API (both classes share it; use them as context managers or call ``start()``/``stop()``):
-  ``DockerRegistry(workdir, root=None, config=None, netns=None, tls=None)``
-  ``K3sregServer(workdir, root=None, config=None, netns=None, tls=None, workers=1)``
+  ``DockerRegistry(workdir, root=None, config=None, netns=None, tls=None, bind="127.0.0.1")``
+  ``K3sregServer(workdir, root=None, config=None, netns=None, tls=None, workers=1, bind="127.0.0.1")``
     * ``workdir``: a private directory for config.yml and the process log; ``root`` (default ``workdir/data``)
       is ``storage.filesystem.rootdirectory``, so a second instance given the same ``root`` serves the
       same data.
@@ -11,13 +11,15 @@ API (both classes share it; use them as context managers or call ``start()``/``s
     * ``netns``: a ``tests.peers.netns.NetNs``; the registry then listens on that namespace's loopback.
     * ``tls``: ``(cert, key)`` paths (``write_self_signed(dir)`` makes a pair); the URL becomes https.
       Set ``client_cert = (cert, key)`` before ``start()`` when the server asks clients for certificates.
+    * ``bind``: the address to listen on (another address of this machine, such as the bridge of the
+      namespace nodes, so that they reach it); ``host`` and ``url`` use it.
     * ``start(timeout=20)`` returns once ``GET /v2/`` answers (200 or 401), moving to a fresh port if the
       chosen one was taken meanwhile; ``stop()`` = SIGTERM then SIGKILL;
       ``kill(signal.SIGKILL)`` kills the whole process group (every worker) at once and reaps it;
       ``signal_main(sig)`` signals the main process only (as Kubernetes signals a container's PID 1), and
       ``wait_exit(timeout)`` then waits for it, reaps the group and returns the exit status;
       ``restart()`` starts again on the same port, config and root.
-    * ``url`` (``http://127.0.0.1:PORT``), ``host`` (``127.0.0.1:PORT``), ``port``, ``root``, ``impl``
+    * ``url`` (``http://BIND:PORT``), ``host`` (``BIND:PORT``), ``port``, ``root``, ``impl``
       (``"docker-registry"`` or ``"k3sreg"``), ``config_path``, ``log_path``.
     * ``requests() -> list[tuple[str, str]]``: (method, path with query) of each access-log line so far;
       ``wait_request(pred, timeout)`` waits until one matches (logs are written just after the response);
@@ -136,8 +138,10 @@ class RegistryProcess:
         config: dict[str, Any] | None = None,
         netns: NetNs | None = None,
         tls: tuple[Path, Path] | None = None,
+        bind: str = "127.0.0.1",
     ) -> None:
         self.workdir = workdir
+        self.bind = bind
         workdir.mkdir(parents=True, exist_ok=True)
         self.root = root or workdir / "data"
         self.root.mkdir(parents=True, exist_ok=True)
@@ -150,7 +154,7 @@ class RegistryProcess:
             "version": "0.1",
             "log": {"level": "info", "accesslog": {"disabled": False}},
             "storage": {"filesystem": {"rootdirectory": str(self.root)}, "delete": {"enabled": True}},
-            "http": {"addr": f"127.0.0.1:{self.port}"},
+            "http": {"addr": f"{bind}:{self.port}"},
         }
         if tls:
             base["http"]["tls"] = {"certificate": str(tls[0]), "key": str(tls[1])}
@@ -161,8 +165,8 @@ class RegistryProcess:
 
     @property
     def host(self) -> str:
-        """``127.0.0.1:PORT``, the registry part of an image reference."""
-        return f"127.0.0.1:{self.port}"
+        """``BIND:PORT``, the registry part of an image reference."""
+        return f"{self.bind}:{self.port}"
 
     @property
     def url(self) -> str:
@@ -181,7 +185,7 @@ class RegistryProcess:
             if self._start_once(timeout):
                 return self
             self.port = free_port()
-            self.config = deep_merge(self.config, {"http": {"addr": f"127.0.0.1:{self.port}"}})
+            self.config = deep_merge(self.config, {"http": {"addr": f"{self.bind}:{self.port}"}})
         raise RuntimeError(f"{self.impl}: every port tried was taken:\n{self.log_text()[-3000:]}")
 
     def _start_once(self, timeout: float) -> bool:
@@ -227,9 +231,9 @@ class RegistryProcess:
                 ctx.verify_mode = ssl.CERT_NONE
                 if self.client_cert:
                     ctx.load_cert_chain(*self.client_cert)
-                conn = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=1, context=ctx)
+                conn = http.client.HTTPSConnection(self.bind, self.port, timeout=1, context=ctx)
             else:
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=1)
+                conn = http.client.HTTPConnection(self.bind, self.port, timeout=1)
             try:
                 conn.request("GET", "/v2/")
                 return conn.getresponse().status in (200, 401)
@@ -354,8 +358,9 @@ class K3sregServer(RegistryProcess):
         netns: NetNs | None = None,
         tls: tuple[Path, Path] | None = None,
         workers: int = 1,
+        bind: str = "127.0.0.1",
     ) -> None:
-        super().__init__(workdir, root, config, netns, tls)
+        super().__init__(workdir, root, config, netns, tls, bind)
         self.workers = workers
 
     def command(self) -> list[str]:

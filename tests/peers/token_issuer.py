@@ -2,8 +2,9 @@
 
 API:
   ``TokenIssuer(workdir, users={"alice": "s3cret"}, anonymous=False, grant_anonymous=False, lifetime=300,
-  field="token")``, a context manager (or ``start()``/``stop()``) serving ``GET /token?service=S&scope=T...``
-  on 127.0.0.1:<free port>:
+  field="token", host="127.0.0.1")``, a context manager (or ``start()``/``stop()``) serving
+  ``GET /token?service=S&scope=T...`` on <host>:<free port> (``host`` an address of this machine, such as the
+  bridge of the namespace nodes):
     * Basic credentials must match ``users``; without any, the request is refused (401) unless ``anonymous``,
       in which case the token grants nothing (as Docker Hub does for private repositories), or what it asked
       when ``grant_anonymous`` is also set (public repositories); ``grant_anonymous`` alone implies ``anonymous``;
@@ -64,7 +65,7 @@ def parse_scope(scope: str) -> dict[str, Any] | None:
 
 
 class TokenIssuer:
-    """A token service on 127.0.0.1 that docker-registry 2.8.2 trusts (see the module docstring)."""
+    """A token service on `host` (127.0.0.1) that docker-registry 2.8.2 trusts (see the module docstring)."""
 
     def __init__(
         self,
@@ -76,7 +77,9 @@ class TokenIssuer:
         field: str = "token",
         issuer: str = "k3sreg-test-issuer",
         service: str = "k3sreg-test-registry",
+        host: str = "127.0.0.1",
     ) -> None:
+        self.host = host
         self.users = dict(users or {})
         self.anonymous = anonymous
         self.lifetime = lifetime
@@ -100,7 +103,7 @@ class TokenIssuer:
     def realm(self) -> str:
         """The token URL to put in docker-registry's `auth.token.realm`."""
         assert self._server is not None, "start() the issuer first"
-        return f"http://127.0.0.1:{self._server.server_address[1]}/token"
+        return f"http://{self.host}:{self._server.server_address[1]}/token"
 
     def registry_auth(self) -> dict[str, Any]:
         """The `auth:` section of a docker-registry config that trusts this issuer."""
@@ -176,7 +179,7 @@ class TokenIssuer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer((self.host, 0), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="token-issuer", daemon=True)
         self._thread.start()
         return self

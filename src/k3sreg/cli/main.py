@@ -12,7 +12,7 @@ import sys
 import typer
 
 from k3sreg import __version__
-from k3sreg.cli import certs, deploy, htpasswd, images, mirrors, nodes, serve
+from k3sreg.cli import certs, deploy, doctor, htpasswd, images, mirrors, nodes, serve
 from k3sreg.cli.output import FOUND, INTERRUPTED, USAGE, fail, new_app
 from k3sreg.errors import ConfigError, K3sregError, UsageError
 
@@ -24,6 +24,7 @@ app.add_typer(certs.app, name="certs")
 app.add_typer(htpasswd.app, name="htpasswd")
 app.add_typer(deploy.app, name="deploy")
 app.add_typer(images.app, name="images")
+app.command("doctor")(doctor.doctor)
 
 
 def _print_version(value: bool) -> None:

@@ -14,7 +14,24 @@ Every section keeps its defaults in one place (its module); consumers receive th
 Settings. The full reference of every key is docs/configuration.md.
 """
 
-from k3sreg.config.loader import EMBEDDED_DEFAULTS, load_settings, parse_settings
-from k3sreg.config.model import Settings
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from k3sreg.config.loader import EMBEDDED_DEFAULTS, load_settings, parse_settings
+    from k3sreg.config.model import Settings
+
+# Loaded on first use: a command that needs one section (the registry client's `upstreams`) does not build the
+# models of every other section at start.
+_HOME = {"EMBEDDED_DEFAULTS": "loader", "load_settings": "loader", "parse_settings": "loader", "Settings": "model"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOME:
+        return getattr(import_module(f"k3sreg.config.{_HOME[name]}"), name)
+    raise AttributeError(f"module 'k3sreg.config' has no attribute {name!r}")
+
 
 __all__ = ["EMBEDDED_DEFAULTS", "Settings", "load_settings", "parse_settings"]

@@ -169,6 +169,7 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     metrics.preset_routes(routes.KINDS)
     if not metrics.on_debug_listener(settings.http):
         app.router.add_get("/metrics", metrics.handler(root))
+    app.router.add_get("/debug/upstreams", metrics.upstreams_handler())
     history, names = stats.SavingsHistory(), [u.name for u in upstreams]
     for job in stats.jobs(store, history, names, settings.web.sampleinterval):
         app.cleanup_ctx.append(_background(job))

@@ -6,6 +6,10 @@
     GC_RUNS, GC_FREED, ...   incremented by the garbage collector (`record_gc`)
     k3sreg_storage_*         the blob bytes (`usage.py`, a periodic count) and the filesystem (statvfs, at scrape)
 
+`GET /debug/upstreams`: whether each upstream answers `GET /v2/` now, as JSON (`k3sreg doctor` reads it). One
+probe round runs at a time; requests that come meanwhile share its answer, so the endpoint cannot be used to
+flood the upstreams.
+
 Labels never hold a path or a repository name: requests are counted by route kind (`routes.kind`), method and
 status, so the number of series stays fixed however many repositories there are.
 
@@ -17,6 +21,7 @@ has none yet: each metric is described from start-up.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import os
 from collections.abc import Awaitable, Callable, Iterable
@@ -36,6 +41,8 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from k3sreg.config.http import HTTPSettings
+from k3sreg.server.context import CONTEXT
+from k3sreg.upstream.reach import probe_all
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 PREFIX = "k3sreg_"
@@ -180,3 +187,19 @@ def handler(root: str | None) -> Callable[[web.Request], Awaitable[web.Response]
         return web.Response(body=exposition(root), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     return metrics
+
+
+def upstreams_handler() -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """The /debug/upstreams handler: `{"upstreams": [{name, offline, reachable, detail, seconds}]}`."""
+    running: asyncio.Future[list[dict[str, Any]]] | None = None
+
+    async def upstreams(request: web.Request) -> web.StreamResponse:
+        nonlocal running
+        proxy = request.app[CONTEXT].proxy
+        if proxy is None:
+            return web.json_response({"upstreams": []})
+        if running is None or running.done():
+            running = asyncio.ensure_future(probe_all(proxy.upstreams, proxy.clients))
+        return web.json_response({"upstreams": await asyncio.shield(running)})
+
+    return upstreams

@@ -35,7 +35,8 @@ def loaded(*args: str) -> set[str]:
 
 @pytest.mark.parametrize("args", [("--help",), ("--version",), ("nodes", "--help"), ("mirrors", "--help"),
                                   ("serve", "--help"), ("nodes", "apply", "--help"),
-                                  ("images", "--help"), ("images", "sync", "--help")])
+                                  ("images", "--help"), ("images", "sync", "--help"),
+                                  ("doctor", "--help")])
 def test_help_imports_nothing_heavy(args: tuple[str, ...]) -> None:
     """Help and --version load typer and k3sreg's command modules only."""
     assert loaded(*args).isdisjoint(HEAVY), sorted(loaded(*args) & set(HEAVY))
@@ -57,3 +58,13 @@ def test_mirrors_validate_with_absent_certificate_files_imports_nothing_heavy(tm
                  'configs:\n  "10.0.0.5:30500":\n    tls:\n      ca_file: /etc/rancher/k3s/absent-ca.crt\n')
     modules = loaded("mirrors", "validate", str(f))
     assert "k3sreg" in modules and modules.isdisjoint(HEAVY), sorted(modules & set(HEAVY))
+
+
+def test_registry_client_loads_only_its_settings_section() -> None:
+    """`doctor` and the image commands use the client with its `upstreams` section: the whole Settings model
+    (every section's pydantic schema) is not built for them."""
+    done = subprocess.run([sys.executable, "-c", "import sys, k3sreg.client, k3sreg.doctor; "
+                           "print(sorted(m for m in sys.modules if m.startswith('k3sreg.config.')))"],
+                          capture_output=True, text=True, timeout=60, check=True)
+    loaded = set(json.loads(done.stdout.replace("'", '"')))
+    assert "k3sreg.config.upstreams" in loaded and "k3sreg.config.model" not in loaded, sorted(loaded)

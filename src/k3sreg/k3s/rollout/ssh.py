@@ -147,6 +147,13 @@ class NodeShell:
         except (asyncssh.Error, ValueError) as e:
             raise NodeError(f"ssh failed: {e}") from e
 
+    @property
+    def connection(self) -> asyncssh.SSHClientConnection:
+        """The open connection, for what runs beside the scripts (doctor's port forwards); NodeError when closed."""
+        if self._conn is None:
+            raise NodeError("not connected")
+        return self._conn
+
     async def close(self) -> None:
         """Close the connection (idempotent)."""
         if self._conn is not None:
