@@ -229,8 +229,8 @@ async def _metrics(client: RegistryClient) -> list[Finding]:
     if "free" in storage and "size" in storage:
         out.append(storage_verdict(storage["free"], storage["size"]))
     else:
-        out.append(warned("registry.storage", "storage", "/metrics has no k3sreg_storage_filesystem_free_bytes (storage in "
-                          "memory, or not k3sreg)", _NOT_K3SREG))
+        seen = "/metrics has no k3sreg_storage_filesystem_free_bytes (storage in memory, or not k3sreg)"
+        out.append(warned("registry.storage", "storage", seen, _NOT_K3SREG))
     return out + cache_verdicts(requests, hits)
 
 
