@@ -47,6 +47,7 @@ class Evictor:
         report = Report()
         if not self.upstreams:
             return report
+        began = self.inventory.clock()
         repos = self.inventory.repositories()
         mark = self.inventory.mark(repos)
         for upstream in self.upstreams:
@@ -55,7 +56,7 @@ class Evictor:
             self._unlink_by_age(upstream, mine, now, report, mark)
             if upstream.maxsize:
                 self._cap(upstream, mine, report, mark)
-        for d, size in self.inventory.remove_unlinked(report.candidates, mark):
+        for d, size in self.inventory.remove_unlinked(report.candidates, mark, began):
             report.blobs.append(str(d))
             report.freed += size
         if report.manifests or report.blobs:
