@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -81,6 +82,10 @@ class Report:
         return text
 
 
+class Stopped(Exception):
+    """The run was asked to stop."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Entry:
     repo: str
@@ -99,16 +104,22 @@ class Collector:
     """One garbage collection run over a store (synchronous: run it in one of the store's threads).
 
     `emit` receives Distribution's output lines (`registry garbage-collect`); `untagged_in(repo)` says in
-    which repositories delete_untagged applies (the server leaves the cache's to eviction)."""
+    which repositories delete_untagged applies (the server leaves the cache's to eviction); `stop` ends the
+    run early (Stopped), at a point where what it did so far is consistent."""
 
     def __init__(self, manifests: ManifestStore, *, delay: float = 0.0, delete_untagged: bool = False,
                  dry_run: bool = False, emit: Emit | None = None,
-                 untagged_in: Callable[[str], bool] | None = None):
+                 untagged_in: Callable[[str], bool] | None = None, stop: threading.Event | None = None):
         self.manifests, self.blobs, self.driver = manifests, manifests.blobs, manifests.driver
+        self._stop = stop or threading.Event()
         self.guard = self.blobs.guard
         self.delay, self.delete_untagged, self.dry_run = delay, delete_untagged, dry_run
         self._emit = emit
         self._untagged_in = untagged_in or (lambda _repo: True)
+
+    def _check_stop(self) -> None:
+        if self._stop.is_set():
+            raise Stopped
 
     def emit(self, line: str) -> None:
         if self._emit is not None:
@@ -122,6 +133,7 @@ class Collector:
         mark, doomed = Mark(), []
         repos = walk_order(catalog.repositories(self.driver))
         for repo in repos:
+            self._check_stop()
             doomed += self._mark_repository(repo, cutoff, mark, report)
         report.repositories, report.manifests_removed = len(repos), len(doomed)
         if not self.dry_run:
@@ -191,6 +203,7 @@ class Collector:
         staying: set[tuple[str, Digest]] = set()
         dropped = 0
         for e, parents in _parents_first(doomed):
+            self._check_stop()
             if any((e.repo, p) in staying for p in parents) or not self._drop_one(e, cutoff):
                 staying.add((e.repo, e.digest))
                 mark.keep(e.repo, e.digest, (e.digest, *e.needs.refs))
@@ -201,8 +214,8 @@ class Collector:
     def _drop_one(self, e: _Entry, cutoff: float) -> bool:
         """Remove one manifest revision (its tag history and referrers link too) unless something relied on it
         after the cutoff; False when it stays."""
-        with self.guard.sweeping(e.digest) as free:
-            if not free:
+        with self.guard.sweeping(e.digest) as held:
+            if not held or not self.guard.present(e.digest):
                 return False
             info = self.driver.stat(paths.revision_link(e.repo, e.digest))
             if (info is not None and info.mtime > cutoff) or (self.guard.newest(e.digest) or 0.0) > cutoff:
@@ -221,6 +234,7 @@ class Collector:
         for d in blob_digests(self.driver):
             if mark.kept(d):
                 continue
+            self._check_stop()
             if self.driver.stat(paths.blob_data(d)) is None:
                 self.guard.sweep(d, cutoff, self.dry_run)  # what a crash left of a commit: no blob
                 continue

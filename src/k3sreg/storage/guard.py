@@ -185,8 +185,8 @@ class BlobGuard:
 
     @contextlib.contextmanager
     def sweeping(self, d: Digest) -> Iterator[bool]:
-        """Hold `d` as a sweep does, for removing something that relies on it (a manifest's revision): yields
-        False when a write holds it or it is not in the store (leave it then)."""
+        """Hold `d` as a sweep does, to remove or move something that relies on it (a manifest's revision, a
+        corrupt blob): yields False when a write holds it, or its directory is gone (leave it then)."""
         lock: Lock | None = None
         if self.locks is not None:
             try:
@@ -198,7 +198,7 @@ class BlobGuard:
                 yield False
                 return
         try:
-            yield self.present(d)
+            yield True
         finally:
             if lock is not None:
                 lock.release()

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from k3sreg import errors
 from k3sreg.oci.digest import Digest, InvalidDigest
 from k3sreg.oci.manifest import InvalidManifest, load_json, parse_manifest
-from k3sreg.storage.manifests import ManifestStore
+from k3sreg.storage.manifests import ManifestStore, is_foreign
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,10 +25,16 @@ class Needs:
     children: tuple[Digest, ...] = ()    # the manifests of an index
     subject: Digest | None = None        # what it is a referrer of (needed by nothing: it needs the subject)
     readable: bool = False               # False: its bytes are missing or no manifest (nothing else is known)
+    foreign: frozenset[Digest] = frozenset()  # the layers among `blobs` that live outside registries
 
     @property
     def refs(self) -> tuple[Digest, ...]:
         return self.blobs + self.children
+
+    @property
+    def stored(self) -> tuple[Digest, ...]:
+        """The blobs that must be in the store (foreign layers aside)."""
+        return tuple(b for b in self.blobs if b not in self.foreign)
 
 
 def needs_of(data: bytes) -> Needs:
@@ -38,7 +44,8 @@ def needs_of(data: bytes) -> Needs:
     except InvalidManifest:
         return _schema1(data)
     return Needs(tuple(b.digest for b in parsed.blobs), tuple(m.digest for m in parsed.manifests),
-                 parsed.subject.digest if parsed.subject else None, True)
+                 parsed.subject.digest if parsed.subject else None, True,
+                 frozenset(b.digest for b in parsed.blobs if is_foreign(b)))
 
 
 def _schema1(data: bytes) -> Needs:
