@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
@@ -18,6 +19,7 @@ from k3sreg.config import Settings
 from k3sreg.server import blob_handlers, health, manifest_handlers, metrics, routes
 from k3sreg.server.context import CONTEXT, Context, Limits, Resolved
 from k3sreg.server.middleware import make_middlewares
+from k3sreg.storage import maintenance
 from k3sreg.storage.driver import Driver
 from k3sreg.storage.filesystem import FilesystemDriver
 from k3sreg.storage.memory import MemoryDriver
@@ -123,6 +125,15 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     purging = settings.storage.maintenance.uploadpurging
     if purging.enabled:
         app.cleanup_ctx.append(_background(_purger(store, purging.age, purging.interval, purging.dryrun)))
+    cached = ctx.proxy.caches if ctx.proxy is not None else None
+    collect, scrub = settings.storage.gc, settings.storage.scrub
+    if collect is not None and collect.enabled and not ctx.read_only:
+        # The cache's untagged manifests (pulled by digest) are eviction's to remove, not garbage collection's.
+        untagged_in = (lambda repo: not cached(repo)) if cached is not None else None
+        app.cleanup_ctx.append(_background(functools.partial(maintenance.collect_forever, store, collect,
+                                                             untagged_in)))
+    if scrub is not None and scrub.enabled and not ctx.read_only:
+        app.cleanup_ctx.append(_background(functools.partial(maintenance.scrub_forever, store, scrub, cached)))
     return app
 
 

@@ -65,8 +65,13 @@ class Evictor:
         return report
 
     def _owns(self, upstream: UpstreamSettings, repo: str) -> bool:
+        return self.owns(upstream, repo, self.proxy_name)
+
+    @staticmethod
+    def owns(upstream: UpstreamSettings, repo: str, proxy_name: str | None) -> bool:
+        """Whether `repo` holds `upstream`'s cached content."""
         # The `proxy:` upstream caches under plain names: as in registry:2's proxy mode, the store is its cache.
-        return upstream.name == self.proxy_name or repo.startswith(f"{upstream.name}/")
+        return upstream.name == proxy_name or repo.startswith(f"{upstream.name}/")
 
     def _delete_manifest(self, repo: str, d: Digest, report: Report, mark: Mark) -> list[Digest] | None:
         """Delete manifest `d` of `repo`; the digests that nothing kept needs any more since, None when it was
