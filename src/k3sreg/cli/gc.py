@@ -71,8 +71,8 @@ def garbage_collect(
     from k3sreg.storage import gc, paths
     from k3sreg.storage.driver import PathNotFound, own_locks
 
-    settings, store = _open(config)
     seconds = _duration(delay)
+    _, store = _open(config)
     driver = store.driver
     driver.put_content(paths.GC_CLOCK, b"", sync=False)  # a lock lives in a directory that exists
     try:

@@ -156,7 +156,7 @@ class Collector:
             if d is not None:
                 tagged.add(d)
         entries = []
-        for d in sorted(self.manifests.revisions(repo), key=lambda d: (d.algorithm, d.hex)):
+        for d in sorted(self.manifests.linked(repo), key=lambda d: (d.algorithm, d.hex)):
             recent = False
             if untagged and d not in tagged:
                 info = self.driver.stat(paths.revision_link(repo, d))

@@ -152,8 +152,14 @@ class ManifestStore:
         return out
 
     def revisions(self, repo: str) -> list[Digest]:
-        """The manifests `repo` holds (tagged or not)."""
+        """The manifests `repo` holds (tagged or not), by their directories (a deleted one may have left its
+        directory behind: see `linked`)."""
         return list(digests_under(self.driver, paths.revisions(repo)))
+
+    def linked(self, repo: str) -> list[Digest]:
+        """The manifests `repo` holds, each checked by its link: Distribution deletes a manifest by removing
+        the link alone, and leaves its directory."""
+        return [d for d in self.revisions(repo) if read_link(self.driver, paths.revision_link(repo, d)) == d]
 
     def accessed(self, repo: str, d: Digest) -> float:
         """When `repo`'s revision link to `d` was last touched (written, or pulled from a cache); 0 when none."""

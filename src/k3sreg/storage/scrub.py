@@ -196,7 +196,7 @@ class Scrubber:
     # --- manifests and tags ------------------------------------------------------------------------------
     def _repository(self, repo: str, report: Report) -> None:
         lazy = self._lazy(repo)
-        revisions = set(self.manifests.revisions(repo))
+        revisions = set(self.manifests.linked(repo))
         for d in sorted(revisions, key=str):
             report.manifests_checked += 1
             try:

@@ -148,3 +148,11 @@ def test_a_run_takes_the_storage_clock(store: Store) -> None:
     store.driver.put_content("after", b"")
     info = store.driver.stat("after")
     assert info is not None and info.mtime > t0 and abs(t0 - time.time()) < 60
+
+
+def test_a_revision_left_without_its_link_is_no_manifest(store: Store) -> None:
+    """Distribution deletes a manifest by removing its link alone: the directory left behind keeps nothing."""
+    m = store.image("r", "1", b"layer")
+    store.driver.delete(paths.revision_link("r", m))
+    report, _ = store.collect()
+    assert not store.has(m) and not store.has(Digest.of(b"layer")) and report.blobs_removed == 3
