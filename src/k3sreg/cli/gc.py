@@ -83,9 +83,13 @@ def garbage_collect(
         fail("another garbage collection is running on this storage (a `serve` worker with storage.gc, or "
              "another garbage-collect); run this again once it ends", FOUND)
     out = sys.stdout
+
+    def emit(line: str) -> None:
+        out.write(line + "\n")
+
     try:
         collector = gc.Collector(store, delay=seconds, delete_untagged=delete_untagged, dry_run=dry_run,
-                                 emit=None if as_json else (lambda line: out.write(line + "\n")))
+                                 emit=None if as_json else emit)
         report = collector.run()
         if not dry_run:
             gc.save_report(driver, report)
