@@ -27,17 +27,22 @@ class Store:
         return push_blob(self.uploads, repo, data)
 
     def image(self, repo: str, ref: str, *layers: bytes, **extra: Any) -> Digest:
-        """Push a config and `layers` to `repo`, then a manifest under `ref` (a tag, or "@" for its digest)."""
-        cfg = self.blob(repo, b'{"seed": "%s"}' % ref.encode())
-        doc = image(cfg, [self.blob(repo, layer) for layer in layers], **extra)
-        return self.put(repo, ref, doc)
+        """Push a config and `layers` to `repo`, then a manifest under `ref` (a tag, or "@" for its digest), with
+        the sizes a client would give."""
+        config = b'{"seed": "%s"}' % ref.encode()
+        doc = json.loads(image(self.blob(repo, config), [self.blob(repo, layer) for layer in layers], **extra))
+        doc["config"]["size"] = len(config)
+        for desc, layer in zip(doc["layers"], layers, strict=True):
+            desc["size"] = len(layer)
+        return self.put(repo, ref, json.dumps(doc).encode())
 
     def put(self, repo: str, ref: str, doc: bytes) -> Digest:
         return self.manifests.put(repo, str(Digest.of(doc)) if ref == "@" else ref, doc, None).digest
 
     def index(self, repo: str, ref: str, *children: Digest) -> Digest:
         doc = json.dumps({"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": [
-            {"mediaType": mt.OCI_MANIFEST, "digest": str(c), "size": 1} for c in children]}).encode()
+            {"mediaType": mt.OCI_MANIFEST, "digest": str(c), "size": len(self.blobs.get_small(c)),
+             "platform": {"architecture": f"arch{i}", "os": "linux"}} for i, c in enumerate(children)]}).encode()
         return self.put(repo, ref, doc)
 
     def has(self, d: Digest) -> bool:
