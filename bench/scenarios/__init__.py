@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 
 from bench.context import Context
 from bench.report import Results
-from bench.scenarios import airgap, core, evict, proxy, startup
+from bench.scenarios import airgap, core, evict, gc, proxy, startup
 
 Scenario = Callable[[Context, Results], Awaitable[None]]
 
@@ -22,4 +22,5 @@ SCENARIOS: dict[str, Scenario] = {
     "startup": startup.run,
     "airgap": airgap.run,
     "evict": evict.run,
+    "gc": gc.run,
 }

@@ -7,8 +7,6 @@
                                                              verified (see BlobStore.stat_global)
       blobs/<alg>/<hex[:2]>/<hex>/used                       k3sreg's: an empty file; its mtime is when a write
                                                              last relied on the blob (see `guard`)
-      blobs/<alg>/<hex[:2]>/<hex>/lock                       k3sreg's: held by that write, or by the sweep that
-                                                             removes the blob (see `guard`)
       repositories/<name>/
         _layers/<alg>/<hex>/link                             "sha256:..." : the blob belongs to <name>; its mtime
                                                              is the blob's last access in a cache repository
@@ -29,6 +27,8 @@
         evict.lock                                           locked by the worker that runs eviction
       _gc/                                                   k3sreg's: garbage collection and scrub
         gc.lock, scrub.lock                                  locked by the worker that collects, or scrubs
+        locks/<hex[:3]>                                      the blobs whose digests start so: held by a write
+                                                             relying on one, or a sweep removing one (`guard`)
         clock                                                rewritten at the start of a run: its mtime is the
                                                              storage's own "now" (see `guard`)
         gc.json, scrub.json                                  the last run's report (`gc.Report`, `scrub.Report`)
@@ -60,6 +60,8 @@ GC_CLOCK = f"{GC}/clock"
 GC_REPORT = f"{GC}/gc.json"
 SCRUB_REPORT = f"{GC}/scrub.json"
 SCRUB_RESUME = f"{GC}/scrub.resume"
+GC_LOCKS = f"{GC}/locks"
+GC_LOCKS_READY = f"{GC_LOCKS}/ready"
 QUARANTINE = f"{V2}/_quarantine"
 
 # The directories of a repository: the catalog lists the repositories that hold `_manifests`.
@@ -67,7 +69,7 @@ LAYERS = "_layers"
 MANIFESTS = "_manifests"
 UPLOADS = "_uploads"
 SIZE_MARKER = "size-"
-DATA, USED, LOCK = "data", "used", "lock"
+DATA, USED = "data", "used"
 
 
 def child(directory: str, name: str) -> str:
@@ -99,8 +101,8 @@ def blob_used(d: Digest) -> str:
     return f"{blob_dir(d)}/{USED}"
 
 
-def blob_lock(d: Digest) -> str:
-    return f"{blob_dir(d)}/{LOCK}"
+def gc_stripe(d: Digest) -> str:
+    return f"{GC_LOCKS}/{d.hex[:3]}"
 
 
 def quarantine_dir(d: Digest) -> str:

@@ -211,7 +211,7 @@ def test_a_write_gives_up_on_a_lock_nobody_lets_go(fs: FilesystemDriver) -> None
     """A hold that waits longer than its patience answers UNAVAILABLE, holding nothing."""
     side = Side(fs, fs)
     a, b = push_blob(side.uploads, "r", b"a"), push_blob(side.uploads, "r", b"b")
-    lock = fs.try_lock(paths.blob_lock(b))
+    lock = side.blobs.guard.lock(paths.gc_stripe(b))
     assert lock is not None
     with pytest.raises(errors.Unavailable), side.blobs.guard.hold([a, b], patience=0.2):
         pass
