@@ -34,7 +34,7 @@ from k3sreg.storage import catalog, paths
 from k3sreg.storage.driver import Driver
 from k3sreg.storage.links import digests_under, read_link
 from k3sreg.storage.manifests import ManifestStore
-from k3sreg.storage.mark import Mark, Needs, needs_of
+from k3sreg.storage.mark import Needed, Needs, needs_of
 
 log = logging.getLogger("k3sreg.storage")
 Emit = Callable[[str], None]
@@ -130,7 +130,7 @@ class Collector:
                         delay=self.delay)
         began = time.perf_counter()
         cutoff = self.guard.clock() - self.delay
-        mark, doomed = Mark(), []
+        mark, doomed = Needed(), []
         repos = walk_order(catalog.repositories(self.driver))
         for repo in repos:
             self._check_stop()
@@ -171,7 +171,7 @@ class Collector:
         except errors.BlobUnknown:
             return Needs()
 
-    def _mark_repository(self, repo: str, cutoff: float, mark: Mark, report: Report) -> list[_Entry]:
+    def _mark_repository(self, repo: str, cutoff: float, mark: Needed, report: Report) -> list[_Entry]:
         """Mark what `repo` keeps; returns the manifests to drop."""
         untagged = self.delete_untagged and self._untagged_in(repo)
         entries = self._survey(repo, cutoff, untagged)
@@ -198,7 +198,7 @@ class Collector:
         return doomed
 
     # --- drop and sweep ---------------------------------------------------------------------------------
-    def _drop(self, doomed: list[_Entry], cutoff: float, mark: Mark) -> int:
+    def _drop(self, doomed: list[_Entry], cutoff: float, mark: Needed) -> int:
         """Drop the doomed manifests, parents first; those that stay, and all below them, are marked."""
         staying: set[tuple[str, Digest]] = set()
         dropped = 0
@@ -228,7 +228,7 @@ class Collector:
             log.info("garbage collection: deleted manifest %s@%s", e.repo, e.digest)
             return True
 
-    def _sweep(self, cutoff: float, mark: Mark, report: Report) -> list[Digest]:
+    def _sweep(self, cutoff: float, mark: Needed, report: Report) -> list[Digest]:
         """Sweep (or, dry, look at) every blob nothing marked; returns those removed (or eligible)."""
         removed = []
         for d in blob_digests(self.driver):

@@ -113,3 +113,21 @@ class Mark:
                 del self._needed[ref]
                 freed[ref] = None
         return list(freed)
+
+
+class Needed:
+    """What kept manifests need, for a sweep that never takes a kept manifest back (garbage collection): a
+    set, which holds each digest once, where Mark also remembers what each manifest needed."""
+
+    def __init__(self) -> None:
+        self._needed: set[Digest] = set()
+
+    def keep(self, repo: str, d: Digest, refs: tuple[Digest, ...]) -> None:
+        """Manifest `d` of `repo` is kept and needs `refs`."""
+        self._needed.update(refs)
+
+    def __len__(self) -> int:
+        return len(self._needed)
+
+    def kept(self, d: Digest) -> bool:
+        return d in self._needed
