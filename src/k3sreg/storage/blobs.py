@@ -104,11 +104,8 @@ class BlobStore:
 
     def link_committed(self, repo: str, d: Digest, install: Callable[[], None], discard: Callable[[], None]) -> None:
         """Link blob `d` into `repo` once its verified bytes are staged: `install` moves them into place when
-        the store lacks `d`, `discard` drops them when it has it (then held, so that it stays)."""
-        if self.stat_global(d) is None:
-            install()
-            self.link(repo, d)
-            return
+        the store lacks `d`, `discard` drops them when it has it. Held throughout (see `guard`): a sweep can
+        neither take the copy found nor the directory the bytes go into."""
         with self.guard.hold([d]) as held:
             if d in held.present:
                 discard()
