@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 
 from bench.context import Context
 from bench.report import Results
-from bench.scenarios import airgap, auth, core, evict, proxy, startup
+from bench.scenarios import airgap, auth, core, evict, gc, proxy, startup
 
 Scenario = Callable[[Context, Results], Awaitable[None]]
 
@@ -23,4 +23,5 @@ SCENARIOS: dict[str, Scenario] = {
     "airgap": airgap.run,
     "evict": evict.run,
     "auth": auth.run,
+    "gc": gc.run,
 }

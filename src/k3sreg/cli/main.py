@@ -12,12 +12,14 @@ import sys
 import typer
 
 from k3sreg import __version__
-from k3sreg.cli import certs, deploy, doctor, htpasswd, images, mirrors, nodes, serve
+from k3sreg.cli import certs, deploy, doctor, gc, htpasswd, images, mirrors, nodes, serve
 from k3sreg.cli.output import FOUND, INTERRUPTED, USAGE, fail, new_app
 from k3sreg.errors import ConfigError, K3sregError, UsageError
 
 app = new_app("A registry and toolkit that gives a K3s cluster its own image supply.", name="k3sreg")
 app.command("serve")(serve.serve)
+app.command("garbage-collect")(gc.garbage_collect)
+app.command("scrub")(gc.scrub)
 app.add_typer(nodes.app, name="nodes")
 app.add_typer(mirrors.app, name="mirrors")
 app.add_typer(certs.app, name="certs")

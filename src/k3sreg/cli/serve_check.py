@@ -154,6 +154,14 @@ def describe(facts: dict[str, Any]) -> list[tuple[str, str]]:
                                             if tls["clientcas"] else ")")))
     storage = facts["storage"]
     flags = [text for key, text in (("delete", "deletes allowed"), ("readonly", "read-only")) if storage[key]]
+    if storage["gc"]:
+        gc = storage["gc"]
+        flags.append(f"garbage collection every {gc['interval']:g}s, keeping {gc['delay']:g}s"
+                     + (", untagged manifests too" if gc["deleteuntagged"] else "") + (" (dry run)" if gc["dryrun"]
+                                                                                        else ""))
+    if storage["scrub"]:
+        flags.append(f"scrub every {storage['scrub']['interval']:g}s at {storage['scrub']['rate']} bytes/s"
+                     + (", quarantining" if storage["scrub"]["quarantine"] else ""))
     where = f"{storage['driver']} {storage['rootdirectory']}" if "rootdirectory" in storage else storage["driver"]
     lines.append(("storage", where + (f" ({', '.join(flags)})" if flags else "")))
     for upstream in facts["upstreams"]:
@@ -203,7 +211,12 @@ def _storage(settings: Settings) -> dict[str, Any]:
     if settings.storage.filesystem is not None:
         out["rootdirectory"] = str(settings.storage.filesystem.rootdirectory.resolve())
     out["delete"] = settings.storage.delete.enabled
-    out["readonly"] = settings.storage.maintenance.readonly.enabled
+    out["readonly"] = readonly = settings.storage.maintenance.readonly.enabled
+    gc, scrub = settings.storage.gc, settings.storage.scrub
+    out["gc"] = None if gc is None or not gc.enabled or readonly else {
+        "interval": gc.interval, "delay": gc.delay, "deleteuntagged": gc.deleteuntagged, "dryrun": gc.dryrun}
+    out["scrub"] = None if scrub is None or not scrub.enabled or readonly else {
+        "interval": scrub.interval, "rate": scrub.rate, "quarantine": scrub.quarantine}
     return out
 
 

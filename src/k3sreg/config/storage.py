@@ -17,6 +17,7 @@ OTHER_DRIVERS = ("azure", "gcs", "swift", "oss", "s3aws")
 """Drivers Distribution has (had) that k3sreg does not: reported as such, not as unknown keys."""
 
 MiB = 1024 * 1024
+_SWITCHED = ("gc", "scrub")  # sections that a bare key turns on
 
 
 class FilesystemSettings(Section):
@@ -126,6 +127,39 @@ class MaintenanceSettings(Section):
     readonly: ReadOnlySettings = Field(default_factory=ReadOnlySettings)
 
 
+class GCSettings(Section):
+    """`storage.gc` (k3sreg's): collect garbage in the background while serving, as `garbage-collect` does."""
+
+    enabled: bool = True
+    interval: Duration = 24 * 3600.0
+    delay: Duration = 3600.0
+    deleteuntagged: bool = False
+    dryrun: bool = False
+
+    @field_validator("interval")
+    @classmethod
+    def _interval(cls, value: float) -> float:
+        if value <= 0:
+            raise problem("must be longer than 0")
+        return value
+
+
+class ScrubSettings(Section):
+    """`storage.scrub` (k3sreg's): re-hash every blob in the background, at most `rate` bytes a second."""
+
+    enabled: bool = True
+    interval: Duration = 7 * 24 * 3600.0
+    rate: Size = 8 * MiB
+    quarantine: bool = False
+
+    @field_validator("interval", "rate")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value <= 0:
+            raise problem("must be more than 0")
+        return value
+
+
 class TagSettings(Section):
     """`storage.tag`: how many tag lookups may run at once (None: no limit)."""
 
@@ -143,16 +177,19 @@ class StorageSettings(Section):
     cache: CacheSettings = Field(default_factory=CacheSettings)
     maintenance: MaintenanceSettings = Field(default_factory=MaintenanceSettings)
     tag: TagSettings = Field(default_factory=TagSettings)
+    gc: GCSettings | None = None
+    scrub: ScrubSettings | None = None
 
     @model_validator(mode="before")
     @classmethod
     def _drop_nulls(cls, data: Any) -> Any:
-        # `storage: inmemory` (a bare string) and `inmemory:` (no value) both select a driver, as in Distribution.
+        # `storage: inmemory` (a bare string) and `inmemory:` (no value) both select a driver, as in Distribution;
+        # `gc:` and `scrub:` with no value turn those on with their defaults.
         if isinstance(data, str):
             return {data: {}}
         if isinstance(data, dict):
-            keep = set(DRIVERS) | (set(data) - set(cls.model_fields))
-            return {k: {} if v is None and k in DRIVERS else v for k, v in data.items() if v is not None or k in keep}
+            keep = set(DRIVERS) | set(_SWITCHED) | (set(data) - set(cls.model_fields))
+            return {k: {} if v is None and k in keep else v for k, v in data.items() if v is not None or k in keep}
         return data
 
     @model_validator(mode="after")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
@@ -20,6 +21,7 @@ from k3sreg.server import blob_handlers, health, manifest_handlers, metrics, rou
 from k3sreg.server.access import AccessGate, make_access_middleware
 from k3sreg.server.context import CONTEXT, Context, Limits, Resolved
 from k3sreg.server.middleware import make_middlewares
+from k3sreg.storage import gc, maintenance
 from k3sreg.storage.access import AccessClock
 from k3sreg.storage.driver import Driver
 from k3sreg.storage.filesystem import FilesystemDriver
@@ -182,7 +184,26 @@ def create_app(settings: Settings, store: Store | None = None) -> web.Applicatio
     purging = settings.storage.maintenance.uploadpurging
     if purging.enabled:
         app.cleanup_ctx.append(_background(_purger(store, purging.age, purging.interval, purging.dryrun)))
+    cached = ctx.proxy.caches if ctx.proxy is not None else None
+    collect, scrub = settings.storage.gc, settings.storage.scrub
+    if collect is not None and collect.enabled and not ctx.read_only:
+        # The cache's untagged manifests (pulled by digest) are eviction's to remove, not garbage collection's.
+        untagged_in = (lambda repo: not cached(repo)) if cached is not None else None
+        app.cleanup_ctx.append(_background(functools.partial(maintenance.collect_forever, store, collect,
+                                                             untagged_in)))
+    if scrub is not None and scrub.enabled and not ctx.read_only:
+        app.cleanup_ctx.append(_background(functools.partial(maintenance.scrub_forever, store, scrub, cached)))
     return app
+
+
+def _count_collection(report: gc.Report | object) -> None:
+    """Count a garbage collection run this process made in the metrics (a dry run frees nothing)."""
+    if isinstance(report, gc.Report) and not report.dry_run:
+        metrics.record_gc(report.bytes_freed, report.manifests_removed + report.blobs_removed)
+
+
+# Once per process, not per application: tests build many applications in one process.
+maintenance.listen(_count_collection)
 
 
 def _background(job: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[web.Application], AsyncIterator[None]]:

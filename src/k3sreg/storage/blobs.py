@@ -3,18 +3,21 @@
 A blob becomes visible in a repository in this order: its bytes are synced and renamed into
 `blobs/<alg>/<xx>/<hex>/data` only after the digest was verified (by a `BlobWriter`), then the repository's
 `_layers` link is written. A process killed at any point leaves at most a staging file (an upload, a fill,
-purged later) or an unlinked blob.
+purged later) or an unlinked blob. A link to content the store has already is written while holding the blob
+(see `guard`), so that a garbage collection running meanwhile cannot remove it under the link.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from k3sreg import errors
 from k3sreg.oci.digest import Digest
 from k3sreg.storage import paths
-from k3sreg.storage.driver import Driver, PathNotFound
+from k3sreg.storage.driver import Driver, LockService, PathNotFound
+from k3sreg.storage.guard import BlobGuard
 from k3sreg.storage.links import read_link, write_link
 
 log = logging.getLogger("k3sreg.storage")
@@ -31,11 +34,15 @@ class BlobInfo:
 
 
 class BlobStore:
-    """Blobs and repository links on top of a Driver (synchronous; run in threads)."""
+    """Blobs and repository links on top of a Driver (synchronous; run in threads). `locks` (shared with the
+    other processes on this storage) defaults to the driver's own, if it has any."""
 
-    def __init__(self, driver: Driver):
+    def __init__(self, driver: Driver, locks: LockService | None = None):
         self.driver = driver
         self._unrecorded: dict[Digest, int] = {}  # blobs without a size record -> the size they had
+        if locks is None and isinstance(driver, LockService):
+            locks = driver
+        self.guard = BlobGuard(driver, locks, lambda d: self.stat_global(d) is not None)
 
     def stat_global(self, d: Digest) -> BlobInfo | None:
         """The blob `d` in the global store, or None when it is absent or not the size its commit verified.
@@ -84,13 +91,27 @@ class BlobStore:
 
     def mount(self, repo: str, d: Digest, source: str | None) -> BlobInfo | None:
         """Link an existing blob into `repo` from `source` (or from anywhere when None); None if impossible."""
-        try:
-            info = self.stat(source, d) if source is not None else self.stat_global(d)
-        except errors.BlobUnknown:
-            return None
-        if info is not None:
+        with self.guard.hold([d]) as held:
+            if d not in held.present:
+                return None
+            try:
+                info = self.stat(source, d) if source is not None else self.stat_global(d)
+            except errors.BlobUnknown:
+                return None
+            if info is not None:
+                self.link(repo, d)
+            return info
+
+    def link_committed(self, repo: str, d: Digest, install: Callable[[], None], discard: Callable[[], None]) -> None:
+        """Link blob `d` into `repo` once its verified bytes are staged: `install` moves them into place when
+        the store lacks `d`, `discard` drops them when it has it. Held throughout (see `guard`): a sweep can
+        neither take the copy found nor the directory the bytes go into."""
+        with self.guard.hold([d]) as held:
+            if d in held.present:
+                discard()
+            else:  # removed by a sweep meanwhile: these bytes take its place
+                install()
             self.link(repo, d)
-        return info
 
     def put_small(self, d: Digest, data: bytes) -> None:
         """Store verified content (a manifest) in the global store, unless it is there already."""

@@ -112,17 +112,21 @@ class BlobWriter:
         self.blobs.driver.move(self.path, dst)
         self.path = dst
 
-    def commit(self, d: Digest, size: int | None = None) -> BlobInfo:
-        """Verify (unless `verify(d)` did already), make the bytes durable and move them into place as blob
-        `d`; when the store has `d` already, the staging file is removed instead."""
+    def commit(self, d: Digest, repo: str, size: int | None = None) -> BlobInfo:
+        """Verify (unless `verify(d)` did already), make the bytes durable, move them into place as blob `d`
+        and link it into `repo`; when the store has `d` already, the staging file is removed instead."""
         if self._verified != d:
             self.verify(d, size)
-        if self.blobs.stat_global(d) is None:
+
+        def install() -> None:
             self.close(sync=True)
             self.blobs.install(self.path, d, self.size)
-        else:
+
+        def discard() -> None:
             self.close()
             self.blobs.driver.delete(self.path)
+
+        self.blobs.link_committed(repo, d, install, discard)
         return BlobInfo(d, self.size, paths.blob_data(d))
 
 

@@ -106,8 +106,7 @@ class _LocalStagedFill:
         self.writer.rename(paths.fill_verified(self._d))
 
     def commit(self, repo: str) -> BlobInfo:
-        info = self.writer.commit(self._d)
-        self._staging.blobs.link(repo, self._d)
+        info = self.writer.commit(self._d, repo)
         self._staging.blobs.driver.delete(paths.fill_size(self._d))
         return info
 

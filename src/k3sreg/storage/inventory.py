@@ -1,10 +1,9 @@
 """What the store holds, repository by repository, with last access: the reads and removals of a sweep.
 
-Eviction (and, next, garbage collection) work through this view in one worker thread: list what is there,
-mark what kept manifests need (`mark`), delete manifests and unlink blobs by their own policy, and finally
-`remove_unlinked` frees the bytes nothing links or needs any more. What a sweep reads is a snapshot: a link
-made while it runs to a blob it then frees is the order "link, then free" (a cached blob is fetched again on
-its next pull), as it was when each blob was checked against every repository in turn.
+Eviction works through this view in one worker thread: list what is there, mark what kept manifests need
+(`mark`), delete manifests and unlink blobs by its own policy, and finally `remove_unlinked` frees the bytes
+nothing links or needs any more, through the same protocol as garbage collection (`guard`): a write that
+relied on a blob after the sweep began keeps it.
 """
 
 from __future__ import annotations
@@ -88,9 +87,14 @@ class Inventory:
             sizes[d] = info.size if info else 0
         return Usage(sizes, links)
 
-    def remove_unlinked(self, candidates: Iterable[Digest], mark: Mark) -> list[tuple[Digest, int]]:
-        """Free the bytes of each candidate that no kept manifest needs and no repository links (as a blob or
-        a manifest); returns (digest, bytes freed) of those removed."""
+    def clock(self) -> float:
+        """T0 of a sweep, on the storage's clock: taken before the mark (see `guard`)."""
+        return self.blobs.guard.clock()
+
+    def remove_unlinked(self, candidates: Iterable[Digest], mark: Mark, cutoff: float) -> list[tuple[Digest, int]]:
+        """Free the bytes of each candidate that no kept manifest needs, no repository links (as a blob or a
+        manifest) and no write relied on after `cutoff` (see `guard`); returns (digest, bytes freed) of those
+        removed."""
         doomed = [d for d in candidates if not mark.kept(d)]
         if not doomed:
             return []
@@ -104,9 +108,7 @@ class Inventory:
         for d in doomed:
             if any(self.driver.stat(link) for link in links.get(d, ())):
                 continue
-            info = self.driver.stat(paths.blob_data(d))
-            if info is None:
-                continue
-            self.driver.delete(paths.blob_dir(d))
-            removed.append((d, info.size))
+            freed = self.blobs.guard.sweep(d, cutoff)
+            if freed is not None:
+                removed.append((d, freed))
         return removed

@@ -64,6 +64,16 @@ class _ManifestCache:
                 self._used -= old.size
 
 
+def is_foreign(blob: Descriptor) -> bool:
+    """Whether a layer lives outside registries by design (Windows base layers): never stored, never needed."""
+    return any(word in blob.media_type for word in _FOREIGN)
+
+
+def needed(m: Manifest) -> list[Digest]:
+    """What a manifest needs in the store: its config and layers (foreign ones aside), its child manifests."""
+    return [b.digest for b in m.blobs if not is_foreign(b)] + [c.digest for c in m.manifests]
+
+
 def media_type_of(data: bytes) -> str:
     """The media type a stored manifest declares (or implies, for OCI documents without one)."""
     try:
@@ -142,8 +152,14 @@ class ManifestStore:
         return out
 
     def revisions(self, repo: str) -> list[Digest]:
-        """The manifests `repo` holds (tagged or not)."""
+        """The manifests `repo` holds (tagged or not), by their directories (a deleted one may have left its
+        directory behind: see `linked`)."""
         return list(digests_under(self.driver, paths.revisions(repo)))
+
+    def linked(self, repo: str) -> list[Digest]:
+        """The manifests `repo` holds, each checked by its link: Distribution deletes a manifest by removing
+        the link alone, and leaves its directory."""
+        return [d for d in self.revisions(repo) if read_link(self.driver, paths.revision_link(repo, d)) == d]
 
     def accessed(self, repo: str, d: Digest) -> float:
         """When `repo`'s revision link to `d` was last touched (written, or pulled from a cache); 0 when none."""
@@ -179,25 +195,30 @@ class ManifestStore:
             raise errors.ManifestInvalid(str(e)) from None
         except InvalidManifest as e:
             raise errors.ManifestInvalid(str(e)) from None
-        if check_references:
-            self._check_references(repo, parsed)
-        self.blobs.put_small(d, data)
-        write_link(self.driver, paths.revision_link(repo, d), d)
-        if parsed.subject is not None:
-            write_link(self.driver, paths.referrer_link(repo, parsed.subject.digest, d), d)
-        if tag is not None:
-            self.tags.point(repo, tag, d)
+        # Held from the check to the last link (see `guard`): a garbage collection cannot take what the
+        # manifest needs in between, nor the manifest itself while it is being tagged.
+        with self.blobs.guard.hold([*needed(parsed), d]) as held:
+            if check_references:
+                self._check_references(repo, parsed, held.present)
+            if d not in held.present:
+                self.blobs.put_small(d, data)
+                held.try_take(d)
+            write_link(self.driver, paths.revision_link(repo, d), d)
+            if parsed.subject is not None:
+                write_link(self.driver, paths.referrer_link(repo, parsed.subject.digest, d), d)
+            if tag is not None:
+                self.tags.point(repo, tag, d)
         stored = StoredManifest(d, data, parsed.media_type, parsed)
         self._cache.put(StoredManifest(d, data, parsed.media_type))
         return stored
 
-    def _check_references(self, repo: str, m: Manifest) -> None:
+    def _check_references(self, repo: str, m: Manifest, present: set[Digest]) -> None:
         missing: list[str] = []
         for blob in m.blobs:
-            if any(word in blob.media_type for word in _FOREIGN):
-                continue  # foreign layers live elsewhere by design
+            if is_foreign(blob):
+                continue
             if read_link(self.driver, paths.layer_link(repo, blob.digest)) != blob.digest or \
-                    self.blobs.stat_global(blob.digest) is None:
+                    blob.digest not in present:
                 missing.append(str(blob.digest))
         for child in m.manifests:
             if read_link(self.driver, paths.revision_link(repo, child.digest)) != child.digest:

@@ -5,6 +5,8 @@
       blobs/<alg>/<hex[:2]>/<hex>/data                       the content, once per digest
       blobs/<alg>/<hex[:2]>/<hex>/size-<n>                   k3sreg's: an empty file naming the size the commit
                                                              verified (see BlobStore.stat_global)
+      blobs/<alg>/<hex[:2]>/<hex>/used                       k3sreg's: an empty file; its mtime is when a write
+                                                             last relied on the blob (see `guard`)
       repositories/<name>/
         _layers/<alg>/<hex>/link                             "sha256:..." : the blob belongs to <name>; its mtime
                                                              is the blob's last access in a cache repository
@@ -23,6 +25,17 @@
         <hex>.verified                                       the same file once every byte matched the digest,
                                                              until it is moved to blobs/.../data
         evict.lock                                           locked by the worker that runs eviction
+      _gc/                                                   k3sreg's: garbage collection and scrub
+        gc.lock, scrub.lock                                  locked by the worker that collects, or scrubs
+        locks/<hex[:3]>                                      the blobs whose digests start so: held by a write
+                                                             relying on one, or a sweep removing one (`guard`)
+        clock                                                rewritten at the start of a run: its mtime is the
+                                                             storage's own "now" (see `guard`)
+        gc.json, scrub.json                                  the last run's report (`gc.Report`, `scrub.Report`)
+        scrub.resume                                         where an interrupted background scrub goes on
+      _quarantine/<alg>/<hex>/                               k3sreg's: corrupt blobs moved aside by scrub
+        data                                                 the bytes, as they were found
+        reason                                               one line: when and why
       _tmp/                                                  k3sreg's staging for atomic writes; directories
                                                              being deleted are moved here first
         health-<uuid>                                        the storage health check's write probe
@@ -40,12 +53,23 @@ REPOSITORIES = f"{V2}/repositories"
 TMP = f"{V2}/_tmp"
 FILLS = f"{V2}/_fills"
 EVICT_LOCK = f"{FILLS}/evict.lock"
+GC = f"{V2}/_gc"
+GC_LOCK = f"{GC}/gc.lock"
+SCRUB_LOCK = f"{GC}/scrub.lock"
+GC_CLOCK = f"{GC}/clock"
+GC_REPORT = f"{GC}/gc.json"
+SCRUB_REPORT = f"{GC}/scrub.json"
+SCRUB_RESUME = f"{GC}/scrub.resume"
+GC_LOCKS = f"{GC}/locks"
+GC_LOCKS_READY = f"{GC_LOCKS}/ready"
+QUARANTINE = f"{V2}/_quarantine"
 
 # The directories of a repository: the catalog lists the repositories that hold `_manifests`.
 LAYERS = "_layers"
 MANIFESTS = "_manifests"
 UPLOADS = "_uploads"
 SIZE_MARKER = "size-"
+DATA, USED = "data", "used"
 
 
 def child(directory: str, name: str) -> str:
@@ -66,11 +90,23 @@ def blob_dir(d: Digest) -> str:
 
 
 def blob_data(d: Digest) -> str:
-    return f"{blob_dir(d)}/data"
+    return f"{blob_dir(d)}/{DATA}"
 
 
 def blob_size_marker(d: Digest, size: int) -> str:
     return f"{blob_dir(d)}/{SIZE_MARKER}{size}"
+
+
+def blob_used(d: Digest) -> str:
+    return f"{blob_dir(d)}/{USED}"
+
+
+def gc_stripe(d: Digest) -> str:
+    return f"{GC_LOCKS}/{d.hex[:3]}"
+
+
+def quarantine_dir(d: Digest) -> str:
+    return f"{QUARANTINE}/{d.algorithm}/{d.hex}"
 
 
 def repo(name: str) -> str:
@@ -113,8 +149,12 @@ def tag_current_link(name: str, tag: str) -> str:
     return f"{tag_dir(name, tag)}/current/link"
 
 
+def tag_index_dir(name: str, tag: str, d: Digest) -> str:
+    return f"{tag_dir(name, tag)}/index/{d.algorithm}/{d.hex}"
+
+
 def tag_index_link(name: str, tag: str, d: Digest) -> str:
-    return f"{tag_dir(name, tag)}/index/{d.algorithm}/{d.hex}/link"
+    return f"{tag_index_dir(name, tag, d)}/link"
 
 
 def uploads(name: str) -> str:

@@ -58,7 +58,7 @@ class Store:
         before it answers UploadBusy (a PATCH holds its session while its body arrives)."""
         self.driver = driver
         self.session_wait = session_wait
-        self.blobs = BlobStore(driver)
+        self.blobs = BlobStore(driver, locks)
         self.uploads = UploadSessions(self.blobs, locks)
         self.manifests = ManifestStore(self.blobs)
         self.blob_limit = blob_limit

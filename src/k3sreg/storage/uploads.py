@@ -154,13 +154,12 @@ class UploadSessions:
             # blob store is closed for good.
             writer = self._writer(repo, uuid, self._take(repo, uuid, size, rehash=False))
             try:
-                info = writer.commit(d)
+                info = writer.commit(d, repo)
             except BaseException as e:
                 writer.cancel()  # it appended nothing; closed without publishing anything
                 if isinstance(e, errors.DigestInvalid):
                     self.driver.delete(paths.upload_dir(repo, uuid))
                 raise
-            self.blobs.link(repo, d)
             self.driver.delete(paths.upload_dir(repo, uuid))
         finally:
             lock.release()

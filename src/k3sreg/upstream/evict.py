@@ -47,6 +47,7 @@ class Evictor:
         report = Report()
         if not self.upstreams:
             return report
+        began = self.inventory.clock()
         repos = self.inventory.repositories()
         mark = self.inventory.mark(repos)
         for upstream in self.upstreams:
@@ -55,7 +56,7 @@ class Evictor:
             self._unlink_by_age(upstream, mine, now, report, mark)
             if upstream.maxsize:
                 self._cap(upstream, mine, report, mark)
-        for d, size in self.inventory.remove_unlinked(report.candidates, mark):
+        for d, size in self.inventory.remove_unlinked(report.candidates, mark, began):
             report.blobs.append(str(d))
             report.freed += size
         if report.manifests or report.blobs:
@@ -64,8 +65,13 @@ class Evictor:
         return report
 
     def _owns(self, upstream: UpstreamSettings, repo: str) -> bool:
+        return self.owns(upstream, repo, self.proxy_name)
+
+    @staticmethod
+    def owns(upstream: UpstreamSettings, repo: str, proxy_name: str | None) -> bool:
+        """Whether `repo` holds `upstream`'s cached content."""
         # The `proxy:` upstream caches under plain names: as in registry:2's proxy mode, the store is its cache.
-        return upstream.name == self.proxy_name or repo.startswith(f"{upstream.name}/")
+        return upstream.name == proxy_name or repo.startswith(f"{upstream.name}/")
 
     def _delete_manifest(self, repo: str, d: Digest, report: Report, mark: Mark) -> list[Digest] | None:
         """Delete manifest `d` of `repo`; the digests that nothing kept needs any more since, None when it was

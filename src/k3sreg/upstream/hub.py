@@ -46,6 +46,10 @@ class ProxyHub:
         return ProxyRepository(self.store, self.clients[target.upstream.name], self.fills, target,
                                self._flights, target.upstream.tagtimeout, self._access)
 
+    def caches(self, repo: str) -> bool:
+        """Whether `repo` is an upstream's cache (its blobs are fetched when asked for; eviction tidies it)."""
+        return any(Evictor.owns(u, repo, self.router.proxy_name) for u in self.upstreams)
+
     async def evict_forever(self) -> None:
         """Run eviction now and then, in whichever worker holds the eviction lock."""
         evictor = Evictor(self.store.inventory(), self.upstreams, self.router.proxy_name)

@@ -107,6 +107,20 @@ def test_text_summary_says_what_would_be_served(tmp_path: Path) -> None:
     assert facts["log"] == "text on stdout, level info, access log on" and facts["tls"] == "off"
 
 
+def test_background_jobs_are_listed(tmp_path: Path) -> None:
+    """storage.gc and storage.scrub show on the storage line and in --json; read-only mode turns them off."""
+    jobs = ("  gc:\n    interval: 6h\n    deleteuntagged: true\n  scrub:\n    rate: 1MiB\n"
+            "    quarantine: true\n")
+    text = minimal(tmp_path).replace("http:\n", jobs + "http:\n")
+    result = check(str(write(tmp_path, text)))
+    facts = dict(line.split(None, 1) for line in result.stdout.splitlines()[1:])
+    assert facts["storage"] == (f"filesystem {tmp_path}/data (garbage collection every 21600s, keeping 3600s, "
+                                "untagged manifests too, scrub every 604800s at 1048576 bytes/s, quarantining)")
+    readonly = text.replace("http:\n", "  maintenance:\n    readonly:\n      enabled: true\nhttp:\n")
+    doc = json.loads(check(str(write(tmp_path, readonly)), "--json").stdout)
+    assert doc["storage"]["gc"] is None and doc["storage"]["scrub"] is None
+
+
 def test_every_problem_at_once_exit_2(tmp_path: Path) -> None:
     """Problems from each stage (unsupported driver, an address not of this machine) each get a line; exit 2."""
     bad = write(tmp_path, "version: 0.1\nstorage:\n  s3:\n    region: r\n    bucket: b\n"

@@ -36,7 +36,8 @@ def loaded(*args: str) -> set[str]:
 @pytest.mark.parametrize("args", [("--help",), ("--version",), ("nodes", "--help"), ("mirrors", "--help"),
                                   ("serve", "--help"), ("nodes", "apply", "--help"),
                                   ("images", "--help"), ("images", "sync", "--help"),
-                                  ("doctor", "--help")])
+                                  ("doctor", "--help"),
+                                  ("garbage-collect", "--help"), ("scrub", "--help")])
 def test_help_imports_nothing_heavy(args: tuple[str, ...]) -> None:
     """Help and --version load typer and k3sreg's command modules only."""
     assert loaded(*args).isdisjoint(HEAVY), sorted(loaded(*args) & set(HEAVY))
