@@ -14,6 +14,8 @@ from typing import Any
 
 import typer
 
+from k3sreg.images.events import Quiet
+
 
 class JsonLines:
     """Events as JSON lines on stdout, for CI logs and scripts."""
@@ -43,8 +45,9 @@ class JsonLines:
         del key
 
 
-class Plain:
-    """One line per image and per tag on stdout, warnings and errors on stderr (a pipe, a log)."""
+class Plain(Quiet):
+    """One line per image and per tag on stdout, warnings and errors on stderr (a pipe, a log); no per-blob
+    progress (it inherits `Quiet`'s transfer hooks)."""
 
     def event(self, kind: str, **fields: Any) -> None:
         if kind == "tag":
@@ -55,15 +58,6 @@ class Plain:
             typer.echo(f"{kind}: {fields['message']}", err=True)
         elif kind == "written":
             typer.echo(f"wrote {fields['path']} ({fields.get('bytes', 0)} bytes)")
-
-    def started(self, key: str, label: str, size: int) -> None:
-        del key, label, size
-
-    def transferred(self, key: str, nbytes: int) -> None:
-        del key, nbytes
-
-    def finished(self, key: str) -> None:
-        del key
 
 
 class Bars(Plain):

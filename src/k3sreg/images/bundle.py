@@ -280,7 +280,32 @@ class BundleReader:
             yield chunk
 
 
-class _FrameReader(io.RawIOBase):
+class _Bounded(io.RawIOBase):
+    """A raw reader of at most `left` bytes, each read taken from `_raw`."""
+
+    left: int
+
+    def _raw(self, n: int) -> bytes:
+        raise NotImplementedError
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int | None = -1) -> bytes:
+        if self.left == 0:
+            return b""
+        n = self.left if n is None or n < 0 else min(n, self.left)
+        data = self._raw(n)
+        self.left -= len(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+class _FrameReader(_Bounded):
     """The data of one blob frame: decompressed, its tar header skipped, exactly `size` bytes."""
 
     def __init__(self, path: Path, frame: Frame) -> None:
@@ -306,47 +331,20 @@ class _FrameReader(io.RawIOBase):
             raise K3sregError("a blob frame ends early; the bundle is corrupted or truncated")
         return bytes(data)
 
-    def readable(self) -> bool:
-        return True
-
-    def read(self, n: int = -1) -> bytes:
-        if self.left == 0:
-            return b""
-        n = self.left if n is None or n < 0 else min(n, self.left)
-        data = self._raw(n)
-        self.left -= len(data)
-        return data
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
     def close(self) -> None:
         self.file.close()
         super().close()
 
 
-class _Slice(io.RawIOBase):
+class _Slice(_Bounded):
     """At most `length` bytes of `f` from where it stands."""
 
     def __init__(self, f: BinaryIO, length: int) -> None:
         self.f = f
         self.left = length
 
-    def readable(self) -> bool:
-        return True
-
-    def read(self, n: int = -1) -> bytes:
-        n = self.left if n is None or n < 0 else min(n, self.left)
-        data = self.f.read(n)
-        self.left -= len(data)
-        return data
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
+    def _raw(self, n: int) -> bytes:
+        return self.f.read(n)
 
 
 def unpack(path: Path, into: Path, progress: Callable[[int], Any] | None = None) -> None:
