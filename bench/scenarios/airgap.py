@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from bench.context import Context
-from bench.procs import MIB, StartError
+from bench.procs import MIB, StartError, with_bytecode_cache
 from bench.report import SKOPEO, Figure, Results, Target
 from bench.servers import K3SREG, Server, k3sreg_binary, start_docker_registry, start_k3sreg
 
@@ -98,7 +98,7 @@ def write_layout(root: Path, base_mib: int, layer_mib: int, seed: int, images: i
 def _timed(argv: list[str], cwd: Path | None = None, shell: bool = False) -> tuple[float, float]:
     """Run a command to its end; (seconds, peak RSS of that process in MiB). RuntimeError when it fails."""
     # With the bytecode cache, as every run after a user's first (see the startup scenario).
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env = with_bytecode_cache()
     began = time.monotonic()
     proc = subprocess.Popen(argv if not shell else " ".join(argv), cwd=cwd, shell=shell, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

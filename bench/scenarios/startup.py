@@ -12,7 +12,6 @@ interpreter (`python -c pass`) and `skopeo --help` (a Go binary).
 from __future__ import annotations
 
 import asyncio
-import os
 import resource
 import shutil
 import statistics
@@ -22,7 +21,7 @@ import time
 from collections.abc import Mapping, Sequence
 
 from bench.context import Context
-from bench.procs import StartError
+from bench.procs import StartError, with_bytecode_cache
 from bench.report import Figure, Results, Target
 from bench.servers import K3SREG, k3sreg_binary
 
@@ -69,7 +68,7 @@ async def run(ctx: Context, results: Results) -> None:
     registries.write_text(REGISTRIES)
     argvs = {key: [binary, *args, *([str(registries)] if key == "validate" else [])]
              for key, (_, args) in commands.items()}
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env = with_bytecode_cache()
     yardsticks: dict[str, list[float]] = {"python -c pass": []}
     others = {"python -c pass": [sys.executable, "-c", "pass"]}
     skopeo = shutil.which("skopeo")
