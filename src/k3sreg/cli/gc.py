@@ -32,6 +32,11 @@ def _open(config: Path) -> tuple[Settings, ManifestStore]:
     settings = load_settings(config)
     if settings.storage.driver == "s3":
         raise UsageError("storage.s3: the s3 driver is not available in this version of k3sreg")
+    fs = settings.storage.filesystem
+    if fs is not None and not Path(fs.rootdirectory).is_dir():
+        # A mistyped root would otherwise be created, and an empty store reported as clean.
+        raise UsageError(f"storage.filesystem.rootdirectory: {fs.rootdirectory} is not a directory; name the "
+                         "storage a registry wrote")
     return settings, ManifestStore(BlobStore(make_driver(settings)))
 
 

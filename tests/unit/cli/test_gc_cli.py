@@ -99,3 +99,16 @@ def test_scrub_exit_status_and_output(setup: tuple[Store, Path], capsys: pytest.
     doc = json.loads(out)
     assert code == 1 and doc["corrupt"][0]["quarantined"] and doc["missing_blobs"][0]["blob"] == str(layer)
     assert store.driver.stat(paths.quarantine_dir(layer) + "/data") is not None
+
+
+@pytest.mark.parametrize("command", ["garbage-collect", "scrub"])
+def test_a_root_that_does_not_exist_is_refused_and_not_made(command: str, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A mistyped storage root: exit 2 with one line naming it, and no directory is created there."""
+    root = tmp_path / "typo"
+    config = tmp_path / "config.yml"
+    config.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {root}\n")
+    code, out, err = k3sreg(capsys, monkeypatch, command, str(config))
+    assert (code, out) == (2, "") and f"{root} is not a directory" in err and err.count("\n") == 1
+    assert not root.exists()
