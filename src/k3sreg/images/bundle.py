@@ -18,6 +18,7 @@ tool) is unpacked into a temporary layout next to it first, which needs its unco
 
 from __future__ import annotations
 
+import abc
 import hashlib
 import io
 import json
@@ -285,8 +286,9 @@ class _Bounded(io.RawIOBase):
 
     left: int
 
+    @abc.abstractmethod
     def _raw(self, n: int) -> bytes:
-        raise NotImplementedError
+        """Up to `n` bytes from the underlying stream."""
 
     def readable(self) -> bool:
         return True
