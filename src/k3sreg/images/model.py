@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Protocol, runtime_checkable
 
 from k3sreg.errors import UsageError
 from k3sreg.oci import mediatypes as mt
@@ -114,9 +114,14 @@ class BlobSource(Protocol):
         """The blob's bytes from `offset` on, in chunks (not verified here: the writer hashes them)."""
         ...
 
+
+
+@runtime_checkable
+class LocalBlobSource(BlobSource, Protocol):
+    """A source whose blobs are on this machine (a layout, a bundle, an archive)."""
+
     def open_file(self, blob: Blob) -> BinaryIO:
-        """A blocking reader of the blob from its start (for writers that run in a thread); NotImplementedError
-        for sources that cannot give one (a remote registry)."""
+        """A blocking reader of the blob from its start (for writers that run in a thread)."""
         ...
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import AsyncIterator, Callable
-from typing import Any, BinaryIO
+from typing import Any
 
 from k3sreg.client import RegistryClient
 from k3sreg.client.settings import registry_settings
@@ -70,9 +70,6 @@ class RegistrySource:
     def __init__(self, client: RegistryClient, attempts: int = 3) -> None:
         self.client = client
         self.attempts = attempts
-
-    def open_file(self, blob: Blob) -> BinaryIO:
-        raise NotImplementedError("a registry source has no local file")
 
     async def stream(self, repo: str, blob: Blob, offset: int = 0) -> AsyncIterator[bytes]:
         for attempt in range(self.attempts):

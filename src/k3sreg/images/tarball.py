@@ -21,7 +21,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from k3sreg.images.model import CONTAINERD_NAME, REF_NAME, BlobSource, Image, Node
+from k3sreg.errors import K3sregError
+from k3sreg.images.model import CONTAINERD_NAME, REF_NAME, Image, LocalBlobSource, Node
 from k3sreg.images.trees import filtered_index
 from k3sreg.localfiles import replacing
 from k3sreg.oci import mediatypes as mt
@@ -73,7 +74,7 @@ def tarball_name(reference: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", reference).strip("_") + ".tar"
 
 
-def k3s_members(image: Image, source: BlobSource) -> Iterator[Member]:
+def k3s_members(image: Image, source: LocalBlobSource) -> Iterator[Member]:
     """The members of the K3s tarball of `image`, read from `source` (a layout or a bundle)."""
     root = filtered_index(image.root)
     seen: set[Digest] = set()
@@ -108,7 +109,11 @@ def write_k3s_tarballs(images: Iterable[Image], directory: Path, mtime: int = 0)
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     for image in images:
+        source = image.source
+        if not isinstance(source, LocalBlobSource):
+            raise K3sregError(f"{image.reference}: its blobs are not on this machine; export or sync it to a "
+                              "layout first")
         out = directory / tarball_name(image.reference)
-        write_tar(out, k3s_members(image, image.source), mtime)
+        write_tar(out, k3s_members(image, source), mtime)
         written.append(out)
     return written
